@@ -1,0 +1,75 @@
+"""Loading weights files strictly, with errors that say which keys are wrong.
+
+Official checkpoints come in several wrappings: a plain state dict (SAM, ScribblePrompt), a
+dict with `model_state_dict` or `state_dict` (PRISM, Lightning), or keys prefixed `module.`
+(DataParallel, VerSe). We unwrap those explicitly and then load strictly.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from ..errors import CheckpointError
+
+WRAPPER_KEYS = ("model_state_dict", "state_dict", "model")
+SHOWN_KEYS = 4
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_state_dict(path: str | Path, trusted: bool = False) -> dict:
+    """The tensors of a weights file. `trusted` allows pickled non-tensor objects (PRISM's
+    numpy scalars) for files the user vouches for; otherwise torch's safe loader is used."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=not trusted)
+    except Exception as error:     # torch raises many types for corrupt or foreign files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"cannot read weights file {path.name}: {reason[:200]}") from None
+    for key in WRAPPER_KEYS:
+        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+            break
+    if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
+        raise CheckpointError(f"{path.name} does not hold a state dict")
+    if loaded and all(k.startswith("module.") for k in loaded):
+        loaded = {k[len("module."):]: v for k, v in loaded.items()}
+    return loaded
+
+
+def _listing(keys) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:SHOWN_KEYS])
+    return shown + (f" (+{len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else "")
+
+
+def load_strict(module, state_dict: dict, source: str = "weights") -> None:
+    """Load every key and nothing else; otherwise a CheckpointError naming what differs."""
+    expected = module.state_dict()
+    missing = set(expected) - set(state_dict)
+    unexpected = set(state_dict) - set(expected)
+    reshaped = [k for k in set(expected) & set(state_dict)
+                if tuple(expected[k].shape) != tuple(getattr(state_dict[k], "shape", ()))]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}")
+    if reshaped:
+        first = sorted(reshaped)[0]
+        problems.append(f"{len(reshaped)} keys with other shapes, e.g. {first} "
+                        f"{tuple(state_dict[first].shape)} vs {tuple(expected[first].shape)}")
+    if problems:
+        raise CheckpointError(f"{source} does not match {type(module).__name__}: "
+                              + "; ".join(problems))
+    module.load_state_dict(state_dict, strict=True)

@@ -1,0 +1,257 @@
+"""The engine protocol, shared by every method, and the registry that builds engines by name.
+
+An engine is an interactive session: `set_image` once, then `interact(prompt)` any number of
+times. `interact` is a generator of `Update`s (the changed region and its new voxels), so a
+viewer can show a trace slice by slice; the last update is final. The base class owns the
+mask, the undo history and the guarantee that a failed interaction leaves the mask as it was.
+Prompts reach engines in voxel index space (z, y, x floats).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import ClassVar, Iterator
+
+import numpy as np
+
+from .errors import EngineError, PromptError
+from .prompts import Box, MaskPrompt, Point, Prompt, Reset, Scribble, Text, Undo
+
+Region = tuple[slice, slice, slice]
+
+
+@dataclass
+class Update:
+    """New voxels for `region` of the mask (uint8 patch of the region's shape)."""
+    region: Region
+    patch: np.ndarray
+    final: bool = False
+    progress: float | None = None   # 0..1 when the engine can tell
+    message: str = ""
+
+    @property
+    def bounds(self) -> tuple[tuple[int, int], ...]:
+        return tuple((s.start, s.stop) for s in self.region)
+
+
+def full_region(shape) -> Region:
+    return tuple(slice(0, n) for n in shape)
+
+
+def changed_region(before: np.ndarray, after: np.ndarray) -> Region | None:
+    """Smallest box holding every voxel that differs, or None if nothing changed."""
+    diff = before != after
+    if not diff.any():
+        return None
+    region = []
+    for axis in range(diff.ndim):
+        present = np.flatnonzero(diff.any(axis=tuple(a for a in range(diff.ndim) if a != axis)))
+        region.append(slice(int(present[0]), int(present[-1]) + 1))
+    return tuple(region)
+
+
+def union_region(a: Region | None, b: Region | None) -> Region | None:
+    if a is None or b is None:
+        return a or b
+    return tuple(slice(min(p.start, q.start), max(p.stop, q.stop)) for p, q in zip(a, b))
+
+
+def _size(region: Region) -> int:
+    return int(np.prod([s.stop - s.start for s in region]))
+
+
+def resolve_device(device=None) -> str:
+    """CUDA when available unless told otherwise."""
+    if device not in (None, "", "auto"):
+        return str(device)
+    try:
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+class Engine:
+    """Base class: subclasses implement `_interact` (and optionally the state hooks)."""
+
+    name: ClassVar[str] = ""
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    needs_3d: ClassVar[bool] = False       # True: refuses single-slice (2D) images
+    takes_weights: ClassVar[bool] = False
+
+    def __init__(self, weights=None, device=None):
+        if weights is not None and not self.takes_weights:
+            raise EngineError(f"engine {self.name!r} takes no weights file")
+        self.device = resolve_device(device)
+        self.weights_sha256: str | None = None
+        self.image: np.ndarray | None = None
+        self.spacing_zyx = (1.0, 1.0, 1.0)
+        self._mask: np.ndarray | None = None
+        self._history: list[tuple[Region, np.ndarray, object]] = []
+
+    # ------------------------------------------------------------------ protocol
+    def set_image(self, image: np.ndarray, spacing_zyx=(1.0, 1.0, 1.0)) -> None:
+        image = np.asarray(image)
+        if image.ndim != 3:
+            raise PromptError(f"engines take a 3D (z, y, x) image, got {image.ndim}D; "
+                              "a 2D image is a single-slice volume")
+        if self.needs_3d and image.shape[0] < 2:
+            raise EngineError(f"engine {self.name!r} needs a 3D volume; this image is a "
+                              "single 2D slice")
+        if image.size == 0 or not np.isfinite(image).all():
+            raise PromptError("the image is empty or contains NaN/infinite voxels")
+        spacing = tuple(float(s) for s in spacing_zyx)
+        if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
+            raise PromptError(f"spacing must be three positive numbers, got {spacing_zyx!r}")
+        self.image = image
+        self.spacing_zyx = spacing
+        self._mask = np.zeros(image.shape, np.uint8)
+        self._history.clear()
+        self._on_image()
+
+    @property
+    def mask(self) -> np.ndarray:
+        self._require_image()
+        return self._mask
+
+    def accepts(self, kind: str) -> bool:
+        return kind in self.capabilities or kind in ("undo", "reset")
+
+    def interact(self, prompt: Prompt) -> Iterator[Update]:
+        """Apply one prompt, yielding updates as they are ready.
+
+        Stopping early (closing the generator) keeps what is done and remains undoable; an
+        exception restores the mask and the engine state to what they were before."""
+        self._require_image()
+        if isinstance(prompt, Undo):
+            update = self.undo()
+            if update is not None:
+                yield update
+            return
+        if isinstance(prompt, Reset):
+            yield self.reset()
+            return
+        if not self.accepts(prompt.kind):
+            raise PromptError(f"engine {self.name!r} does not take {prompt.kind} prompts "
+                              f"(it takes: {', '.join(sorted(self.capabilities))})")
+        self._check_inside(prompt)
+        before = self._mask.copy()
+        state = self._save_state()
+        touched: Region = tuple(slice(0, 0) for _ in range(3))
+        try:
+            for update in self._interact(prompt):
+                self._mask[update.region] = update.patch
+                touched = union_region(touched, update.region) if _size(touched) else update.region
+                yield update
+        except GeneratorExit:
+            pass                       # cancelled by the caller: keep what was done
+        except BaseException:
+            self._mask[...] = before
+            self._restore_state(state)
+            raise
+        # Every finished or cancelled interaction is one undo step, even one that changed
+        # nothing, so that "undo" always means "take back the last prompt".
+        self._history.append((touched, before[touched].copy(), state))
+
+    def run(self, prompt: Prompt) -> np.ndarray:
+        """Apply a prompt to completion and return the mask."""
+        for _ in self.interact(prompt):
+            pass
+        return self.mask
+
+    def undo(self) -> Update | None:
+        self._require_image()
+        if not self._history:
+            return None
+        region, old, state = self._history.pop()
+        self._mask[region] = old
+        self._restore_state(state)
+        return Update(region, old.copy(), final=True, message="undo")
+
+    def reset(self) -> Update:
+        self._require_image()
+        region = full_region(self._mask.shape)
+        self._history.append((region, self._mask.copy(), self._save_state()))
+        self._mask[...] = 0
+        self._on_image()
+        return Update(region, self._mask.copy(), final=True, message="reset")
+
+    # ------------------------------------------------------------------ for subclasses
+    def _interact(self, prompt: Prompt) -> Iterator[Update]:
+        raise NotImplementedError
+
+    def _on_image(self) -> None:
+        """Reset per-image engine state (called by set_image and reset)."""
+
+    def _save_state(self) -> object:
+        """Engine state (besides the mask) that undo must restore, e.g. accumulated clicks."""
+        return None
+
+    def _restore_state(self, state: object) -> None:
+        pass
+
+    def _final_update(self, new_mask: np.ndarray, message: str = "") -> Update:
+        """The update that turns the current mask into `new_mask` (only the changed box)."""
+        region = changed_region(self._mask, new_mask) or tuple(slice(0, 0) for _ in range(3))
+        return Update(region, new_mask[region].astype(np.uint8), final=True, progress=1.0,
+                      message=message)
+
+    # ------------------------------------------------------------------ checks
+    def _require_image(self) -> None:
+        if self.image is None:
+            raise EngineError(f"engine {self.name!r} has no image: call set_image first")
+
+    def _check_inside(self, prompt: Prompt) -> None:
+        shape = self.image.shape
+        if isinstance(prompt, Point):
+            positions = [prompt.position]
+        elif isinstance(prompt, Scribble):
+            positions = list(prompt.points)
+        elif isinstance(prompt, Box):
+            if any(hi < -0.5 or lo > n - 0.5 for lo, hi, n in zip(prompt.low, prompt.high, shape)):
+                raise PromptError("the box does not overlap the volume")
+            positions = []
+        elif isinstance(prompt, Text) and prompt.position is not None:
+            positions = [prompt.position]
+        elif isinstance(prompt, MaskPrompt):
+            if prompt.mask is None or prompt.mask.shape != shape:
+                got = None if prompt.mask is None else prompt.mask.shape
+                raise PromptError(f"the starting mask has shape {got}, the image {shape}")
+            positions = []
+        else:
+            positions = []
+        for zyx in positions:
+            if not all(-0.5 <= c <= n - 0.5 for c, n in zip(zyx, shape)):
+                raise PromptError("prompt point (z, y, x) = ("
+                                  + ", ".join(f"{c:.1f}" for c in zyx)
+                                  + f") is outside the image of shape {shape}")
+
+
+# ---------------------------------------------------------------------- registry
+# Engines are imported on first use so that `regiongrow` works without loading torch.
+_ENGINE_MODULES = {
+    "regiongrow": "PromptEngines.regiongrow.engine",
+}
+_REGISTRY: dict[str, type[Engine]] = {}
+
+
+def register_engine(cls: type[Engine]) -> type[Engine]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_engines() -> list[str]:
+    return sorted(set(_ENGINE_MODULES) | set(_REGISTRY))
+
+
+def engine_class(name: str) -> type[Engine]:
+    if name not in _REGISTRY:
+        if name not in _ENGINE_MODULES:
+            raise EngineError(f"unknown engine {name!r}; available: "
+                              + ", ".join(available_engines()))
+        importlib.import_module(_ENGINE_MODULES[name])
+    return _REGISTRY[name]
+
+
+def get_engine(name: str, weights=None, device=None) -> Engine:
+    return engine_class(name)(weights=weights, device=device)

@@ -1,0 +1,119 @@
+"""An interactive session on one volume: RAS prompts in, engine updates out, every step
+recorded in a PromptSequence that replays to the same mask bit for bit.
+
+The CLI and the Slicer module both drive engines through this class, so conversion from RAS,
+validation and recording happen the same way everywhere.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .data.segmentation_file import read_mask
+from .data.volume import Volume
+from .engine import Engine, Update
+from .errors import PromptError, PromptFileError
+from .prompts import Box, MaskPrompt, Point, Prompt, PromptSequence, Scribble, Text, sha256_array
+
+GEOMETRY_TOLERANCE_MM = 1e-3
+_END = object()
+
+
+class Session:
+    def __init__(self, volume: Volume, engine: Engine, segment: str = "vessel"):
+        self.volume = volume.validated()
+        self.engine = engine
+        engine.set_image(volume.array, volume.spacing_zyx)
+        self.sequence = PromptSequence(volume=volume.identity(), engine=engine.name,
+                                       weights_sha256=engine.weights_sha256, segment=segment)
+
+    @property
+    def mask(self) -> np.ndarray:
+        return self.engine.mask
+
+    def to_index(self, prompt: Prompt) -> Prompt:
+        """The prompt in the engine's voxel index frame; points must fall inside the volume."""
+        for ras in _positions(prompt):
+            self.volume.voxel_of(ras)          # raises a PromptError naming the point
+        return prompt.map_coordinates(self.volume.ras_to_index)
+
+    def interact(self, prompt: Prompt, stop_after: int | None = None) -> Iterator[Update]:
+        """Apply one RAS prompt. The step is recorded once the engine has accepted it. If the
+        caller stops early (cancel) or `stop_after` updates were applied, the record says how
+        many, so that replay stops at the same place and gives the same mask."""
+        updates = self.engine.interact(self.to_index(prompt))
+        item = next(updates, _END)             # validation errors surface here, unrecorded
+        index = len(self.sequence.steps)
+        self.sequence.append(prompt)
+        applied = 0
+        try:
+            # The engine has applied an update to its mask by the time it yields it, so the
+            # limit is checked before asking for the next one.
+            while item is not _END:
+                applied += 1
+                yield item
+                if stop_after is not None and applied >= stop_after:
+                    break
+                item = next(updates, _END)
+        except GeneratorExit:
+            raise
+        except BaseException:
+            # The engine restored its mask; the step did not happen.
+            del self.sequence.steps[index]
+            item = _END
+            raise
+        finally:
+            if item is not _END:
+                self.sequence.stopped_after[index] = applied
+            updates.close()
+
+    def apply(self, prompt: Prompt) -> np.ndarray:
+        for _ in self.interact(prompt):
+            pass
+        return self.mask
+
+    def finish(self) -> PromptSequence:
+        self.sequence.record_result(self.mask)
+        return self.sequence
+
+    # ------------------------------------------------------------------ replay
+    def replay(self, sequence: PromptSequence, base_dir: str | Path = ".",
+               check_volume: bool = True) -> np.ndarray:
+        """Apply every step of a recorded sequence (mask steps load their file)."""
+        if check_volume and sequence.volume is not None:
+            recorded = sequence.volume
+            if tuple(recorded.shape) != self.volume.shape:
+                raise PromptFileError(f"the prompts were recorded on a volume of shape "
+                                      f"{tuple(recorded.shape)}, this one is {self.volume.shape}")
+            if recorded.sha256 != sha256_array(self.volume.array):
+                raise PromptFileError("the prompts were recorded on a different volume "
+                                      "(voxel sha256 differs)")
+        for index, step in enumerate(sequence.steps):
+            if isinstance(step, MaskPrompt) and step.mask is None:
+                step = self.load_mask_prompt(Path(base_dir) / step.path, record_as=step.path)
+            for _ in self.interact(step, stop_after=sequence.stopped_after.get(index)):
+                pass
+        return self.mask
+
+    def load_mask_prompt(self, path: str | Path, record_as: str | None = None) -> MaskPrompt:
+        """A starting mask from a segmentation file, which must share the volume's grid."""
+        mask, geometry = read_mask(path)
+        if mask.shape != self.volume.shape or not np.allclose(
+                geometry.ijk_to_ras, self.volume.ijk_to_ras, atol=GEOMETRY_TOLERANCE_MM):
+            raise PromptError(f"{Path(path).name} does not share the volume's grid "
+                              f"(shape {mask.shape} vs {self.volume.shape}, or its geometry)")
+        return MaskPrompt(mask=mask, path=str(record_as or path))
+
+
+def _positions(prompt: Prompt) -> list:
+    if isinstance(prompt, Point):
+        return [prompt.position]
+    if isinstance(prompt, Scribble):
+        return list(prompt.points)
+    if isinstance(prompt, Text) and prompt.position is not None:
+        return [prompt.position]
+    if isinstance(prompt, Box):
+        return []            # a box may reach past the volume; the engine clips it
+    return []

@@ -1,0 +1,153 @@
+"""The `ivseg` command: end to end on files, and one clear error line for each user mistake."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from PromptEngines.cli import main, prompts_path_for
+from PromptEngines.data.segmentation_file import read_mask, write_mask
+from PromptEngines.data.synthetic import vessel_correction_case, vessel_volume
+from PromptEngines.data.volume import read_volume, write_volume
+from PromptEngines.prompts import sha256_array
+
+
+@pytest.fixture(scope="module")
+def case_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("case")
+    case = vessel_volume(1004, shape=(56, 80, 80))
+    write_volume(case.volume, folder / "cta.nrrd")
+    write_mask(folder / "truth.seg.nrrd", case.label, case.volume.ijk_to_ras)
+    return folder, case
+
+
+def run(*args):
+    return main([str(a) for a in args])
+
+
+def test_demo_writes_segmentation_prompts_and_preview(tmp_path, capsys):
+    assert run("demo", "--out", tmp_path / "demo") == 0
+    for name in ("demo.seg.nrrd", "demo.prompts.json", "demo.png"):
+        assert (tmp_path / "demo" / name).stat().st_size > 0
+    dice = float(capsys.readouterr().out.split("Dice ")[1].split()[0])
+    assert dice > 0.85
+    from PIL import Image
+    assert Image.open(tmp_path / "demo" / "demo.png").size[0] >= 600
+
+
+def test_trace_with_label_reports_metrics_and_writes_geometry(case_files, tmp_path, capsys):
+    folder, case = case_files
+    out = tmp_path / "trace.seg.nrrd"
+    metrics_file = tmp_path / "m.json"
+    assert run("trace", folder / "cta.nrrd", "--seed-ras", *case.seed_ras, "--out", out,
+               "--engine", "regiongrow", "--label", folder / "truth.seg.nrrd",
+               "--metrics-json", metrics_file) == 0
+    printed = capsys.readouterr().out
+    assert "Dice" in printed and "clDice" in printed
+    report = json.loads(metrics_file.read_text())
+    assert report["dice"] > 0.85 and report["cldice"] > 0.9
+    mask, geometry = read_mask(out)
+    np.testing.assert_allclose(geometry.ijk_to_ras, case.volume.ijk_to_ras, atol=1e-5)
+    assert mask[case.seed_index] == 1 and int(mask.sum()) == report["voxels"]
+
+
+def test_segment_replays_twice_bit_identically(case_files, tmp_path, capsys):
+    folder, case = case_files
+    first = tmp_path / "first.seg.nrrd"
+    run("trace", folder / "cta.nrrd", "--seed-ras", *case.seed_ras, "--out", first,
+        "--engine", "regiongrow")
+    # Add a negative click and a scribble to the recorded session, then replay it twice.
+    prompts = json.loads(prompts_path_for(first).read_text())
+    far = case.volume.index_to_ras((50, 70, 70))
+    prompts["steps"] += [{"kind": "point", "ras": list(far), "label": 0}, {"kind": "undo"}]
+    prompts["result"] = {"voxels": None, "sha256": None}
+    edited = tmp_path / "edited.prompts.json"
+    edited.write_text(json.dumps(prompts))
+    masks = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.seg.nrrd"
+        assert run("segment", folder / "cta.nrrd", "--prompts", edited, "--out", out) == 0
+        masks.append(read_mask(out)[0])
+        recorded = json.loads(prompts_path_for(out).read_text())
+        assert recorded["result"]["sha256"] == sha256_array(masks[-1])
+    assert np.array_equal(masks[0], masks[1])
+    assert np.array_equal(masks[0], read_mask(first)[0])          # the undo took the click back
+    capsys.readouterr()
+    # --check compares with the sha256 recorded by the run that wrote the file.
+    assert run("segment", folder / "cta.nrrd", "--prompts", prompts_path_for(tmp_path / "a.seg.nrrd"),
+               "--out", tmp_path / "c.seg.nrrd", "--check") == 0
+    assert "replay reproduces the recorded mask: yes" in capsys.readouterr().out
+
+
+def test_segment_accepts_a_png_and_an_initial_mask(tmp_path):
+    case = vessel_correction_case(1, "missing_branch")
+    picture = (case.image.array[0] * 255).clip(0, 255).astype(np.uint8)
+    sitk.WriteImage(sitk.GetImageFromArray(picture), str(tmp_path / "angio.png"))
+    volume = read_volume(tmp_path / "angio.png")
+    assert volume.shape == (1, 192, 192)
+    write_mask(tmp_path / "start.seg.nrrd", case.initial, volume.ijk_to_ras)
+    y, x = np.argwhere(case.truth[0] & ~case.initial[0])[0]
+    ras = volume.index_to_ras((0, y, x))
+    (tmp_path / "p.prompts.json").write_text(json.dumps({"version": 1, "steps": [
+        {"kind": "mask", "path": "start.seg.nrrd"}, {"kind": "point", "ras": list(ras), "label": 1}]}))
+    out = tmp_path / "fixed.seg.nrrd"
+    assert run("segment", tmp_path / "angio.png", "--prompts", tmp_path / "p.prompts.json",
+               "--out", out, "--engine", "regiongrow") == 0
+    mask = read_mask(out)[0]
+    assert mask[0, y, x] == 1 and (mask >= case.initial).all()
+
+
+def error_of(capsys, *args) -> str:
+    assert run(*args) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ivseg: error: ")
+    return lines[0]
+
+
+def test_user_mistakes_get_one_clear_line(case_files, tmp_path, capsys):
+    folder, case = case_files
+    cta, out = folder / "cta.nrrd", tmp_path / "o.seg.nrrd"
+    seed = [f"{v}" for v in case.seed_ras]
+    assert "volume file not found" in error_of(capsys, "trace", tmp_path / "nope.nrrd", "--seed-ras", 0, 0, 0, "--out", out)
+    picture = tmp_path / "flat.png"
+    sitk.WriteImage(sitk.GetImageFromArray(np.arange(64, dtype=np.uint8).reshape(8, 8)), str(picture))
+    assert "is a 2D image" in error_of(capsys, "trace", picture, "--seed-ras", 0, 0, 0, "--out", out)
+    assert "outside the volume" in error_of(capsys, "trace", cta, "--seed-ras", 900, 0, 0, "--out", out)
+    assert "NaN" in error_of(capsys, "trace", cta, "--seed-ras", "nan", 0, 0, "--out", out)
+    assert "unknown engine 'magic'" in error_of(capsys, "trace", cta, "--seed-ras", *seed, "--out", out, "--engine", "magic")
+    assert "takes no weights" in error_of(capsys, "trace", cta, "--seed-ras", *seed, "--out", out,
+                                          "--engine", "regiongrow", "--weights", tmp_path / "w.pt")
+    assert ".seg.nrrd" in error_of(capsys, "trace", cta, "--seed-ras", *seed, "--out", tmp_path / "o.png")
+    background = case.volume.index_to_ras((2, 3, 3))
+    assert "no vessel" in error_of(capsys, "trace", cta, "--seed-ras", *background, "--out", out,
+                                   "--engine", "regiongrow")
+    bad = tmp_path / "bad.prompts.json"
+    bad.write_text('{"version": 1, "steps": [{"kind": "text", "text": "make it pretty", "ras": [0, 0, 0]}]}')
+    assert "unknown text command 'make it pretty'" in error_of(capsys, "segment", cta, "--prompts", bad, "--out", out)
+    bad.write_text("{")
+    assert "not valid JSON" in error_of(capsys, "segment", cta, "--prompts", bad, "--out", out)
+    nan_volume = tmp_path / "nan.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((3, 4, 5), np.nan, np.float32)), str(nan_volume))
+    assert "NaN" in error_of(capsys, "trace", nan_volume, "--seed-ras", 0, 0, 0, "--out", out)
+    assert not out.exists()                      # no garbage written on any of these
+
+
+def test_replay_on_another_volume_is_refused(case_files, tmp_path, capsys):
+    folder, case = case_files
+    first = tmp_path / "t.seg.nrrd"
+    run("trace", folder / "cta.nrrd", "--seed-ras", *case.seed_ras, "--out", first, "--engine", "regiongrow")
+    other = vessel_volume(1005, shape=(56, 80, 80))
+    write_volume(other.volume, tmp_path / "other.nrrd")
+    message = error_of(capsys, "segment", tmp_path / "other.nrrd", "--prompts", prompts_path_for(first),
+                       "--out", tmp_path / "x.seg.nrrd")
+    assert "different volume" in message or "outside the volume" in message
+
+
+def test_console_script_exit_code_and_no_traceback(tmp_path):
+    ivseg = [sys.executable, "-m", "PromptEngines.cli"]
+    done = subprocess.run(ivseg + ["trace", str(tmp_path / "none.nrrd"), "--seed-ras", "0", "0", "0",
+                                   "--out", str(tmp_path / "o.seg.nrrd")], capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == f"ivseg: error: volume file not found: {tmp_path / 'none.nrrd'}"
