@@ -26,8 +26,12 @@ OVERLAY_COLOUR = (1.0, 0.25, 0.2)
 
 
 def default_trace_engine() -> str:
+    """tracer3d when its embedded weights are there, else the regiongrow baseline."""
+    from .engine import engine_class
+
     known = available_engines()
-    return next(name for name in TRACE_ENGINE_PREFERENCE if name in known)
+    return next(name for name in TRACE_ENGINE_PREFERENCE
+                if name in known and engine_class(name).ready())
 
 
 def prompts_path_for(segmentation_path: str | Path) -> Path:
@@ -139,6 +143,31 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    import os
+    import shlex
+
+    from .training.tasks import make_task, read_config
+    from .training.trainer import TrainSettings, train
+
+    config = read_config(args.config)
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    task = make_task(args.engine, args.data, config, args.seed, args.batch_size, args.pool,
+                     rank, world)
+    steps = args.steps or max(1, args.epochs * len(task.pool) * 64 // args.batch_size)
+    settings = TrainSettings(out=args.out, steps=steps, batch_size=args.batch_size, lr=args.lr,
+                             weight_decay=args.weight_decay, warmup_steps=min(args.warmup, steps),
+                             seed=args.seed, device=args.device or "cpu", resume=args.resume,
+                             stop_after=args.stop_after,
+                             evaluate=not args.no_eval, checkpoint_every=args.checkpoint_every,
+                             command="ivseg " + shlex.join(sys.argv[1:] if args.argv is None else args.argv))
+    result = train(task, settings, progress=not args.quiet)
+    if rank == 0:
+        print(json.dumps({k: result[k] for k in ("steps", "last", "losses", "metrics",
+                                                 "wall_seconds", "weights_sha256") if k in result}))
+    return 0
+
+
 def cmd_demo(args) -> int:
     """The main job end to end on a synthetic CT angiogram: one click, the vessel tree."""
     from .data.synthetic import vessel_volume
@@ -216,12 +245,36 @@ def build_parser() -> argparse.ArgumentParser:
                           help="first synthetic seed (training uses seeds below 1000)")
     evaluate.add_argument("--out", help="write the results JSON here")
     evaluate.set_defaults(handler=cmd_evaluate)
+    training = commands.add_parser("train", help="train an engine's model (torchrun-ready)")
+    training.add_argument("--engine", required=True)
+    training.add_argument("--data", default="synthetic",
+                          help="'synthetic' or a folder with imagesTr/, labelsTr/, dataset.json")
+    training.add_argument("--out", required=True, help="weights file to write")
+    training.add_argument("--steps", type=int, help="optimiser steps")
+    training.add_argument("--epochs", type=int, default=1,
+                          help="when --steps is not given: passes of 64 samples per volume")
+    training.add_argument("--batch-size", type=int, default=16)
+    training.add_argument("--lr", type=float, default=1e-3)
+    training.add_argument("--weight-decay", type=float, default=1e-5)
+    training.add_argument("--warmup", type=int, default=100, help="warm-up steps")
+    training.add_argument("--seed", type=int, default=0)
+    training.add_argument("--device", help="cpu or cuda (default cpu)")
+    training.add_argument("--resume", help="a .resume checkpoint to continue from")
+    training.add_argument("--stop-after", type=int,
+                          help="pause at this step (write the .resume checkpoint only)")
+    training.add_argument("--config", help="JSON with model / train / trace sections")
+    training.add_argument("--pool", type=int, default=32, help="synthetic training volumes")
+    training.add_argument("--checkpoint-every", type=int, default=500)
+    training.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
+    training.add_argument("--quiet", action="store_true", help="no progress bar")
+    training.set_defaults(handler=cmd_train)
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = None if argv is None else [str(a) for a in argv]
     try:
         return args.handler(args)
     except IVSegError as error:

@@ -89,6 +89,11 @@ class Engine:
         self._mask: np.ndarray | None = None
         self._history: list[tuple[Region, np.ndarray, object]] = []
 
+    @classmethod
+    def ready(cls) -> bool:
+        """Whether the engine can be built with its defaults (e.g. embedded weights exist)."""
+        return True
+
     # ------------------------------------------------------------------ protocol
     def set_image(self, image: np.ndarray, spacing_zyx=(1.0, 1.0, 1.0)) -> None:
         image = np.asarray(image)
@@ -131,10 +136,7 @@ class Engine:
         if isinstance(prompt, Reset):
             yield self.reset()
             return
-        if not self.accepts(prompt.kind):
-            raise PromptError(f"engine {self.name!r} does not take {prompt.kind} prompts "
-                              f"(it takes: {', '.join(sorted(self.capabilities))})")
-        self._check_inside(prompt)
+        self.check(prompt)
         before = self._mask.copy()
         state = self._save_state()
         touched: Region = tuple(slice(0, 0) for _ in range(3))
@@ -152,6 +154,17 @@ class Engine:
         # Every finished or cancelled interaction is one undo step, even one that changed
         # nothing, so that "undo" always means "take back the last prompt".
         self._history.append((touched, before[touched].copy(), state))
+
+    def check(self, prompt: Prompt) -> None:
+        """The cheap checks `interact` starts with (kind accepted, inside the image), for
+        callers that validate on one thread and work on another."""
+        self._require_image()
+        if isinstance(prompt, (Undo, Reset)):
+            return
+        if not self.accepts(prompt.kind):
+            raise PromptError(f"engine {self.name!r} does not take {prompt.kind} prompts "
+                              f"(it takes: {', '.join(sorted(self.capabilities))})")
+        self._check_inside(prompt)
 
     def run(self, prompt: Prompt) -> np.ndarray:
         """Apply a prompt to completion and return the mask."""
@@ -231,6 +244,7 @@ class Engine:
 # Engines are imported on first use so that `regiongrow` works without loading torch.
 _ENGINE_MODULES = {
     "regiongrow": "PromptEngines.regiongrow.engine",
+    "tracer3d": "PromptEngines.tracer3d.engine",
 }
 _REGISTRY: dict[str, type[Engine]] = {}
 

@@ -39,6 +39,11 @@ class Session:
             self.volume.voxel_of(ras)          # raises a PromptError naming the point
         return prompt.map_coordinates(self.volume.ras_to_index)
 
+    def check(self, prompt: Prompt) -> None:
+        """Refuse a prompt the engine cannot take (outside the volume, wrong kind) without
+        running anything."""
+        self.engine.check(self.to_index(prompt))
+
     def interact(self, prompt: Prompt, stop_after: int | None = None) -> Iterator[Update]:
         """Apply one RAS prompt. The step is recorded once the engine has accepted it. If the
         caller stops early (cancel) or `stop_after` updates were applied, the record says how

@@ -73,3 +73,31 @@ def load_strict(module, state_dict: dict, source: str = "weights") -> None:
         raise CheckpointError(f"{source} does not match {type(module).__name__}: "
                               + "; ".join(problems))
     module.load_state_dict(state_dict, strict=True)
+
+
+# ---------------------------------------------------------------------- our own format
+CHECKPOINT_FORMAT = "InteractiveVesselSeg checkpoint"
+
+
+def read_checkpoint(path: str | Path, engine: str) -> dict:
+    """A checkpoint written by `ivseg train`: {"format", "engine", "config", "model", ...}."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"cannot read weights file {path.name}: {reason[:200]}") from None
+    if not isinstance(loaded, dict) or loaded.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path.name} is not an InteractiveVesselSeg checkpoint "
+                              "(official backbone weights go with the engine's paper config)")
+    if loaded.get("engine") != engine:
+        raise CheckpointError(f"{path.name} holds weights for {loaded.get('engine')!r}, "
+                              f"not {engine!r}")
+    for key in ("config", "model"):
+        if not isinstance(loaded.get(key), dict):
+            raise CheckpointError(f"{path.name} has no {key!r} entry")
+    return loaded

@@ -13,14 +13,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import ndimage
 
+from ..data import intensity
+from ..data.intensity import Levels, require_contrast
 from ..engine import Engine, register_engine
 from ..errors import PromptError
 from ..prompts import Box, MaskPrompt, Point, Scribble
 
-SEED_RADIUS_MM = 1.0        # intensity sample around each prompt
-WINDOW_MM = 20.0            # half-width of the surroundings window
 BARRIER_RADIUS_MM = 2.0     # what a negative prompt blocks
-MIN_CONTRAST = 2.0          # in raw-noise standard deviations: below it, nothing stands out
 MAX_FILL = 0.5              # a region larger than this share of the volume has leaked
 
 
@@ -77,23 +76,12 @@ class RegionGrowEngine(Engine):
     # ------------------------------------------------------------------ the algorithm
     def _smooth(self) -> np.ndarray:
         if self._smoothed is None:
-            sigma = 0.7 * min(self.spacing_zyx) / np.asarray(self.spacing_zyx)
-            self._smoothed = ndimage.gaussian_filter(self.image.astype(np.float32), sigma)
+            self._smoothed = intensity.smoothed(self.image, self.spacing_zyx)
         return self._smoothed
 
-    def _ball(self, centre, radius_mm) -> tuple[tuple[slice, ...], np.ndarray]:
-        """Region slices and a boolean ball of `radius_mm` around a voxel, clipped."""
-        reach = np.maximum(1, np.ceil(radius_mm / np.asarray(self.spacing_zyx))).astype(int)
-        low = np.maximum(np.asarray(centre) - reach, 0)
-        high = np.minimum(np.asarray(centre) + reach + 1, self.image.shape)
-        grid = np.ogrid[tuple(slice(lo, hi) for lo, hi in zip(low, high))]
-        distance2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, self.spacing_zyx))
-        return tuple(slice(lo, hi) for lo, hi in zip(low, high)), distance2 <= radius_mm ** 2
-
-    def _sample(self, image, voxels, radius_mm) -> np.ndarray:
-        samples = [image[region][ball] for region, ball in
-                   (self._ball(v, radius_mm) for v in voxels)]
-        return np.concatenate(samples) if samples else np.empty(0, np.float32)
+    def _level(self, image, voxel) -> float:
+        return float(np.median(intensity.sample_balls(image, [voxel], intensity.SEED_RADIUS_MM,
+                                                      self.spacing_zyx)))
 
     def _grow(self, state: GrowState) -> np.ndarray:
         base = state.base if state.base is not None else np.zeros(self.image.shape, np.uint8)
@@ -102,8 +90,9 @@ class RegionGrowEngine(Engine):
             seeds = [tuple((lo + hi) // 2 for lo, hi in zip(*state.box))]
         barrier = np.zeros(self.image.shape, bool)
         for voxel in state.negative:
-            region, ball = self._ball(voxel, BARRIER_RADIUS_MM)
-            barrier[region] |= ball
+            region, inside = intensity.ball(voxel, BARRIER_RADIUS_MM, self.image.shape,
+                                            self.spacing_zyx)
+            barrier[region] |= inside
         grown = np.zeros(self.image.shape, bool)
         if seeds:
             grown = self._grown_region(seeds, state, barrier)
@@ -118,23 +107,20 @@ class RegionGrowEngine(Engine):
 
     def _grown_region(self, seeds, state, barrier) -> np.ndarray:
         image = self._smooth()
-        window = self._window(seeds)
-        background = float(np.median(image[window]))
-        noise = self._noise(window)
-        levels = [float(np.median(self._sample(image, [s], SEED_RADIUS_MM))) for s in seeds]
+        region = intensity.window(seeds, image.shape, self.spacing_zyx)
+        background = float(np.median(image[region]))
+        noise = intensity.noise_level(self.image, image, region)
+        levels = [self._level(image, s) for s in seeds]
         for level in levels:          # every positive prompt must sit on something distinct
-            if abs(level - background) < MIN_CONTRAST * noise:
-                raise PromptError("no vessel or structure at the seed: its intensity "
-                                  f"({level:.0f}) does not stand out from its surroundings "
-                                  f"({background:.0f}, noise {noise:.0f})")
+            require_contrast(Levels(level, background, noise))
         foreground = float(np.median(levels))
         # A band around the structure's level reaching half way to the background, as a
         # threshold range in Slicer's editor; negative prompts whose intensity differs add
         # classes the band must stay nearer to the structure than (e.g. calcium, bone).
         accept = np.abs(image - foreground) < abs(foreground - background) / 2
         for voxel in state.negative:
-            level = float(np.median(self._sample(image, [voxel], SEED_RADIUS_MM)))
-            if abs(level - foreground) >= MIN_CONTRAST * noise:
+            level = self._level(image, voxel)
+            if abs(level - foreground) >= intensity.MIN_CONTRAST * noise:
                 accept &= np.abs(image - foreground) < np.abs(image - level)
         accept &= ~barrier
         if state.box is not None:
@@ -152,16 +138,3 @@ class RegionGrowEngine(Engine):
             raise PromptError("region growing filled more than half of the volume; "
                               "add a negative point or a box to contain it")
         return grown
-
-    def _window(self, seeds) -> tuple[slice, ...]:
-        reach = np.ceil(WINDOW_MM / np.asarray(self.spacing_zyx)).astype(int)
-        points = np.asarray(seeds)
-        low = np.maximum(points.min(axis=0) - reach, 0)
-        high = np.minimum(points.max(axis=0) + reach + 1, self.image.shape)
-        return tuple(slice(lo, hi) for lo, hi in zip(low, high))
-
-    def _noise(self, window) -> float:
-        """Robust noise level: MAD of the raw image minus its smoothed version, in the window."""
-        residual = self.image[window].astype(np.float32) - self._smooth()[window]
-        mad = float(np.median(np.abs(residual - np.median(residual))))
-        return max(1.4826 * mad, 1e-6 * (float(np.ptp(self.image)) or 1.0))

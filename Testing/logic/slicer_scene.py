@@ -1,5 +1,7 @@
 """A headless Slicer scene on slicer-core: the MRML scene, application logic and the module
 logics the tests use, registered as Slicer's application does at start-up."""
+import tempfile
+
 import numpy as np
 import slicer
 import vtk
@@ -13,7 +15,18 @@ def new_scene():
     segmentations = slicer.vtkSlicerSegmentationsModuleLogic()   # registers the converters
     segmentations.SetMRMLApplicationLogic(application)
     segmentations.SetMRMLScene(scene)
-    scene._keep_alive = (application, segmentations)
+    # Data IO (a cache folder for remote/bundled data): reading .mrb bundles needs it.
+    cache = tempfile.TemporaryDirectory()
+    remote_io = slicer.vtkMRMLRemoteIOLogic()
+    remote_io.SetMRMLScene(scene)
+    remote_io.SetMRMLApplicationLogic(application)
+    remote_io.GetCacheManager().SetRemoteCacheDirectory(cache.name)
+    data_io = slicer.vtkDataIOManagerLogic()
+    data_io.SetMRMLScene(scene)
+    data_io.SetMRMLApplicationLogic(application)
+    data_io.SetAndObserveDataIOManager(remote_io.GetDataIOManager())
+    remote_io.AddDataIOToScene()
+    scene._keep_alive = (application, segmentations, remote_io, data_io, cache)
     return scene
 
 

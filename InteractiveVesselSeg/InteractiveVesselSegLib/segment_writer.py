@@ -1,0 +1,86 @@
+"""Writes engine updates into one segment, touching only the changed region.
+
+The segment gets its own labelmap layer on the volume's grid (full extent), so an update's
+(z, y, x) region indexes it directly; after a write the segment is marked modified, which
+is what Slicer's views and 3D surface generation listen to.
+"""
+from __future__ import annotations
+
+import numpy as np
+import slicer
+import vtk
+
+from .mrml_volume import ijk_to_world, image_array, numpy_to_matrix
+
+BINARY_LABELMAP = "Binary labelmap"
+
+
+class SegmentWriter:
+    def __init__(self, segmentation_node, segment_id: str, volume_node):
+        self.node, self.segment_id = segmentation_node, segment_id
+        self.shape = tuple(reversed(volume_node.GetImageData().GetDimensions()))
+        self.ijk_to_ras = ijk_to_world(volume_node)
+        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+        segmentation = segmentation_node.GetSegmentation()
+        if segmentation.GetSegment(segment_id) is None:
+            raise KeyError(f"segmentation has no segment {segment_id!r}")
+        current = self.read()
+        segmentation.SeparateSegmentLabelmap(segment_id)   # its own layer: writes touch only it
+        self._place_on_grid(current)
+        self.writes = 0
+
+    @property
+    def segment(self):
+        return self.node.GetSegmentation().GetSegment(self.segment_id)
+
+    def _oriented(self, mask: np.ndarray):
+        image = slicer.vtkOrientedImageData()
+        image.SetDimensions(self.shape[2], self.shape[1], self.shape[0])
+        image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+        image.SetImageToWorldMatrix(numpy_to_matrix(self.ijk_to_ras))
+        image_array(image)[...] = mask
+        return image
+
+    def read(self) -> np.ndarray:
+        """The segment's current mask on the volume's grid (a copy, uint8 0/1)."""
+        current = slicer.vtkOrientedImageData()
+        slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(
+            self.node, self.segment_id, current)
+        reference = self._oriented(np.zeros(self.shape, np.uint8))
+        if current.GetPointData().GetScalars() is None or current.IsEmpty():
+            return np.zeros(self.shape, np.uint8)
+        resampled = slicer.vtkOrientedImageData()
+        slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
+            current, reference, resampled)
+        return (image_array(resampled) > 0).astype(np.uint8)
+
+    def _place_on_grid(self, mask: np.ndarray) -> None:
+        """Give the segment's own layer the volume's full grid, holding `mask`. (Slicer's
+        SetBinaryLabelmapToSegment would crop an empty mask to nothing.)"""
+        full = self._oriented(mask.astype(np.uint8) * self.segment.GetLabelValue())
+        labelmap = self.segment.GetRepresentation(BINARY_LABELMAP)
+        if labelmap is None:
+            self.segment.AddRepresentation(BINARY_LABELMAP, full)
+        else:
+            labelmap.DeepCopy(full)
+        self.segment.Modified()
+
+    def _array(self) -> np.ndarray:
+        labelmap = self.node.GetBinaryLabelmapInternalRepresentation(self.segment_id)
+        if tuple(reversed(labelmap.GetDimensions())) != self.shape:
+            self._place_on_grid(self.read())       # someone else cropped or replaced it
+            labelmap = self.node.GetBinaryLabelmapInternalRepresentation(self.segment_id)
+        return image_array(labelmap)
+
+    def write(self, region, patch: np.ndarray) -> None:
+        """Put `patch` (0/1) into `region` of the segment; nothing outside it changes."""
+        if any(s.stop <= s.start for s in region):
+            return
+        array = self._array()
+        value = self.segment.GetLabelValue()
+        array[region] = np.where(patch > 0, value, 0).astype(array.dtype)
+        self.segment.Modified()
+        self.writes += 1
+
+    def write_all(self, mask: np.ndarray) -> None:
+        self.write(tuple(slice(0, n) for n in self.shape), mask)

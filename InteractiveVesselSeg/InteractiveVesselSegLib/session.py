@@ -1,0 +1,114 @@
+"""One annotation session: a volume node, a segment, an engine. The logic's working core.
+
+Prompts arrive in world RAS (from markups or slice-view clicks). Engine work runs on the
+persistent worker; `pump()` (called by a timer on the main thread, or a loop in tests)
+writes each update's region into the segment as it comes. The prompt sequence is recorded
+on the segmentation node after every step. If the segment already holds a mask when the
+session starts, the engine starts from it (recorded as a mask step), so nothing is lost.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from PromptEngines.engine import Update, get_engine, union_region
+from PromptEngines.prompts import MaskPrompt, Prompt, PromptSequence, Reset, Undo
+from PromptEngines.session import Session
+
+from . import recorder
+from .mrml_volume import volume_from_node
+from .segment_writer import SegmentWriter
+from .worker import InferenceWorker, JobDone
+
+
+class SegmentationSession:
+    def __init__(self, volume_node, segmentation_node, segment_id: str, engine_name: str,
+                 weights=None, device=None, worker: InferenceWorker | None = None):
+        self.volume_node, self.segmentation_node = volume_node, segmentation_node
+        self.segment_id = segment_id
+        volume = volume_from_node(volume_node)
+        self.engine = get_engine(engine_name, weights, device)
+        self.writer = SegmentWriter(segmentation_node, segment_id, volume_node)
+        segment_name = segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
+        self.session = Session(volume, self.engine, segment_name)
+        self.worker = worker or InferenceWorker()
+        self._owns_worker = worker is None
+        start = self.writer.read()
+        if start.any():
+            self.session.apply(MaskPrompt(mask=start, path=f"{segment_id}.start.seg.nrrd"))
+            self.start_mask = start
+        else:
+            self.start_mask = None
+        self.on_update: Callable[[Update], None] | None = None
+        self.last_error: BaseException | None = None
+        self._written = None          # region written during the current job
+
+    # ------------------------------------------------------------------ prompts
+    def submit(self, prompt: Prompt) -> None:
+        """Start applying a RAS prompt on the worker; a prompt the engine cannot take raises
+        here, at once, and nothing is submitted."""
+        self.session.check(prompt)
+        self.worker.submit(lambda: self.session.interact(prompt))
+
+    def undo(self) -> None:
+        self.submit(Undo())
+
+    def reset(self) -> None:
+        self.submit(Reset())
+
+    def cancel(self) -> None:
+        self.worker.cancel()
+
+    @property
+    def busy(self) -> bool:
+        return self.worker.busy
+
+    def pump(self, timeout: float = 0.0) -> bool:
+        """Write the updates that are ready; True once the current job has finished. A job's
+        error is raised here after the updates before it were written."""
+        finished = False
+        for item in self.worker.poll(timeout):
+            if isinstance(item, JobDone):
+                finished = True
+                written, self._written = self._written, None
+                if item.error is not None:
+                    # The engine has put its mask back; so does the segment, where we wrote.
+                    if written is not None:
+                        self.writer.write(written, self.engine.mask[written])
+                    self.last_error = item.error
+                    raise item.error
+                recorder.save(self.segmentation_node, self.segment_id, self.session.finish())
+                continue
+            self.writer.write(item.region, item.patch)
+            if item.patch.size:
+                self._written = union_region(self._written, item.region)
+            if self.on_update is not None:
+                self.on_update(item)
+        return finished
+
+    def wait(self, timeout: float = 600.0) -> None:
+        """Pump until the current job ends (headless use and tests)."""
+        deadline = time.monotonic() + timeout
+        while not self.pump(timeout=0.05):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the engine did not finish in time")
+
+    def run(self, prompt: Prompt) -> np.ndarray:
+        self.submit(prompt)
+        self.wait()
+        return self.engine.mask
+
+    # ------------------------------------------------------------------ recording
+    @property
+    def sequence(self) -> PromptSequence:
+        return self.session.sequence
+
+    def export_prompts(self, path: str | Path) -> None:
+        self.session.finish().save(path)
+
+    def close(self) -> None:
+        if self._owns_worker:
+            self.worker.shutdown()

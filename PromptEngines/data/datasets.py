@@ -1,0 +1,92 @@
+"""Training volumes: our synthetic generators, or a folder in the nnU-Net / Medical
+Segmentation Decathlon layout (imagesTr/CASE_0000.nii.gz, labelsTr/CASE.nii.gz, dataset.json).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import VolumeError
+from .volume import read_volume
+
+TRAINING_SEEDS_BELOW = 1000      # synthetic seeds >= 1000 are held out for evaluation
+
+
+@dataclass
+class LabelledCase:
+    name: str
+    image: np.ndarray            # (z, y, x) float32
+    label: np.ndarray            # (z, y, x) uint8, the structure to learn (binary)
+    spacing_zyx: tuple[float, float, float]
+
+
+class SyntheticVessels:
+    """Synthetic vessel volumes; case i is seed i (all below the held-out range)."""
+
+    def __init__(self, count: int, shape=(80, 112, 112)):
+        if count > TRAINING_SEEDS_BELOW:
+            raise ValueError(f"at most {TRAINING_SEEDS_BELOW} training seeds")
+        self.count, self.shape = count, shape
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> LabelledCase:
+        from .synthetic import vessel_volume
+
+        case = vessel_volume(index, self.shape)
+        return LabelledCase(f"synthetic-{index}", case.volume.array, case.label,
+                            case.volume.spacing_zyx)
+
+
+class NnUNetFolder:
+    """imagesTr/labelsTr pairs; any label value > 0 is the structure."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        images, labels = self.root / "imagesTr", self.root / "labelsTr"
+        for folder in (images, labels):
+            if not folder.is_dir():
+                raise VolumeError(f"{self.root}: missing folder {folder.name}/ (nnU-Net layout "
+                                  "needs imagesTr/ and labelsTr/)")
+        if not (self.root / "dataset.json").is_file():
+            raise VolumeError(f"{self.root}: missing dataset.json")
+        try:
+            json.loads((self.root / "dataset.json").read_text())
+        except json.JSONDecodeError as error:
+            raise VolumeError(f"{self.root / 'dataset.json'} is not valid JSON: {error}") from None
+        self.pairs = []
+        for image in sorted(images.iterdir()):
+            name = image.name
+            for suffix in (".nii.gz", ".nii", ".nrrd", ".mha"):
+                if name.endswith(suffix):
+                    case = name[: -len(suffix)]
+                    case = case[:-5] if case.endswith("_0000") else case
+                    label = labels / f"{case}{suffix}"
+                    if not label.is_file():
+                        raise VolumeError(f"no label for {image}: expected {label}")
+                    self.pairs.append((case, image, label))
+                    break
+        if not self.pairs:
+            raise VolumeError(f"{images} holds no volumes")
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> LabelledCase:
+        case, image_path, label_path = self.pairs[index]
+        image, label = read_volume(image_path), read_volume(label_path)
+        if image.shape != label.shape:
+            raise VolumeError(f"{label_path} has shape {label.shape} but {image_path} has "
+                              f"{image.shape}")
+        if not np.allclose(image.ijk_to_ras, label.ijk_to_ras, atol=1e-3):
+            raise VolumeError(f"{label_path} does not share the geometry of {image_path}")
+        return LabelledCase(case, image.array.astype(np.float32),
+                            (label.array > 0).astype(np.uint8), image.spacing_zyx)
+
+
+def training_source(data: str, count: int = 32):
+    return SyntheticVessels(count) if data == "synthetic" else NnUNetFolder(data)

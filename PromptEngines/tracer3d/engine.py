@@ -1,0 +1,96 @@
+"""`tracer3d`: one click, the whole vessel tree, streamed slice by slice."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..backbones.checkpoint import file_sha256, load_strict, read_checkpoint, read_state_dict
+from ..backbones.sam import build_sam_vit_b, is_sam_state_dict
+from ..data import intensity
+from ..engine import Engine, Update, register_engine
+from ..errors import CheckpointError, EngineError, PromptError
+from .model import build_tracer
+from .tracking import SliceTracer, TraceOptions
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "tracer3d_tiny.pt"
+NORMALISED_RANGE = (-3.0, 4.0)       # bounds calcium and bone after normalisation
+
+
+def load_model(path: str | Path, device: str = "cpu", sam_image_size: int = 256):
+    """Our checkpoint (tiny or paper config), or an official SAM / ScribblePrompt-SAM ViT-b
+    state dict: then the paper configuration with an untrained offset MLP (it starts at "no
+    movement", so tracing falls back to confidence-guided refinement until trained)."""
+    path = Path(path)
+    try:
+        checkpoint = read_checkpoint(path, "tracer3d")
+    except CheckpointError as not_ours:
+        if "not an InteractiveVesselSeg checkpoint" not in str(not_ours):
+            raise
+        state = read_state_dict(path)
+        if not is_sam_state_dict(state):
+            raise CheckpointError(f"{path.name} is neither a tracer3d checkpoint nor a SAM "
+                                  "ViT-b state dict (no image_encoder.* keys)") from None
+        sam = build_sam_vit_b()
+        load_strict(sam, state, path.name)
+        from .paper_model import SamTracer
+        model = SamTracer(sam_image_size, sam=sam)
+        checkpoint = {"config": model.config, "trace_options": {},
+                      "note": "official SAM weights; offset MLP untrained"}
+    else:
+        model = build_tracer(checkpoint["config"])
+        load_strict(model, checkpoint["model"], path.name)
+    model.eval().to(device)
+    return model, checkpoint
+
+
+def normalised_volume(image, spacing_zyx, seed_voxel) -> np.ndarray:
+    """Click-conditioned normalisation (structure -> 1, surroundings -> 0), clipped."""
+    smooth = intensity.smoothed(image, spacing_zyx)
+    levels = intensity.levels_at(image, smooth, seed_voxel, spacing_zyx)
+    intensity.require_contrast(levels, "vessel")
+    return np.clip(levels.normalise(image), *NORMALISED_RANGE)
+
+
+@register_engine
+class Tracer3DEngine(Engine):
+    name = "tracer3d"
+    capabilities = frozenset({"point"})
+    needs_3d = True
+    takes_weights = True
+
+    def __init__(self, weights=None, device=None, options: TraceOptions | None = None):
+        super().__init__(weights=weights, device=device)
+        path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+        if weights is None and not path.is_file():
+            raise EngineError(f"tracer3d has no weights: {path} is missing; train them with "
+                              "`ivseg train --engine tracer3d`")
+        self.model, checkpoint = load_model(path, self.device)
+        saved = checkpoint.get("trace_options", {})
+        self.options = options or TraceOptions(**saved)
+        self.weights_path = str(path)
+        self.weights_sha256 = file_sha256(path)
+        torch.set_grad_enabled(False)
+
+    @classmethod
+    def ready(cls) -> bool:
+        return DEFAULT_WEIGHTS.is_file()
+
+    def _interact(self, prompt):
+        if prompt.label != 1:
+            raise PromptError("tracer3d traces from positive clicks only; erase with undo or "
+                              "another engine")
+        z, y, x = (int(np.clip(round(c), 0, n - 1)) for c, n in zip(prompt.position, self.image.shape))
+        volume = normalised_volume(self.image, self.spacing_zyx, (z, y, x))
+        tracer = SliceTracer(self.model, volume, self.options, self.device)
+        depth = self.image.shape[0]
+        for result in tracer.trace((prompt.position[1], prompt.position[2]), z):
+            region = (slice(result.z, result.z + 1), result.rows, result.cols)
+            patch = self._mask[region] | result.mask[None].astype(np.uint8)
+            yield Update(region, patch, progress=min(tracer.slices_traced / depth, 1.0),
+                         message=f"slice {result.z}: {result.tracks} tracks waiting")
+        empty = tuple(slice(0, 0) for _ in range(3))
+        yield Update(empty, np.zeros((0, 0, 0), np.uint8), final=True, progress=1.0,
+                     message=f"traced {tracer.slices_traced} slices")

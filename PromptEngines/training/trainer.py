@@ -1,0 +1,232 @@
+"""The training loop shared by every engine (`ivseg train`).
+
+An engine supplies a task: how to build its model, a batch for a given step, a loss, and a
+held-out evaluation. The loop owns the rest: AdamW with warm-up and cosine decay,
+checkpoints that carry config, step, seed, metrics and a sha256 of the weights, exact resume
+(batches depend only on (seed, step, rank), and the optimiser state is saved), a progress
+bar and a log file, and torchrun (gloo on CPU, NCCL on GPU; only rank 0 writes). Gradients are averaged across
+processes with an all-reduce after backward, as DistributedDataParallel does, because some
+losses (the tracer's) call the model several times per step, which DDP's wrapper forbids.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from ..backbones.checkpoint import CHECKPOINT_FORMAT
+from ..errors import CheckpointError
+
+
+class TrainingTask(Protocol):
+    engine: str
+
+    def build_model(self) -> torch.nn.Module: ...
+    def model_config(self) -> dict: ...
+    def batch(self, step: int, rank: int, world: int) -> dict: ...
+    def loss(self, model, batch) -> tuple[torch.Tensor, dict]: ...
+    def evaluate(self, model) -> dict: ...
+    def checkpoint_extras(self) -> dict: ...
+
+
+@dataclass
+class TrainSettings:
+    out: str
+    steps: int = 2000
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    warmup_steps: int = 100
+    seed: int = 0
+    device: str = "cpu"
+    resume: str | None = None
+    stop_after: int | None = None      # stop at this step, keeping the schedule of `steps`
+    log_every: int = 20
+    checkpoint_every: int = 500
+    evaluate: bool = True
+    command: str = ""
+
+
+def weights_sha256(state_dict: dict) -> str:
+    """sha256 over the tensors in key order (dtype, shape and bytes)."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().cpu().contiguous()
+        digest.update(f"{key}{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def schedule(warmup: int, total: int):
+    """Linear warm-up, then cosine decay to 0 (the paper's schedule, in steps)."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return factor
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads"
+
+
+class Distributed:
+    """torchrun's environment, or a single process."""
+
+    def __init__(self, device: str):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = device
+        if self.world > 1:
+            use_cuda = device.startswith("cuda")
+            if use_cuda:
+                self.device = f"cuda:{self.local_rank}"
+                torch.cuda.set_device(self.local_rank)
+            torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def broadcast(self, model) -> None:
+        """Every process starts from rank 0's weights."""
+        if self.world > 1:
+            for tensor in model.state_dict().values():
+                torch.distributed.broadcast(tensor, src=0)
+
+    def average_gradients(self, model) -> None:
+        if self.world > 1:
+            for parameter in model.parameters():
+                if parameter.grad is not None:
+                    torch.distributed.all_reduce(parameter.grad)
+                    parameter.grad /= self.world
+
+    def close(self):
+        if self.world > 1:
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+
+
+def resume_path(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".resume")
+
+
+def train(task: TrainingTask, settings: TrainSettings, progress: bool = True) -> dict:
+    dist = Distributed(settings.device)
+    torch.manual_seed(settings.seed)
+    model = task.build_model().to(dist.device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr,
+                                  weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, schedule(settings.warmup_steps, settings.steps))
+    start = 0
+    if settings.resume:
+        start = _restore(settings.resume, model, optimiser, scheduler, task.engine)
+    dist.broadcast(model)
+    log = open(Path(settings.out).with_suffix(".log"), "a") if dist.main else None
+    bar = None
+    if dist.main and progress:
+        from tqdm import tqdm
+        bar = tqdm(total=settings.steps, initial=start, desc=f"train {task.engine}",
+                   dynamic_ncols=True)
+    history, started, samples = [], time.perf_counter(), 0
+    last = {}
+    end = min(settings.steps, settings.stop_after or settings.steps)
+    for step in range(start, end):
+        batch = {k: v.to(dist.device) if torch.is_tensor(v) else v
+                 for k, v in task.batch(step, dist.rank, dist.world).items()}
+        loss, parts = task.loss(model, batch)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        dist.average_gradients(model)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        scheduler.step()
+        samples += settings.batch_size * dist.world
+        last = {"step": step + 1, **parts}
+        history.append(parts["loss"])
+        if dist.main:
+            rate = samples / max(time.perf_counter() - started, 1e-9)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{parts['loss']:.4f}", samples_s=f"{rate:.1f}")
+            if (step + 1) % settings.log_every == 0 or step + 1 == settings.steps:
+                log.write(json.dumps({**last, "lr": scheduler.get_last_lr()[0],
+                                      "samples_per_s": rate}) + "\n")
+                log.flush()
+            if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
+                _save_resume(settings, task, model, optimiser, scheduler, step + 1)
+    if bar is not None:
+        bar.close()
+    result = {"steps": settings.steps, "last": last, "losses": history}
+    if dist.main and end < settings.steps:          # paused: only the resume checkpoint
+        _save_resume(settings, task, model, optimiser, scheduler, end)
+        log.close()
+    elif dist.main:
+        wall = time.perf_counter() - started
+        metrics = task.evaluate(model) if settings.evaluate else {}
+        _save_resume(settings, task, model, optimiser, scheduler, settings.steps)
+        meta = _save_final(settings, task, model, metrics, wall)
+        result.update(meta)
+        log.write(json.dumps({"final": meta}) + "\n")
+        log.close()
+    dist.close()
+    return result
+
+
+def _checkpoint(settings, task, model, step) -> dict:
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return {"format": CHECKPOINT_FORMAT, "engine": task.engine, "config": task.model_config(),
+            "model": state, "step": step, "seed": settings.seed,
+            "weights_sha256": weights_sha256(state), **task.checkpoint_extras()}
+
+
+def _save_resume(settings, task, model, optimiser, scheduler, step):
+    checkpoint = _checkpoint(settings, task, model, step)
+    checkpoint.update(optimizer=optimiser.state_dict(), scheduler=scheduler.state_dict(),
+                      settings=asdict(settings))
+    _atomic_save(checkpoint, resume_path(settings.out))
+
+
+def _save_final(settings, task, model, metrics, wall) -> dict:
+    checkpoint = _checkpoint(settings, task, model, settings.steps)
+    meta = {"metrics": metrics, "wall_seconds": round(wall, 1), "hardware": hardware(),
+            "command": settings.command, "torch": str(torch.__version__)}
+    checkpoint.update(meta)
+    _atomic_save(checkpoint, settings.out)
+    from .model_card import write_card
+    write_card(settings.out)
+    return {**meta, "weights_sha256": checkpoint["weights_sha256"]}
+
+
+def _atomic_save(obj, path):
+    path = Path(path)
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(obj, temporary)
+    temporary.replace(path)
+
+
+def _restore(path, model, optimiser, scheduler, engine) -> int:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"resume checkpoint not found: {path}")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if checkpoint.get("engine") != engine or "optimizer" not in checkpoint:
+        raise CheckpointError(f"{path.name} is not a resumable {engine} checkpoint")
+    model.load_state_dict(checkpoint["model"], strict=True)
+    optimiser.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    return int(checkpoint["step"])

@@ -1,0 +1,77 @@
+"""tracer3d with its embedded tiny weights, through the engine protocol."""
+import numpy as np
+import pytest
+
+from PromptEngines.data.synthetic import vessel_volume
+from PromptEngines.engine import get_engine
+from PromptEngines.errors import EngineError, PromptError
+from PromptEngines.evaluation import metrics
+from PromptEngines.prompts import Point
+from PromptEngines.tracer3d.engine import DEFAULT_WEIGHTS, Tracer3DEngine
+
+pytestmark = pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no embedded weights")
+
+
+@pytest.fixture(scope="module")
+def case():
+    return vessel_volume(1003)
+
+
+@pytest.fixture
+def engine(case):
+    engine = get_engine("tracer3d", device="cpu")
+    engine.set_image(case.volume.array, case.volume.spacing_zyx)
+    return engine
+
+
+def test_one_click_traces_the_tree_slice_by_slice(engine, case):
+    updates = list(engine.interact(Point(case.seed_index)))
+    assert len(updates) > 30 and updates[-1].final and not any(u.final for u in updates[:-1])
+    slices = [u.region[0].start for u in updates[:-1]]
+    assert slices[0] == case.seed_index[0] and len(set(slices)) > 30
+    assert all(u.patch.shape == tuple(s.stop - s.start for s in u.region) for u in updates)
+    mask = engine.mask
+    assert metrics.dice(mask, case.label) > 0.85
+    assert metrics.cldice(mask, case.label) > 0.9
+    assert metrics.fraction_on(mask, case.distractor) < 0.02
+    assert metrics.components(mask) == 1
+
+
+def test_same_click_same_mask_bit_for_bit(case):
+    masks = []
+    for _ in range(2):
+        engine = Tracer3DEngine(device="cpu")
+        engine.set_image(case.volume.array, case.volume.spacing_zyx)
+        masks.append(engine.run(Point(case.seed_index)).copy())
+    assert np.array_equal(masks[0], masks[1])
+
+
+def test_cancel_keeps_the_traced_slices_and_undo_clears_them(engine, case):
+    stream = engine.interact(Point(case.seed_index))
+    taken = [next(stream) for _ in range(5)]
+    stream.close()
+    partial = engine.mask.copy()
+    expected = np.zeros_like(partial)
+    for update in taken:
+        expected[update.region] = update.patch
+    assert np.array_equal(partial, expected) and 0 < partial.sum() < case.label.sum()
+    engine.undo()
+    assert engine.mask.sum() == 0
+
+
+def test_bad_clicks_are_refused_and_the_mask_kept(engine, case):
+    engine.run(Point(case.seed_index))
+    before = engine.mask.copy()
+    background = tuple(np.argwhere(case.volume.array < 50)[len(case.volume.array) // 2])
+    with pytest.raises(PromptError, match="no vessel at the seed"):
+        engine.run(Point(background))
+    with pytest.raises(PromptError, match="positive clicks"):
+        engine.run(Point(case.seed_index, 0))
+    with pytest.raises(PromptError, match="outside the image"):
+        engine.run(Point((-3, 5, 5)))
+    assert np.array_equal(engine.mask, before)
+
+
+def test_2d_images_are_refused():
+    with pytest.raises(EngineError, match="needs a 3D volume"):
+        get_engine("tracer3d").set_image(np.zeros((1, 64, 64)), (1, 1, 1))

@@ -1,0 +1,65 @@
+"""The paper configuration loads official SAM ViT-b checkpoints (also ScribblePrompt-SAM's,
+same layout) strictly; a file with wrong keys gets a clear error, in Python and on the CLI.
+A randomly initialised SAM saved in the official layout stands in for the real file."""
+import numpy as np
+import pytest
+import torch
+
+from PromptEngines.backbones.sam import build_sam_vit_b
+from PromptEngines.cli import main
+from PromptEngines.errors import CheckpointError
+from PromptEngines.tracer3d.engine import Tracer3DEngine
+from PromptEngines.tracer3d.paper_model import SamTracer
+
+
+@pytest.fixture(scope="module")
+def official_layout(tmp_path_factory):
+    torch.manual_seed(0)
+    sam = build_sam_vit_b()
+    path = tmp_path_factory.mktemp("sam") / "sam_vit_b_01ec64.pth"
+    torch.save(sam.state_dict(), path)
+    return path, sam
+
+
+def test_official_layout_loads_strictly_and_runs_at_256(official_layout):
+    path, original = official_layout
+    engine = Tracer3DEngine(weights=path, device="cpu")
+    model = engine.model
+    assert isinstance(model, SamTracer) and model.crop == 256
+    loaded = model.sam.state_dict()
+    for key, value in original.state_dict().items():
+        if key != "image_encoder.pos_embed":
+            assert torch.equal(loaded[key], value), key
+    assert loaded["image_encoder.pos_embed"].shape == (1, 16, 16, 768)
+    # One decode on a tile: SAM's low-res mask comes back at the tile's size.
+    with torch.no_grad():
+        entries = model.encode_slices(torch.rand(1, 1, 300, 300))
+        crops = model.crop_features(entries, [(0, 128)], 256)
+        logits, confidence, bottleneck = model.decode(crops, torch.tensor([[100.0, 90.0]]),
+                                                      torch.zeros(1, 1, 256, 256))
+    assert logits.shape == (1, 1, 256, 256) and confidence.shape == (1,)
+    assert bottleneck.shape == (1, 256, 16, 16)
+    assert model.offset(bottleneck).abs().max() == 0          # untrained head: no movement
+
+
+def test_wrong_keys_are_named(official_layout, tmp_path, capsys):
+    path, _ = official_layout
+    state = torch.load(path, weights_only=True)
+    state["mask_decoder.extra_token.weight"] = state.pop("mask_decoder.iou_token.weight")
+    bad = tmp_path / "renamed.pth"
+    torch.save(state, bad)
+    with pytest.raises(CheckpointError, match=r"1 missing keys: mask_decoder\.iou_token\.weight; "
+                                              r"1 unexpected keys: mask_decoder\.extra_token\.weight"):
+        Tracer3DEngine(weights=bad)
+    not_sam = tmp_path / "other.pt"
+    torch.save({"conv.weight": torch.zeros(1)}, not_sam)
+    with pytest.raises(CheckpointError, match="neither a tracer3d checkpoint nor a SAM"):
+        Tracer3DEngine(weights=not_sam)
+    # On the command line: one line, exit status 2.
+    volume = tmp_path / "v.nrrd"
+    import SimpleITK as sitk
+    sitk.WriteImage(sitk.GetImageFromArray(np.random.default_rng(0).random((4, 8, 8)).astype(np.float32)), str(volume))
+    assert main(["trace", str(volume), "--seed-ras", "0", "0", "0", "--out", str(tmp_path / "o.seg.nrrd"),
+                 "--engine", "tracer3d", "--weights", str(bad)]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "missing keys: mask_decoder.iou_token.weight" in error[0]

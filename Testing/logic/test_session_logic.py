@@ -1,0 +1,198 @@
+"""The module's logic on a real MRML scene (slicer-core): RAS prompts reach the engine in
+voxel indices (oblique, anisotropic volume under a transform), a trace fills the segment
+live and only where it changed, undo is exact, errors leave the segment as it was, and the
+recording survives an .mrb round trip and replays bit for bit."""
+import time
+
+import numpy as np
+import pytest
+import slicer
+import vtk
+
+from InteractiveVesselSegLib import recorder
+from InteractiveVesselSegLib.mrml_volume import image_array, numpy_to_matrix
+from InteractiveVesselSegLib.session import SegmentationSession
+from PromptEngines.data.synthetic import random_rotation, vessel_volume
+from PromptEngines.data.volume import Volume
+from PromptEngines.engine import Engine, Update, register_engine
+from PromptEngines.errors import PromptError
+from PromptEngines.prompts import Auto, Box, Point, Scribble, Text
+from PromptEngines.session import Session
+from slicer_scene import new_scene
+
+
+@register_engine
+class RecordingEngine(Engine):
+    """Records what it receives; a point paints a 2x2 square on five slices, one update per
+    slice, slowly enough for the test to watch; `fail_at` raises half way."""
+    name = "recording"
+    capabilities = frozenset({"point", "box", "scribble", "text", "auto", "mask"})
+    fail_at = None
+
+    def _on_image(self):
+        self.received = getattr(self, "received", [])
+
+    def _interact(self, prompt):
+        self.received.append(prompt)
+        if prompt.kind == "mask":
+            yield self._final_update(prompt.mask)
+            return
+        if prompt.kind != "point":
+            return
+        z, y, x = (int(round(c)) for c in prompt.position)
+        for k in range(z, min(z + 5, self.image.shape[0])):
+            if self.fail_at is not None and k - z == self.fail_at:
+                raise RuntimeError("engine failure half way")
+            time.sleep(0.03)
+            yield Update((slice(k, k + 1), slice(y, y + 2), slice(x, x + 2)),
+                         np.full((1, 2, 2), prompt.label, np.uint8))
+
+
+def add_volume(scene, array, ijk_to_ras, parent_matrix=None):
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "cta")
+    image = vtk.vtkImageData()
+    image.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
+    image.AllocateScalars(vtk.VTK_FLOAT, 1)
+    image_array(image)[...] = array
+    node.SetAndObserveImageData(image)
+    node.SetIJKToRASMatrix(numpy_to_matrix(ijk_to_ras))
+    if parent_matrix is not None:
+        transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "moved")
+        transform.SetMatrixTransformToParent(numpy_to_matrix(parent_matrix))
+        node.SetAndObserveTransformNodeID(transform.GetID())
+    return node
+
+
+def add_segment(scene, name="vessel"):
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "segmentation")
+    return node, node.GetSegmentation().AddEmptySegment(name, name)
+
+
+@pytest.fixture
+def moved_volume(oblique_volume):
+    parent = np.eye(4)
+    parent[:3, :3] = random_rotation(np.random.default_rng(4), 25, 30)
+    parent[:3, 3] = (12.0, -30.0, 5.5)
+    return oblique_volume, parent
+
+
+def world(volume, parent):
+    return Volume(volume.array, parent @ volume.ijk_to_ras)
+
+
+def test_each_tool_reaches_the_engine_in_voxel_indices(moved_volume):
+    volume, parent = moved_volume
+    scene = new_scene()
+    node = add_volume(scene, volume.array, volume.ijk_to_ras, parent)
+    segmentation, segment = add_segment(scene)
+    session = SegmentationSession(node, segmentation, segment, "recording")
+    truth = world(volume, parent)              # what the conversion must amount to
+    to_ras = truth.index_to_ras
+    prompts = [Point(to_ras((3, 4, 5))), Point(to_ras((2, 7, 9)), 0),
+               Box(to_ras((1, 1, 1)), to_ras((5, 8, 10))),
+               Scribble([to_ras((1, 2, 3)), to_ras((1, 3, 4))], 0),
+               Text("make thicker", to_ras((4, 5, 6))), Auto("LV")]
+    for prompt in prompts:
+        session.run(prompt)
+    received = session.engine.received
+    np.testing.assert_allclose(received[0].position, (3, 4, 5), atol=1e-6)
+    np.testing.assert_allclose(received[1].position, (2, 7, 9), atol=1e-6)
+    assert received[1].label == 0
+    corners = np.array([truth.ras_to_index(c) for c in prompts[2].corners()])
+    np.testing.assert_allclose(received[2].low, corners.min(0), atol=1e-6)
+    np.testing.assert_allclose(received[2].high, corners.max(0), atol=1e-6)
+    np.testing.assert_allclose(received[3].points, [(1, 2, 3), (1, 3, 4)], atol=1e-6)
+    np.testing.assert_allclose(received[4].position, (4, 5, 6), atol=1e-6)
+    assert received[4].command == "make thicker" and received[5].target == "LV"
+    session.close()
+
+
+def segment_array(segmentation, segment):
+    return image_array(segmentation.GetBinaryLabelmapInternalRepresentation(segment)).copy()
+
+
+def test_trace_fills_the_segment_live_only_where_it_changes_and_undo_is_exact(oblique_volume):
+    scene = new_scene()
+    node = add_volume(scene, oblique_volume.array, oblique_volume.ijk_to_ras)
+    segmentation, segment = add_segment(scene)
+    marker = np.zeros(oblique_volume.shape, np.uint8)
+    marker[6, 10, 12] = 1                       # the user's work before the session
+    session = SegmentationSession(node, segmentation, segment, "recording")
+    session.writer.write_all(marker)
+    session.close()
+    session = SegmentationSession(node, segmentation, segment, "recording")
+    assert session.sequence.steps[0].kind == "mask"      # it starts from the user's mask
+    states, regions = [segment_array(segmentation, segment)], []
+    session.on_update = lambda update: (regions.append(update.region),
+                                        states.append(segment_array(segmentation, segment)))
+    session.submit(Point(oblique_volume.index_to_ras((1, 3, 4))))
+    session.wait()
+    assert len(states) - 1 >= 5                          # several states before the final one
+    for before, after, region in zip(states, states[1:], regions):
+        changed = np.argwhere(before != after)
+        assert len(changed)
+        inside = np.zeros(before.shape, bool)
+        inside[region] = True
+        assert inside[tuple(changed.T)].all()            # nothing written outside the region
+    final = segment_array(segmentation, segment)
+    assert final[6, 10, 12] == 1 and final[1:6, 3:5, 4:6].all() and final.sum() == 21
+    session.run(Point(oblique_volume.index_to_ras((0, 0, 0))))
+    session.undo()
+    session.wait()
+    np.testing.assert_array_equal(segment_array(segmentation, segment), final)
+    session.close()
+
+
+def test_errors_leave_the_segment_as_it_was(oblique_volume):
+    scene = new_scene()
+    node = add_volume(scene, oblique_volume.array, oblique_volume.ijk_to_ras)
+    segmentation, segment = add_segment(scene)
+    session = SegmentationSession(node, segmentation, segment, "recording")
+    session.run(Point(oblique_volume.index_to_ras((0, 0, 0))))
+    kept = segment_array(segmentation, segment)
+    steps = len(session.sequence.steps)
+    with pytest.raises(PromptError, match="outside the volume"):
+        session.submit(Point(oblique_volume.index_to_ras((30, 0, 0))))
+    assert not session.busy
+    session.engine.fail_at = 3
+    session.submit(Point(oblique_volume.index_to_ras((1, 6, 6))))
+    with pytest.raises(RuntimeError, match="half way"):
+        session.wait()
+    np.testing.assert_array_equal(segment_array(segmentation, segment), kept)
+    assert len(session.sequence.steps) == steps          # neither was recorded
+    session.close()
+
+
+def test_recording_survives_mrb_and_replays_bit_for_bit(tmp_path):
+    from slicer_scene import new_scene as fresh_scene
+    case = vessel_volume(1006, shape=(48, 72, 72))
+    scene = new_scene()
+    node = add_volume(scene, case.volume.array, case.volume.ijk_to_ras)
+    segmentation, segment = add_segment(scene)
+    session = SegmentationSession(node, segmentation, segment, "regiongrow")
+    session.run(Point(case.seed_ras))
+    trunk = case.branches[0].points
+    cut = tuple(np.round(trunk[len(trunk) // 2] / np.asarray(case.volume.spacing_zyx)).astype(int))
+    session.run(Point(case.volume.index_to_ras(cut), 0))
+    session.close()
+    saved = segment_array(segmentation, segment)
+    assert 0 < saved.sum() and recorder.load(segmentation, segment).result_sha256
+    for each in (node, segmentation):
+        each.AddDefaultStorageNode()
+    assert scene.WriteToMRB(str(tmp_path / "session.mrb"))
+
+    loaded = fresh_scene()
+    assert loaded.ReadFromMRB(str(tmp_path / "session.mrb"))
+    loaded_segmentation = loaded.GetFirstNodeByClass("vtkMRMLSegmentationNode")
+    loaded_volume = loaded.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+    sequence = recorder.load(loaded_segmentation, segment)
+    assert [s.kind for s in sequence.steps] == ["point", "point"]
+    from InteractiveVesselSegLib.mrml_volume import volume_from_node
+    from PromptEngines.engine import get_engine
+    replay = Session(volume_from_node(loaded_volume), get_engine("regiongrow"), "vessel")
+    replayed = replay.replay(sequence)
+    from InteractiveVesselSegLib.segment_writer import SegmentWriter
+    reloaded = SegmentWriter(loaded_segmentation, segment, loaded_volume).read()
+    np.testing.assert_array_equal(replayed, reloaded)
+    np.testing.assert_array_equal(replayed, (saved > 0).astype(np.uint8))
+    assert replay.finish().result_sha256 == sequence.result_sha256

@@ -1,0 +1,95 @@
+"""`ivseg train`: it learns, resumes exactly, runs under torchrun, and names bad data."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from PromptEngines.cli import main
+from PromptEngines.data.datasets import SyntheticVessels
+from PromptEngines.tracer3d.train import Tracer3DTask, TrainOptions
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["--engine", "tracer3d", "--pool", "2", "--batch-size", "4", "--no-eval", "--quiet",
+         "--warmup", "2"]
+
+
+def run_json(capsys, *args):
+    assert main([str(a) for a in args]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("variant", ["offset", "naive"])
+def test_a_few_steps_lower_the_loss_on_a_fixed_batch(variant):
+    torch.manual_seed(0)
+    task = Tracer3DTask(SyntheticVessels(2), TrainOptions(variant=variant), batch_size=8)
+    model = task.build_model()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    batch = task.batch(0, 0, 1)
+    losses = []
+    for _ in range(12):
+        loss, parts = task.loss(model, batch)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(parts["loss"])
+    assert losses[-1] < 0.8 * losses[0]
+    assert ("offset" in parts) == (variant == "offset")
+
+
+def test_resume_gives_the_same_next_losses(tmp_path, capsys):
+    whole = run_json(capsys, "train", *SMALL, "--steps", 6, "--out", tmp_path / "whole.pt")
+    run_json(capsys, "train", *SMALL, "--steps", 6, "--stop-after", 3, "--out", tmp_path / "part.pt")
+    assert not (tmp_path / "part.pt").exists() and (tmp_path / "part.pt.resume").exists()
+    resumed = run_json(capsys, "train", *SMALL, "--steps", 6, "--out", tmp_path / "part.pt",
+                       "--resume", tmp_path / "part.pt.resume")
+    assert len(whole["losses"]) == 6 and len(resumed["losses"]) == 3
+    assert resumed["losses"] == whole["losses"][3:]            # exactly, not approximately
+    assert resumed["weights_sha256"] == whole["weights_sha256"]
+    checkpoint = torch.load(tmp_path / "whole.pt", weights_only=True)
+    assert checkpoint["step"] == 6 and checkpoint["seed"] == 0 and len(checkpoint["weights_sha256"]) == 64
+    assert checkpoint["config"]["kind"] == "tiny" and "command" in checkpoint
+
+
+def test_torchrun_two_processes_on_cpu_write_one_checkpoint(tmp_path):
+    out = tmp_path / "ddp.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                           "--master_port=29517", "-m", "PromptEngines.cli", "train", *SMALL,
+                           "--steps", "3", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.log", "ddp.pt", "ddp.pt.resume"]
+    assert torch.load(out, weights_only=True)["step"] == 3
+
+
+def make_folder(root, shapes=((12, 16, 16), (12, 16, 16)), skip_label=None):
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    (root / "dataset.json").write_text('{"name": "test"}')
+    rng = np.random.default_rng(0)
+    for index, shape in enumerate(shapes):
+        sitk.WriteImage(sitk.GetImageFromArray(rng.normal(size=(12, 16, 16)).astype(np.float32)),
+                        str(root / "imagesTr" / f"case{index}_0000.nii.gz"))
+        if index != skip_label:
+            sitk.WriteImage(sitk.GetImageFromArray(np.zeros(shape, np.uint8)),
+                            str(root / "labelsTr" / f"case{index}.nii.gz"))
+
+
+def test_bad_data_folders_name_the_file(tmp_path, capsys):
+    missing = tmp_path / "missing"
+    make_folder(missing, skip_label=1)
+    assert main(["train", *SMALL, "--steps", "1", "--data", str(missing), "--out", str(tmp_path / "a.pt")]) == 2
+    assert f"no label for {missing / 'imagesTr' / 'case1_0000.nii.gz'}" in capsys.readouterr().err
+    mismatched = tmp_path / "mismatched"
+    make_folder(mismatched, shapes=((12, 16, 16), (12, 16, 15)))
+    assert main(["train", *SMALL, "--steps", "1", "--data", str(mismatched), "--out", str(tmp_path / "b.pt")]) == 2
+    error = capsys.readouterr().err
+    assert "case1.nii.gz has shape (12, 16, 15) but" in error and "case1_0000.nii.gz" in error
+    assert main(["train", *SMALL, "--steps", "1", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "c.pt")]) == 2
+    assert "missing folder imagesTr/" in capsys.readouterr().err
