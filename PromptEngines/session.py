@@ -87,6 +87,13 @@ class Session:
     def replay(self, sequence: PromptSequence, base_dir: str | Path = ".",
                check_volume: bool = True) -> np.ndarray:
         """Apply every step of a recorded sequence (mask steps load their file)."""
+        for _ in self.replay_steps(sequence, base_dir, check_volume):
+            pass
+        return self.mask
+
+    def replay_steps(self, sequence: PromptSequence, base_dir: str | Path = ".",
+                     check_volume: bool = True) -> Iterator[Update]:
+        """The updates of a replay, step after step (for a viewer that shows them)."""
         if check_volume and sequence.volume is not None:
             recorded = sequence.volume
             if tuple(recorded.shape) != self.volume.shape:
@@ -98,9 +105,7 @@ class Session:
         for index, step in enumerate(sequence.steps):
             if isinstance(step, MaskPrompt) and step.mask is None:
                 step = self.load_mask_prompt(Path(base_dir) / step.path, record_as=step.path)
-            for _ in self.interact(step, stop_after=sequence.stopped_after.get(index)):
-                pass
-        return self.mask
+            yield from self.interact(step, stop_after=sequence.stopped_after.get(index))
 
     def load_mask_prompt(self, path: str | Path, record_as: str | None = None) -> MaskPrompt:
         """A starting mask from a segmentation file, which must share the volume's grid."""

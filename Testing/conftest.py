@@ -10,6 +10,7 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "InteractiveVesselSeg"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from PromptEngines.data.synthetic import random_rotation, vessel_volume  # noqa: E402
 from PromptEngines.data.volume import Volume, geometry_matrix  # noqa: E402

@@ -53,6 +53,10 @@ class SegmentationSession:
         self.session.check(prompt)
         self.worker.submit(lambda: self.session.interact(prompt))
 
+    def submit_sequence(self, sequence: PromptSequence, base_dir=".") -> None:
+        """Replay a recorded sequence on the worker (volume identity checked first)."""
+        self.worker.submit(lambda: self.session.replay_steps(sequence, base_dir))
+
     def undo(self) -> None:
         self.submit(Undo())
 

@@ -15,6 +15,9 @@ def new_scene():
     segmentations = slicer.vtkSlicerSegmentationsModuleLogic()   # registers the converters
     segmentations.SetMRMLApplicationLogic(application)
     segmentations.SetMRMLScene(scene)
+    markups = slicer.vtkSlicerMarkupsLogic()                      # registers markups nodes
+    markups.SetMRMLApplicationLogic(application)
+    markups.SetMRMLScene(scene)
     # Data IO (a cache folder for remote/bundled data): reading .mrb bundles needs it.
     cache = tempfile.TemporaryDirectory()
     remote_io = slicer.vtkMRMLRemoteIOLogic()
@@ -26,7 +29,7 @@ def new_scene():
     data_io.SetMRMLApplicationLogic(application)
     data_io.SetAndObserveDataIOManager(remote_io.GetDataIOManager())
     remote_io.AddDataIOToScene()
-    scene._keep_alive = (application, segmentations, remote_io, data_io, cache)
+    scene._keep_alive = (application, segmentations, markups, remote_io, data_io, cache)
     return scene
 
 

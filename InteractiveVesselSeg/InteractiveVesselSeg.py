@@ -1,0 +1,286 @@
+"""InteractiveVesselSeg: click once on a vessel and watch the tree appear; correct it with
+points, boxes, scribbles and text commands; every prompt is recorded and replayable.
+
+Module, Widget, Logic and Test in Slicer's scripted-module form. The widget only maps
+gestures to logic calls; the logic (InteractiveVesselSegLib.logic) runs headless; engines
+run on a persistent worker thread and a timer writes their updates as they come.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import qt
+import slicer
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest,
+                                           ScriptedLoadableModuleWidget)
+
+# Packages the extension needs besides the PyTorch extension's torch; installed on first use,
+# after asking (never at import time).
+REQUIREMENTS = ["SimpleITK", "scikit-image", "scipy", "tqdm", "segment-anything",
+                "segment-anything-hq", "timm", "open_clip_torch", "monai"]
+PUMP_INTERVAL_MS = 30
+
+
+class InteractiveVesselSeg(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "Interactive Vessel Seg"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = ["Segmentations", "Markups"]
+        self.parent.contributors = ["InteractiveVesselSeg developers"]
+        self.parent.helpText = ("One click traces a vessel tree slice by slice; points, boxes, "
+                                "scribbles and text commands correct it. Every prompt is "
+                                "recorded with the segmentation and can be exported and "
+                                "replayed.")
+        self.parent.acknowledgementText = ("Methods: Zhang, Yu, Xue (MIDL 2026); Lim & Lee "
+                                           "(MICCAI 2025); PRISM (MICCAI 2024); VerSe.")
+
+
+def dependencies_missing() -> list[str]:
+    import importlib.util
+    modules = {"SimpleITK": "SimpleITK", "scikit-image": "skimage", "scipy": "scipy",
+               "tqdm": "tqdm", "segment-anything": "segment_anything",
+               "segment-anything-hq": "segment_anything_hq", "timm": "timm",
+               "open_clip_torch": "open_clip", "monai": "monai"}
+    missing = [p for p, m in modules.items() if importlib.util.find_spec(m) is None]
+    if importlib.util.find_spec("torch") is None:
+        missing.insert(0, "torch (install the PyTorch extension)")
+    return missing
+
+
+def ensure_dependencies(ask=True) -> bool:
+    """Install what is missing with Slicer's pip helper, after the user agrees."""
+    missing = [p for p in dependencies_missing() if not p.startswith("torch")]
+    if "torch (install the PyTorch extension)" in dependencies_missing():
+        slicer.util.errorDisplay("InteractiveVesselSeg needs PyTorch: install the PyTorch "
+                                 "extension from the Extensions Manager, then restart.")
+        return False
+    if not missing:
+        return True
+    if ask and not slicer.util.confirmOkCancelDisplay(
+            "InteractiveVesselSeg needs these Python packages:\n" + "\n".join(missing)
+            + "\n\nInstall them now? (this can take a few minutes)"):
+        return False
+    slicer.util.pip_install(" ".join(missing))
+    return True
+
+
+class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        ui_widget = slicer.util.loadUI(self.resourcePath("UI/InteractiveVesselSeg.ui"))
+        self.layout.addWidget(ui_widget)
+        self.ui = slicer.util.childWidgetVariables(ui_widget)
+        ui_widget.setMRMLScene(slicer.mrmlScene)
+        self.logic = None
+        self.timer = qt.QTimer()
+        self.timer.setInterval(PUMP_INTERVAL_MS)
+        self.timer.timeout.connect(self.onPump)
+        self.connect_gestures()
+        self.layout.addStretch(1)
+
+    # ------------------------------------------------------------------ wiring
+    def connect_gestures(self):
+        ui = self.ui
+        ui.engineComboBox.currentTextChanged.connect(self.onEngineChanged)
+        ui.inputVolumeSelector.currentNodeChanged.connect(self.onInputsChanged)
+        ui.segmentSelector.currentNodeChanged.connect(self.onInputsChanged)
+        ui.segmentSelector.currentSegmentChanged.connect(self.onInputsChanged)
+        ui.traceButton.clicked.connect(lambda: self.onPointTool(trace=True))
+        ui.positivePointButton.clicked.connect(lambda: self.onPointTool(positive=True))
+        ui.negativePointButton.clicked.connect(lambda: self.onPointTool(positive=False))
+        ui.boxButton.clicked.connect(self.onBoxTool)
+        ui.scribbleButton.clicked.connect(self.onScribbleTool)
+        for command, button in self.text_buttons().items():
+            button.clicked.connect(lambda _=False, c=command: self.onTextCommand(c))
+        for name, button in self.structure_buttons().items():
+            button.clicked.connect(lambda _=False, n=name: self.call("segment_structure", n))
+        ui.undoButton.clicked.connect(lambda: self.call("undo"))
+        ui.resetButton.clicked.connect(lambda: self.call("reset"))
+        ui.cancelButton.clicked.connect(lambda: self.call("cancel", start=False))
+        ui.exportButton.clicked.connect(self.onExport)
+        ui.importButton.clicked.connect(self.onImport)
+
+    def text_buttons(self):
+        ui = self.ui
+        return {"extend": ui.extendButton, "remove": ui.removeButton,
+                "make thinner": ui.thinnerButton, "make thicker": ui.thickerButton,
+                "make a connection": ui.connectButton}
+
+    def structure_buttons(self):
+        return {"LV": self.ui.lvButton, "Myo": self.ui.myoButton, "RV": self.ui.rvButton}
+
+    def ensure_logic(self):
+        if self.logic is None:
+            if not ensure_dependencies():
+                raise RuntimeError("dependencies are not installed")
+            from InteractiveVesselSegLib.logic import VesselSegLogic
+            self.logic = VesselSegLogic()
+            self.ui.engineComboBox.clear()
+            self.ui.engineComboBox.addItems(self.logic.engines())
+            self.ui.engineComboBox.setCurrentText(self.logic.engine_name)
+            self.onInputsChanged()
+        return self.logic
+
+    # ------------------------------------------------------------------ gestures
+    def call(self, method, *args, start=True):
+        """Run one logic method; show its error as one message; start the update timer."""
+        try:
+            getattr(self.ensure_logic(), method)(*args)
+        except Exception as error:           # the panel shows it; the segment is untouched
+            self.show_error(error)
+            return
+        if start:
+            self.ui.progressBar.setValue(0)
+            self.ui.progressBar.setVisible(True)
+            self.ui.statusLabel.setText("working…")
+            self.timer.start()
+
+    def show_error(self, error):
+        logging.error(str(error))
+        self.ui.statusLabel.setText(f"Error: {error}")
+
+    def current_point(self):
+        """The last control point of the prompt markups node, world RAS."""
+        node = self.ui.promptPointsSelector.currentNode()
+        if node is None or node.GetNumberOfControlPoints() == 0:
+            raise ValueError("place a point first (prompt points node)")
+        ras = [0.0, 0.0, 0.0]
+        node.GetNthControlPointPositionWorld(node.GetNumberOfControlPoints() - 1, ras)
+        return ras
+
+    def onPointTool(self, positive=True, trace=False):
+        try:
+            ras = self.current_point()
+        except ValueError as error:
+            self.show_error(error)
+            return
+        self.call("trace" if trace else "add_point", *([ras] if trace else [ras, positive]))
+
+    def onBoxTool(self):
+        node = self.ui.promptBoxSelector.currentNode()
+        if node is None:
+            self.show_error("select or place a box (markups ROI) first")
+            return
+        bounds = [0.0] * 6
+        node.GetRASBounds(bounds)
+        self.call("add_box", bounds[0::2], bounds[1::2])
+
+    def onScribbleTool(self):
+        node = self.ui.promptScribbleSelector.currentNode()
+        if node is None or node.GetNumberOfControlPoints() < 1:
+            self.show_error("draw a scribble (markups curve) first")
+            return
+        points = []
+        for i in range(node.GetNumberOfControlPoints()):
+            ras = [0.0, 0.0, 0.0]
+            node.GetNthControlPointPositionWorld(i, ras)
+            points.append(ras)
+        self.call("add_scribble", points, self.ui.scribblePositiveCheckBox.isChecked())
+
+    def onTextCommand(self, command):
+        try:
+            ras = self.current_point()
+        except ValueError:
+            ras = None
+        self.call("text_command", command, ras)
+
+    def onEngineChanged(self, name):
+        if self.logic is None or not name:
+            return
+        self.logic.set_engine(name, self.ui.weightsPathLineEdit.currentPath or None,
+                              self.ui.deviceComboBox.currentText or None)
+        for tool, reason in self.logic.engine_tools(name).items():
+            for button in self.tool_buttons(tool):
+                button.setEnabled(reason is None)
+                button.setToolTip(reason or "")
+
+    def tool_buttons(self, tool):
+        ui = self.ui
+        return {"point": [ui.positivePointButton, ui.negativePointButton, ui.traceButton],
+                "box": [ui.boxButton], "scribble": [ui.scribbleButton],
+                "text": list(self.text_buttons().values()),
+                "auto": list(self.structure_buttons().values())}[tool]
+
+    def onInputsChanged(self, *_):
+        if self.logic is None:
+            return
+        self.logic.set_inputs(self.ui.inputVolumeSelector.currentNode(),
+                              self.ui.segmentSelector.currentNode(),
+                              self.ui.segmentSelector.currentSegmentID())
+
+    def onPump(self):
+        try:
+            idle = self.logic.pump()
+        except Exception as error:
+            self.timer.stop()
+            self.ui.progressBar.setVisible(False)
+            self.show_error(error)
+            return
+        if idle:
+            self.timer.stop()
+            self.ui.progressBar.setVisible(False)
+            self.ui.statusLabel.setText(f"{len(self.logic.session.sequence.steps)} steps recorded")
+
+    def onExport(self):
+        path = qt.QFileDialog.getSaveFileName(None, "Export prompts", "", "Prompts (*.prompts.json)")
+        if path:
+            self.call("export_prompts", path, start=False)
+
+    def onImport(self):
+        path = qt.QFileDialog.getOpenFileName(None, "Import prompts", "", "Prompts (*.prompts.json)")
+        if path:
+            self.call("import_prompts", path)
+
+    def cleanup(self):
+        self.timer.stop()
+        if self.logic is not None:
+            self.logic.close()
+
+
+class InteractiveVesselSegLogic(ScriptedLoadableModuleLogic):
+    """Slicer's logic class: a thin façade, callable without the widget."""
+
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        from InteractiveVesselSegLib.logic import VesselSegLogic
+        self.impl = VesselSegLogic()
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["impl"], name)
+
+
+class InteractiveVesselSegTest(ScriptedLoadableModuleTest):
+    """Runs inside Slicer: traces a synthetic vessel from one click through the logic."""
+
+    def runTest(self):
+        slicer.mrmlScene.Clear()
+        self.test_trace_and_replay()
+
+    def test_trace_and_replay(self):
+        import numpy as np
+        from PromptEngines.data.synthetic import vessel_volume
+        from PromptEngines.evaluation import metrics
+
+        case = vessel_volume(1007, shape=(48, 72, 72))
+        volume = slicer.util.addVolumeFromArray(case.volume.array)
+        volume.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(case.volume.ijk_to_ras))
+        segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        segment = segmentation.GetSegmentation().AddEmptySegment("vessel")
+        logic = InteractiveVesselSegLogic()
+        engine = "tracer3d" if os.environ.get("IVSEG_TEST_ENGINE") != "regiongrow" and \
+            logic.engine_name == "tracer3d" else "regiongrow"
+        logic.set_engine(engine)
+        logic.set_inputs(volume, segmentation, segment)
+        logic.trace(case.seed_ras)
+        logic.session.wait()
+        mask = logic.session.engine.mask
+        self.assertGreater(metrics.dice(mask, case.label), 0.8)
+        self.assertEqual(logic.recorded().result_sha256, logic.session.sequence.result_sha256)
+        self.assertEqual(metrics.components(mask), 1)
+        self.assertLess(metrics.fraction_on(mask, case.distractor), 0.02)
+        written = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segment, volume)
+        self.assertTrue(np.array_equal(written > 0, mask > 0))
+        logic.close()

@@ -1,0 +1,118 @@
+"""InteractiveVesselSegLogic's body: one method per panel action, usable headless.
+
+The widget calls these and shows what they return or raise; it holds no state of its own
+beyond widgets. Coordinates are world RAS, as markups and slice views give them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PromptEngines.engine import available_engines, engine_class
+from PromptEngines.errors import IVSegError
+from PromptEngines.prompts import (TEXT_COMMANDS, Auto, Box, Point, PromptSequence, Scribble,
+                                   Text)
+
+from . import recorder
+from .session import SegmentationSession
+
+TOOLS = ("point", "box", "scribble", "text", "auto")
+STRUCTURES = ("LV", "Myo", "RV")
+
+
+class VesselSegLogic:
+    def __init__(self):
+        self.session: SegmentationSession | None = None
+        self.engine_name = "tracer3d" if engine_class("tracer3d").ready() else "regiongrow"
+        self.weights: str | None = None
+        self.device: str | None = None
+        self._inputs = (None, None, None)
+
+    # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def engines() -> list[str]:
+        return available_engines()
+
+    def engine_tools(self, name: str | None = None) -> dict[str, str | None]:
+        """For each tool, None if the engine takes it, else the reason it is disabled."""
+        cls = engine_class(name or self.engine_name)
+        return {tool: None if tool in cls.capabilities else
+                f"{cls.name} does not take {tool} prompts" for tool in TOOLS}
+
+    def set_engine(self, name: str, weights: str | None = None, device: str | None = None):
+        self.engine_name, self.weights, self.device = name, weights, device
+        self.session = None                      # rebuilt on the next prompt
+
+    def set_inputs(self, volume_node, segmentation_node, segment_id) -> None:
+        if (volume_node, segmentation_node, segment_id) != self._inputs:
+            self.close()
+        self._inputs = (volume_node, segmentation_node, segment_id)
+
+    def current_session(self) -> SegmentationSession:
+        volume_node, segmentation_node, segment_id = self._inputs
+        if volume_node is None:
+            raise IVSegError("select an input volume first")
+        if segmentation_node is None or not segment_id:
+            raise IVSegError("select a segmentation and a segment first")
+        if self.session is None:
+            self.session = SegmentationSession(volume_node, segmentation_node, segment_id,
+                                               self.engine_name, self.weights, self.device)
+        return self.session
+
+    # ------------------------------------------------------------------ tools
+    def trace(self, ras) -> None:
+        self.current_session().submit(Point(ras, 1))
+
+    def add_point(self, ras, positive: bool = True) -> None:
+        self.current_session().submit(Point(ras, 1 if positive else 0))
+
+    def add_box(self, ras_a, ras_b) -> None:
+        self.current_session().submit(Box(ras_a, ras_b))
+
+    def add_scribble(self, ras_points, positive: bool = True) -> None:
+        self.current_session().submit(Scribble(ras_points, 1 if positive else 0))
+
+    def text_command(self, command: str, ras=None) -> None:
+        self.current_session().submit(Text(command, ras))
+
+    def segment_structure(self, name: str) -> None:
+        self.current_session().submit(Auto(name))
+
+    def undo(self) -> None:
+        self.current_session().undo()
+
+    def reset(self) -> None:
+        self.current_session().reset()
+
+    def cancel(self) -> None:
+        if self.session is not None:
+            self.session.cancel()
+
+    def pump(self) -> bool:
+        """Write what the engine produced; True when it is idle. Raises its error, once."""
+        return True if self.session is None else self.session.pump()
+
+    @property
+    def busy(self) -> bool:
+        return self.session is not None and self.session.busy
+
+    # ------------------------------------------------------------------ recording
+    def export_prompts(self, path: str | Path) -> None:
+        self.current_session().export_prompts(path)
+
+    def import_prompts(self, path: str | Path) -> int:
+        """Replay a prompts file on the current inputs, step by step, on the worker."""
+        sequence = PromptSequence.load(path)
+        session = self.current_session()
+        session.submit_sequence(sequence, Path(path).parent)
+        return len(sequence.steps)
+
+    def recorded(self) -> PromptSequence | None:
+        _, segmentation_node, segment_id = self._inputs
+        return recorder.load(segmentation_node, segment_id) if segmentation_node else None
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+        self.session = None
+
+
+__all__ = ["VesselSegLogic", "TEXT_COMMANDS", "STRUCTURES", "TOOLS"]

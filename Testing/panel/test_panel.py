@@ -1,0 +1,212 @@
+"""The real InteractiveVesselSegWidget, offscreen on PySide6 over a real MRML scene: every
+button is clicked and does its job; errors show as one message; a screenshot is taken."""
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import vtk
+
+from PromptEngines.data.synthetic import vessel_volume
+from PromptEngines.engine import Engine, register_engine
+from PromptEngines.evaluation import metrics
+from slicer_scene import new_scene
+
+import slicer_standin
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@register_engine
+class AllToolsEngine(Engine):
+    """Takes every tool and records it; a point marks its voxel, so effects are visible."""
+    name = "all-tools"
+    capabilities = frozenset({"point", "box", "scribble", "text", "auto", "mask"})
+
+    def _on_image(self):
+        self.received = getattr(self, "received", [])
+
+    def _interact(self, prompt):
+        self.received.append(prompt)
+        if prompt.kind in ("point", "text") and getattr(prompt, "position", None) is not None:
+            z, y, x = (int(round(c)) for c in prompt.position)
+            mask = self._mask.copy()
+            mask[z, y, x] = 1
+            yield self._final_update(mask)
+
+
+@pytest.fixture(scope="module")
+def case():
+    return vessel_volume(1008, shape=(48, 72, 72))
+
+
+@pytest.fixture
+def panel(case):
+    scene = new_scene()
+    application = slicer_standin.install(scene)
+    from InteractiveVesselSeg import InteractiveVesselSegWidget
+    from InteractiveVesselSegLib.mrml_volume import image_array, numpy_to_matrix
+
+    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CTA")
+    image = vtk.vtkImageData()
+    image.SetDimensions(*reversed(case.volume.shape))
+    image.AllocateScalars(vtk.VTK_FLOAT, 1)
+    image_array(image)[...] = case.volume.array
+    volume.SetAndObserveImageData(image)
+    volume.SetIJKToRASMatrix(numpy_to_matrix(case.volume.ijk_to_ras))
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Segmentation")
+    segment = segmentation.GetSegmentation().AddEmptySegment("vessel", "vessel")
+    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "prompts")
+    points.AddControlPointWorld(list(case.seed_ras))
+
+    widget = InteractiveVesselSegWidget()
+    widget.setup()
+    widget.parent.resize(420, 900)
+    widget.ensure_logic()
+    ui = widget.ui
+    ui.inputVolumeSelector.setCurrentNode(volume)
+    ui.segmentSelector.setCurrentNode(segmentation)
+    ui.segmentSelector.setCurrentSegmentID(segment)
+    ui.promptPointsSelector.setCurrentNode(points)
+    widget.onInputsChanged()
+    ui.engineComboBox.setCurrentText("regiongrow")
+    yield widget, scene, volume, segmentation, segment, points, application
+    widget.cleanup()
+
+
+def settle(widget, application, timeout=120):
+    """Run the event loop until the panel's update timer stops (the job is done)."""
+    deadline = time.monotonic() + timeout
+    while widget.timer.isActive():
+        application.processEvents()
+        time.sleep(0.005)
+        assert time.monotonic() < deadline, "the engine did not finish"
+    application.processEvents()
+
+
+def segment_mask(widget):
+    return widget.logic.session.writer.read()
+
+
+def test_trace_point_undo_reset_buttons(panel, case):
+    widget, scene, volume, segmentation, segment, points, application = panel
+    ui = widget.ui
+    ui.traceButton.click()
+    settle(widget, application)
+    traced = segment_mask(widget)
+    assert metrics.dice(traced, case.label) > 0.85
+    assert "1 steps recorded" in ui.statusLabel.text()
+    # A negative point on the trunk cuts the tree; undo brings it back; reset clears.
+    trunk = case.branches[0].points
+    cut = np.round(trunk[len(trunk) // 2] / np.asarray(case.volume.spacing_zyx)).astype(int)
+    points.AddControlPointWorld(list(case.volume.index_to_ras(cut)))
+    ui.negativePointButton.click()
+    settle(widget, application)
+    assert segment_mask(widget).sum() < traced.sum()
+    ui.undoButton.click()
+    settle(widget, application)
+    np.testing.assert_array_equal(segment_mask(widget), traced)
+    ui.resetButton.click()
+    settle(widget, application)
+    assert segment_mask(widget).sum() == 0
+    points.AddControlPointWorld(list(case.seed_ras))
+    ui.positivePointButton.click()
+    settle(widget, application)
+    np.testing.assert_array_equal(segment_mask(widget), traced)
+    kinds = [s.kind for s in widget.logic.recorded().steps]
+    assert kinds == ["point", "point", "undo", "reset", "point"]
+
+
+def test_box_and_scribble_buttons(panel, case):
+    widget, scene, *_ , application = panel
+    present = np.argwhere(case.label)
+    box = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "box")
+    seed = np.asarray(case.seed_index)                  # a box around the trunk at the click
+    corners = np.array([case.volume.index_to_ras(p) for p in (seed - (3, 5, 5), seed + (3, 5, 5))])
+    box.SetXYZ(*corners.mean(0))
+    box.SetRadiusXYZ(*(np.abs(corners[1] - corners[0]) / 2))
+    widget.ui.promptBoxSelector.setCurrentNode(box)
+    widget.ui.boxButton.click()
+    settle(widget, application)
+    assert segment_mask(widget).sum() > 0
+    curve = scene.AddNewNodeByClass("vtkMRMLMarkupsCurveNode", "scribble")
+    for p in present[:: max(1, len(present) // 6)][:6]:
+        curve.AddControlPointWorld(list(case.volume.index_to_ras(p)))
+    widget.ui.promptScribbleSelector.setCurrentNode(curve)
+    widget.ui.scribbleButton.click()
+    settle(widget, application)
+    assert [s.kind for s in widget.logic.recorded().steps] == ["box", "scribble"]
+
+
+def test_tools_an_engine_cannot_take_are_disabled_with_the_reason(panel):
+    widget = panel[0]
+    ui = widget.ui
+    for button in (ui.extendButton, ui.removeButton, ui.thinnerButton, ui.thickerButton,
+                   ui.connectButton):
+        assert not button.isEnabled() and button.toolTip() == "regiongrow does not take text prompts"
+    for button in (ui.lvButton, ui.myoButton, ui.rvButton):
+        assert not button.isEnabled() and "does not take auto prompts" in button.toolTip()
+    assert ui.traceButton.isEnabled() and ui.boxButton.isEnabled()
+
+
+def test_text_and_structure_buttons_reach_the_engine(panel, case):
+    widget, *_, application = panel
+    ui = widget.ui
+    ui.engineComboBox.setCurrentText("all-tools")
+    assert ui.extendButton.isEnabled() and ui.lvButton.isEnabled()
+    for button in (ui.extendButton, ui.removeButton, ui.thinnerButton, ui.thickerButton,
+                   ui.connectButton, ui.lvButton, ui.myoButton, ui.rvButton):
+        button.click()
+        settle(widget, application)
+    received = widget.logic.session.engine.received
+    assert [p.command for p in received[:5]] == ["extend", "remove", "make thinner",
+                                                 "make thicker", "make a connection"]
+    np.testing.assert_allclose(received[0].position, case.seed_index, atol=1e-6)
+    assert [p.target for p in received[5:]] == ["LV", "Myo", "RV"]
+
+
+def test_export_and_import_replay(panel, tmp_path):
+    widget, *_, application = panel
+    widget.ui.traceButton.click()
+    settle(widget, application)
+    first = segment_mask(widget)
+    slicer_standin.FileDialog.next_path = str(tmp_path / "session.prompts.json")
+    widget.ui.exportButton.click()
+    assert (tmp_path / "session.prompts.json").is_file()
+    widget.ui.resetButton.click()
+    settle(widget, application)
+    widget.ui.importButton.click()
+    settle(widget, application)
+    np.testing.assert_array_equal(segment_mask(widget), first)
+
+
+def test_errors_show_one_message_and_keep_the_segment(panel):
+    widget, scene, volume, segmentation, segment, points, application = panel
+    ui = widget.ui
+    ui.traceButton.click()
+    settle(widget, application)
+    kept = segment_mask(widget)
+    points.AddControlPointWorld([900.0, 900.0, 900.0])
+    ui.positivePointButton.click()
+    settle(widget, application)
+    assert ui.statusLabel.text().startswith("Error: point RAS (900.0, 900.0, 900.0) is outside the volume")
+    np.testing.assert_array_equal(segment_mask(widget), kept)
+    ui.inputVolumeSelector.setCurrentNode(None)
+    widget.onInputsChanged()
+    ui.traceButton.click()
+    assert ui.statusLabel.text() == "Error: select an input volume first"
+
+
+def test_screenshot_of_the_panel_in_use(panel, tmp_path):
+    widget, *_, application = panel
+    widget.ui.traceButton.click()
+    settle(widget, application)
+    widget.parent.show()
+    application.processEvents()
+    picture = widget.parent.grab()
+    target = ROOT / "Resources" / "Screenshots" / "panel.png" if os.environ.get(
+        "IVSEG_UPDATE_SCREENSHOTS") else tmp_path / "panel.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    assert picture.save(str(target))
+    assert target.stat().st_size > 5000
