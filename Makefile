@@ -12,7 +12,7 @@ else
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 endif
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test bench clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,10 @@ demo: setup
 test: setup
 	cmake -S . -B $(BUILD) -DPython3_EXECUTABLE=$(abspath $(PY)) >/dev/null
 	cd $(BUILD) && ctest --output-on-failure --verbose
+
+bench: setup
+	$(PY) bench/tracer3d_bench.py
+	$(PY) bench/panel_responsiveness.py
 
 clean:
 	rm -rf $(BUILD) demo_out

@@ -67,6 +67,12 @@ def ensure_dependencies(ask=True) -> bool:
     return True
 
 
+def qt_value(widget, name):
+    """A Qt property's value: an attribute under PythonQt (Slicer), a getter elsewhere."""
+    value = getattr(widget, name)
+    return value() if callable(value) else value
+
+
 class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -190,8 +196,9 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
     def onEngineChanged(self, name):
         if self.logic is None or not name:
             return
-        self.logic.set_engine(name, self.ui.weightsPathLineEdit.currentPath or None,
-                              self.ui.deviceComboBox.currentText or None)
+        device = qt_value(self.ui.deviceComboBox, "currentText")
+        self.logic.set_engine(name, qt_value(self.ui.weightsPathLineEdit, "currentPath") or None,
+                              None if device in ("", "auto") else device)
         for tool, reason in self.logic.engine_tools(name).items():
             for button in self.tool_buttons(tool):
                 button.setEnabled(reason is None)
@@ -222,7 +229,8 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         if idle:
             self.timer.stop()
             self.ui.progressBar.setVisible(False)
-            self.ui.statusLabel.setText(f"{len(self.logic.session.sequence.steps)} steps recorded")
+            steps = len(self.logic.session.sequence.steps)
+            self.ui.statusLabel.setText(f"{steps} step{'' if steps == 1 else 's'} recorded")
 
     def onExport(self):
         path = qt.QFileDialog.getSaveFileName(None, "Export prompts", "", "Prompts (*.prompts.json)")

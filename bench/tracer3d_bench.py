@@ -104,13 +104,13 @@ def plot(results: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for axis, metric in zip(axes, ("dice", "cldice")):
         data = [[r[metric] for r in per_case[n]] for n in names]
-        axis.boxplot(data, vert=False, tick_labels=names)
+        axis.boxplot(data, orientation="horizontal", tick_labels=names)
         axis.set_xlabel(metric)
-        axis.set_xlim(0, 1.02)
+        axis.set_xlim(min(0.85, min(min(d) for d in data) - 0.01), 1.005)
         axis.axvline(0.9, color="grey", linestyle=":")
     axes[1].set_yticklabels([])
     s = results["speed"]
-    fig.suptitle(f"tracer3d benchmark: {results['accuracy']['summary'] and len(per_case[names[0]])} held-out "
+    fig.suptitle(f"tracer3d benchmark: {len(per_case[names[0]])} held-out "
                  f"synthetic volumes, one click; speed {s['ms_per_slice']:.1f} ms/slice on "
                  f"{s['shape']} ({s['hardware']})", fontsize=9)
     fig.tight_layout()
@@ -133,12 +133,19 @@ def main():
     parser.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--plot-only", action="store_true",
+                        help="redraw the PNG and table from the saved JSON")
     args = parser.parse_args()
+    out = Path(args.out)
+    if args.plot_only:
+        results = json.loads((out / "tracer3d.json").read_text())
+        plot(results, out / "tracer3d.png")
+        print(table(results))
+        return
     torch.set_num_threads(args.threads)
     model, checkpoint = load_model(args.weights)
     results = {"weights": args.weights, "weights_sha256": checkpoint.get("weights_sha256"),
                "accuracy": accuracy(model, args.cases), "speed": speed(model)}
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "tracer3d.json").write_text(json.dumps(results, indent=1) + "\n")
     plot(results, out / "tracer3d.png")

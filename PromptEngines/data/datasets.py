@@ -34,6 +34,11 @@ class SyntheticVessels:
     def __len__(self) -> int:
         return self.count
 
+    def describe(self) -> str:
+        return (f"synthetic vessel volumes (PromptEngines.data.synthetic.vessel_volume), seeds "
+                f"0-{self.count - 1}, shape {tuple(self.shape)}; evaluation seeds start at "
+                f"{TRAINING_SEEDS_BELOW}")
+
     def __getitem__(self, index: int) -> LabelledCase:
         from .synthetic import vessel_volume
 
@@ -76,9 +81,12 @@ class NnUNetFolder:
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def describe(self) -> str:
+        return f"{self.root} (nnU-Net layout, {len(self.pairs)} cases)"
+
     def __getitem__(self, index: int) -> LabelledCase:
         case, image_path, label_path = self.pairs[index]
-        image, label = read_volume(image_path), read_volume(label_path)
+        image, label = read_volume(image_path), read_volume(label_path, validate=False)
         if image.shape != label.shape:
             raise VolumeError(f"{label_path} has shape {label.shape} but {image_path} has "
                               f"{image.shape}")

@@ -132,8 +132,9 @@ def _has_suffix(path: Path, suffixes) -> bool:
     return any(name.endswith(s) for s in suffixes)
 
 
-def read_volume(path: str | Path) -> Volume:
-    """Read a 3D volume (.nrrd .nii .nii.gz .mha) or a 2D image as a single-slice volume."""
+def read_volume(path: str | Path, validate: bool = True) -> Volume:
+    """Read a 3D volume (.nrrd .nii .nii.gz .mha) or a 2D image as a single-slice volume.
+    `validate=False` for label maps, which may be all background."""
     import SimpleITK as sitk
 
     path = Path(path)
@@ -164,7 +165,8 @@ def read_volume(path: str | Path) -> Volume:
     elif image.GetDimension() != 3:
         raise VolumeError(f"{path.name} is {image.GetDimension()}D; a 2D image or 3D volume "
                           "is needed")
-    return Volume(array, matrix, str(path)).validated()
+    volume = Volume(array, matrix, str(path))
+    return volume.validated() if validate else volume
 
 
 def write_volume(volume: Volume, path: str | Path) -> None:

@@ -14,6 +14,7 @@ parts off for the ablation.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from ..data.regions import deepest_point, full_structure
+from ..errors import IVSegError
 from .engine import NORMALISED_RANGE
 from .model import build_tracer
 
@@ -265,6 +267,7 @@ class Tracer3DTask:
         if not options.parts["use_offset"]:
             self.trace.setdefault("use_offset", False)
         self.evaluation_cases = evaluation_cases
+        self.data = source.describe()
         # Each rank loads its own share of the volumes (DistributedSampler's split).
         indices = list(DistributedSampler(range(len(source)), num_replicas=world, rank=rank,
                                           shuffle=False))
@@ -272,8 +275,13 @@ class Tracer3DTask:
         self.pool = []
         for index in indices:
             case = source[index]
+            if not case.label.any():
+                warnings.warn(f"{case.name}: the label is empty; skipped")
+                continue
             volume = normalise_for_training(case.image, case.label, case.spacing_zyx, rng)
             self.pool.append((volume, case.label.astype(bool)))
+        if not self.pool:
+            raise IVSegError("no training case has a labelled structure")
 
     def build_model(self):
         return new_model(self.config)
@@ -282,7 +290,8 @@ class Tracer3DTask:
         return self.build_model().config
 
     def checkpoint_extras(self) -> dict:
-        return {"trace_options": self.trace, "train_options": self.options.to_dict()}
+        return {"trace_options": self.trace, "train_options": self.options.to_dict(),
+                "data": self.data}
 
     def batch(self, step: int, rank: int, world: int) -> dict:
         rng = np.random.default_rng([self.seed, step, rank])

@@ -107,11 +107,15 @@ class Distributed:
                 torch.distributed.broadcast(tensor, src=0)
 
     def average_gradients(self, model) -> None:
+        """Every parameter takes part, with zeros where this rank's batch gave it no
+        gradient (e.g. an embedding used only in some batches): all ranks must issue the
+        same sequence of collectives."""
         if self.world > 1:
             for parameter in model.parameters():
-                if parameter.grad is not None:
-                    torch.distributed.all_reduce(parameter.grad)
-                    parameter.grad /= self.world
+                if parameter.grad is None:
+                    parameter.grad = torch.zeros_like(parameter)
+                torch.distributed.all_reduce(parameter.grad)
+                parameter.grad /= self.world
 
     def close(self):
         if self.world > 1:

@@ -1,19 +1,16 @@
 """The real InteractiveVesselSegWidget, offscreen on PySide6 over a real MRML scene: every
 button is clicked and does its job; errors show as one message; a screenshot is taken."""
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import vtk
 
 from PromptEngines.data.synthetic import vessel_volume
 from PromptEngines.engine import Engine, register_engine
 from PromptEngines.evaluation import metrics
-from slicer_scene import new_scene
-
 import slicer_standin
+from panel_setup import build_panel, settle
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,46 +40,10 @@ def case():
 
 @pytest.fixture
 def panel(case):
-    scene = new_scene()
-    application = slicer_standin.install(scene)
-    from InteractiveVesselSeg import InteractiveVesselSegWidget
-    from InteractiveVesselSegLib.mrml_volume import image_array, numpy_to_matrix
-
-    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CTA")
-    image = vtk.vtkImageData()
-    image.SetDimensions(*reversed(case.volume.shape))
-    image.AllocateScalars(vtk.VTK_FLOAT, 1)
-    image_array(image)[...] = case.volume.array
-    volume.SetAndObserveImageData(image)
-    volume.SetIJKToRASMatrix(numpy_to_matrix(case.volume.ijk_to_ras))
-    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Segmentation")
-    segment = segmentation.GetSegmentation().AddEmptySegment("vessel", "vessel")
-    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "prompts")
-    points.AddControlPointWorld(list(case.seed_ras))
-
-    widget = InteractiveVesselSegWidget()
-    widget.setup()
-    widget.parent.resize(420, 900)
-    widget.ensure_logic()
-    ui = widget.ui
-    ui.inputVolumeSelector.setCurrentNode(volume)
-    ui.segmentSelector.setCurrentNode(segmentation)
-    ui.segmentSelector.setCurrentSegmentID(segment)
-    ui.promptPointsSelector.setCurrentNode(points)
-    widget.onInputsChanged()
-    ui.engineComboBox.setCurrentText("regiongrow")
-    yield widget, scene, volume, segmentation, segment, points, application
-    widget.cleanup()
-
-
-def settle(widget, application, timeout=120):
-    """Run the event loop until the panel's update timer stops (the job is done)."""
-    deadline = time.monotonic() + timeout
-    while widget.timer.isActive():
-        application.processEvents()
-        time.sleep(0.005)
-        assert time.monotonic() < deadline, "the engine did not finish"
-    application.processEvents()
+    built = build_panel(case)
+    yield (built.widget, built.scene, built.volume, built.segmentation, built.segment,
+           built.points, built.application)
+    built.widget.cleanup()
 
 
 def segment_mask(widget):
@@ -96,7 +57,7 @@ def test_trace_point_undo_reset_buttons(panel, case):
     settle(widget, application)
     traced = segment_mask(widget)
     assert metrics.dice(traced, case.label) > 0.85
-    assert "1 steps recorded" in ui.statusLabel.text()
+    assert "1 step recorded" in ui.statusLabel.text()
     # A negative point on the trunk cuts the tree; undo brings it back; reset clears.
     trunk = case.branches[0].points
     cut = np.round(trunk[len(trunk) // 2] / np.asarray(case.volume.spacing_zyx)).astype(int)
@@ -198,10 +159,15 @@ def test_errors_show_one_message_and_keep_the_segment(panel):
     assert ui.statusLabel.text() == "Error: select an input volume first"
 
 
-def test_screenshot_of_the_panel_in_use(panel, tmp_path):
+def test_screenshot_of_the_panel_in_use(panel, tmp_path, case):
     widget, *_, application = panel
+    from PromptEngines.engine import engine_class
+    if engine_class("tracer3d").ready():
+        widget.ui.engineComboBox.setCurrentText("tracer3d")
     widget.ui.traceButton.click()
     settle(widget, application)
+    assert widget.ui.statusLabel.text() == "1 step recorded"
+    assert widget.logic.session.engine.name == widget.ui.engineComboBox.currentText()
     widget.parent.show()
     application.processEvents()
     picture = widget.parent.grab()

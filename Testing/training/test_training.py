@@ -64,7 +64,7 @@ def test_torchrun_two_processes_on_cpu_write_one_checkpoint(tmp_path):
                            "--steps", "3", "--out", str(out)],
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.log", "ddp.pt", "ddp.pt.resume"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.log", "ddp.md", "ddp.pt", "ddp.pt.resume"]
     assert torch.load(out, weights_only=True)["step"] == 3
 
 
