@@ -92,8 +92,10 @@ class Session:
         return self.mask
 
     def replay_steps(self, sequence: PromptSequence, base_dir: str | Path = ".",
-                     check_volume: bool = True) -> Iterator[Update]:
-        """The updates of a replay, step after step (for a viewer that shows them)."""
+                     check_volume: bool = True, resolve_mask=None) -> Iterator[Update]:
+        """The updates of a replay, step after step (for a viewer that shows them).
+        `resolve_mask(path)` may supply a mask step's mask from elsewhere than a file (the
+        Slicer module keeps starting masks in the scene); None means "read the file"."""
         if check_volume and sequence.volume is not None:
             recorded = sequence.volume
             if tuple(recorded.shape) != self.volume.shape:
@@ -104,7 +106,9 @@ class Session:
                                       "(voxel sha256 differs)")
         for index, step in enumerate(sequence.steps):
             if isinstance(step, MaskPrompt) and step.mask is None:
-                step = self.load_mask_prompt(Path(base_dir) / step.path, record_as=step.path)
+                mask = resolve_mask(step.path) if resolve_mask else None
+                step = (MaskPrompt(mask=mask, path=step.path) if mask is not None else
+                        self.load_mask_prompt(Path(base_dir) / step.path, record_as=step.path))
             yield from self.interact(step, stop_after=sequence.stopped_after.get(index))
 
     def load_mask_prompt(self, path: str | Path, record_as: str | None = None) -> MaskPrompt:

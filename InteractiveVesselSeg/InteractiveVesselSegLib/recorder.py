@@ -25,3 +25,42 @@ def load(segmentation_node, segment_id: str) -> PromptSequence | None:
 def recorded_segments(segmentation_node) -> list[str]:
     names = segmentation_node.GetAttributeNames() or []
     return [n[len(ATTRIBUTE_PREFIX):] for n in names if n.startswith(ATTRIBUTE_PREFIX)]
+
+
+# ---------------------------------------------------------------------- starting masks
+# A session that starts on a segment that already holds a mask records a mask step; the mask
+# itself is kept on the node too (bit-packed, zlib, base64), so the .mrb holds everything
+# replay needs.
+START_PREFIX = "InteractiveVesselSeg.Start."
+START_SCHEME = "mrml-attribute:"
+
+
+def save_start_mask(segmentation_node, segment_id: str, mask) -> str:
+    """Store the mask; returns the path to record in the mask step."""
+    import base64
+    import zlib
+
+    import numpy as np
+
+    packed = np.packbits(np.asarray(mask, bool).ravel())
+    payload = {"shape": list(mask.shape),
+               "data": base64.b64encode(zlib.compress(packed.tobytes(), 9)).decode()}
+    segmentation_node.SetAttribute(START_PREFIX + segment_id, json.dumps(payload))
+    return START_SCHEME + START_PREFIX + segment_id
+
+
+def load_start_mask(segmentation_node, path: str):
+    import base64
+    import zlib
+
+    import numpy as np
+
+    if not path.startswith(START_SCHEME):
+        return None
+    text = segmentation_node.GetAttribute(path[len(START_SCHEME):])
+    if not text:
+        raise KeyError(f"the scene has no starting mask {path!r}")
+    payload = json.loads(text)
+    shape = tuple(payload["shape"])
+    bits = np.frombuffer(zlib.decompress(base64.b64decode(payload["data"])), np.uint8)
+    return np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape).astype(np.uint8)

@@ -38,10 +38,8 @@ class SegmentationSession:
         self._owns_worker = worker is None
         start = self.writer.read()
         if start.any():
-            self.session.apply(MaskPrompt(mask=start, path=f"{segment_id}.start.seg.nrrd"))
-            self.start_mask = start
-        else:
-            self.start_mask = None
+            path = recorder.save_start_mask(segmentation_node, segment_id, start)
+            self.session.apply(MaskPrompt(mask=start, path=path))
         self.on_update: Callable[[Update], None] | None = None
         self.last_error: BaseException | None = None
         self._written = None          # region written during the current job
@@ -55,7 +53,11 @@ class SegmentationSession:
 
     def submit_sequence(self, sequence: PromptSequence, base_dir=".") -> None:
         """Replay a recorded sequence on the worker (volume identity checked first)."""
-        self.worker.submit(lambda: self.session.replay_steps(sequence, base_dir))
+        self.worker.submit(lambda: self.session.replay_steps(
+            sequence, base_dir, resolve_mask=self.resolve_mask))
+
+    def resolve_mask(self, path: str):
+        return recorder.load_start_mask(self.segmentation_node, path)
 
     def undo(self) -> None:
         self.submit(Undo())
@@ -111,7 +113,22 @@ class SegmentationSession:
         return self.session.sequence
 
     def export_prompts(self, path: str | Path) -> None:
-        self.session.finish().save(path)
+        """The recorded sequence as a file `ivseg segment` replays: a starting mask kept in
+        the scene is written beside it as a .seg.nrrd."""
+        from PromptEngines.data.segmentation_file import write_mask
+
+        path = Path(path)
+        sequence = self.session.finish()
+        steps = list(sequence.steps)
+        for index, step in enumerate(steps):
+            if isinstance(step, MaskPrompt) and step.path and step.path.startswith(recorder.START_SCHEME):
+                name = path.name.replace(".prompts.json", "") + f".start{index}.seg.nrrd"
+                write_mask(path.with_name(name), step.mask, self.session.volume.ijk_to_ras)
+                steps[index] = MaskPrompt(mask=step.mask, path=name)
+        PromptSequence(steps=steps, volume=sequence.volume, engine=sequence.engine,
+                       weights_sha256=sequence.weights_sha256, segment=sequence.segment,
+                       result_voxels=sequence.result_voxels, result_sha256=sequence.result_sha256,
+                       stopped_after=dict(sequence.stopped_after)).save(path)
 
     def close(self) -> None:
         if self._owns_worker:

@@ -169,13 +169,20 @@ def test_recording_survives_mrb_and_replays_bit_for_bit(tmp_path):
     scene = new_scene()
     node = add_volume(scene, case.volume.array, case.volume.ijk_to_ras)
     segmentation, segment = add_segment(scene)
+    before = np.zeros(case.volume.shape, np.uint8)
+    before[2:5, 3:7, 3:7] = 1                 # the user's earlier work in this segment
+    writer_session = SegmentationSession(node, segmentation, segment, "regiongrow")
+    writer_session.writer.write_all(before)
+    writer_session.close()
     session = SegmentationSession(node, segmentation, segment, "regiongrow")
     session.run(Point(case.seed_ras))
     trunk = case.branches[0].points
     cut = tuple(np.round(trunk[len(trunk) // 2] / np.asarray(case.volume.spacing_zyx)).astype(int))
     session.run(Point(case.volume.index_to_ras(cut), 0))
+    session.export_prompts(tmp_path / "exported.prompts.json")
     session.close()
     saved = segment_array(segmentation, segment)
+    assert saved[3, 4, 4] > 0                 # the earlier work is still there
     assert 0 < saved.sum() and recorder.load(segmentation, segment).result_sha256
     for each in (node, segmentation):
         each.AddDefaultStorageNode()
@@ -186,13 +193,26 @@ def test_recording_survives_mrb_and_replays_bit_for_bit(tmp_path):
     loaded_segmentation = loaded.GetFirstNodeByClass("vtkMRMLSegmentationNode")
     loaded_volume = loaded.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
     sequence = recorder.load(loaded_segmentation, segment)
-    assert [s.kind for s in sequence.steps] == ["point", "point"]
+    assert [s.kind for s in sequence.steps] == ["mask", "point", "point"]
     from InteractiveVesselSegLib.mrml_volume import volume_from_node
     from PromptEngines.engine import get_engine
     replay = Session(volume_from_node(loaded_volume), get_engine("regiongrow"), "vessel")
-    replayed = replay.replay(sequence)
+    for _ in replay.replay_steps(sequence, resolve_mask=lambda path: recorder.load_start_mask(
+            loaded_segmentation, path)):
+        pass
+    replayed = replay.mask
     from InteractiveVesselSegLib.segment_writer import SegmentWriter
     reloaded = SegmentWriter(loaded_segmentation, segment, loaded_volume).read()
     np.testing.assert_array_equal(replayed, reloaded)
     np.testing.assert_array_equal(replayed, (saved > 0).astype(np.uint8))
     assert replay.finish().result_sha256 == sequence.result_sha256
+
+    # The exported file replays outside Slicer too, its starting mask written beside it.
+    from PromptEngines.cli import main
+    from PromptEngines.data.segmentation_file import read_mask
+    from PromptEngines.data.volume import write_volume
+    write_volume(case.volume, tmp_path / "cta.nrrd")
+    assert main(["segment", str(tmp_path / "cta.nrrd"), "--prompts",
+                 str(tmp_path / "exported.prompts.json"), "--out", str(tmp_path / "cli.seg.nrrd"),
+                 "--check"]) == 0
+    np.testing.assert_array_equal(read_mask(tmp_path / "cli.seg.nrrd")[0], replayed)

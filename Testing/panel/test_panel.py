@@ -1,13 +1,14 @@
 """The real InteractiveVesselSegWidget, offscreen on PySide6 over a real MRML scene: every
 button is clicked and does its job; errors show as one message; a screenshot is taken."""
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from PromptEngines.data.synthetic import vessel_volume
-from PromptEngines.engine import Engine, register_engine
+from PromptEngines.engine import Engine, Update, register_engine
 from PromptEngines.evaluation import metrics
 import slicer_standin
 from panel_setup import build_panel, settle
@@ -31,6 +32,20 @@ class AllToolsEngine(Engine):
             mask = self._mask.copy()
             mask[z, y, x] = 1
             yield self._final_update(mask)
+
+
+@register_engine
+class SlowPainter(Engine):
+    """Paints one slice per update, slowly: something to cancel."""
+    name = "slow-painter"
+    capabilities = frozenset({"point"})
+
+    def _interact(self, prompt):
+        z, y, x = (int(round(c)) for c in prompt.position)
+        for k in range(self.image.shape[0]):
+            time.sleep(0.05)
+            yield Update((slice(k, k + 1), slice(y, y + 2), slice(x, x + 2)),
+                         np.ones((1, 2, 2), np.uint8))
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +191,56 @@ def test_screenshot_of_the_panel_in_use(panel, tmp_path, case):
     target.parent.mkdir(parents=True, exist_ok=True)
     assert picture.save(str(target))
     assert target.stat().st_size > 5000
+
+
+def test_cancel_button_stops_within_a_slice_and_keeps_what_was_done(panel, case):
+    widget, *_, application = panel
+    widget.ui.engineComboBox.setCurrentText("slow-painter")
+    written = []
+    widget.ui.traceButton.click()
+    widget.logic.session.on_update = lambda update: written.append(update.region[0].start)
+    while len(written) < 3:
+        application.processEvents()
+        time.sleep(0.005)
+    widget.ui.cancelButton.click()
+    settle(widget, application)
+    assert 3 <= len(written) <= 5 < case.volume.shape[0]
+    mask = segment_mask(widget)
+    assert mask.any(axis=(1, 2)).sum() == len(written)            # what was done is kept
+    recorded = widget.logic.recorded()
+    assert recorded.stopped_after == {0: len(written)}            # and replays to the same
+
+
+def test_engine_without_weights_and_2d_images_are_refused_in_the_panel(panel, tmp_path):
+    widget, scene, volume, segmentation, segment, points, application = panel
+    ui = widget.ui
+    ui.weightsPathLineEdit.setText(str(tmp_path / "missing.pt"))
+    ui.engineComboBox.setCurrentText("tracer3d")
+    ui.traceButton.click()
+    assert ui.statusLabel.text() == f"Error: weights file not found: {tmp_path / 'missing.pt'}"
+    assert segment_mask_or_empty(widget, segmentation, segment) == 0
+    # A single 2D slice with the 3D tracer (default weights).
+    import vtk
+    from InteractiveVesselSegLib.mrml_volume import image_array
+    flat = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "angiogram")
+    image = vtk.vtkImageData()
+    image.SetDimensions(64, 64, 1)
+    image.AllocateScalars(vtk.VTK_FLOAT, 1)
+    image_array(image)[...] = np.random.default_rng(0).random((1, 64, 64))
+    flat.SetAndObserveImageData(image)
+    ui.weightsPathLineEdit.setText("")
+    ui.engineComboBox.setCurrentText("regiongrow")
+    ui.engineComboBox.setCurrentText("tracer3d")
+    ui.inputVolumeSelector.setCurrentNode(flat)
+    widget.onInputsChanged()
+    ui.traceButton.click()
+    assert ui.statusLabel.text() == ("Error: engine 'tracer3d' needs a 3D volume; this image is "
+                                     "a single 2D slice")
+
+
+def segment_mask_or_empty(widget, segmentation, segment):
+    labelmap = segmentation.GetBinaryLabelmapInternalRepresentation(segment)
+    if labelmap is None or labelmap.GetPointData().GetScalars() is None:
+        return 0
+    from InteractiveVesselSegLib.mrml_volume import image_array
+    return int(image_array(labelmap).sum())
