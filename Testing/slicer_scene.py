@@ -4,8 +4,8 @@ import tempfile
 
 import numpy as np
 import slicer
-import vtk
-from vtk.util import numpy_support
+
+from InteractiveVesselSegLib.mrml_volume import image_array, matrix_to_numpy, numpy_to_matrix  # noqa: F401
 
 
 def new_scene():
@@ -33,22 +33,15 @@ def new_scene():
     return scene
 
 
-def matrix_to_numpy(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
-    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
-
-
-def numpy_to_matrix(array) -> vtk.vtkMatrix4x4:
-    matrix = vtk.vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            matrix.SetElement(r, c, float(array[r][c]))
-    return matrix
-
-
-def image_array(image) -> np.ndarray:
-    """Voxels of a vtkImageData as (z, y, x)."""
-    dims = image.GetDimensions()
-    return numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[::-1])
+def read_node(scene, node_class: str, storage_class: str, path):
+    """A node read from a file by one of Slicer's storage nodes (as File > Add Data does)."""
+    node = scene.AddNewNodeByClass(node_class)
+    storage = getattr(slicer, storage_class)()
+    scene.AddNode(storage)
+    storage.SetFileName(str(path))
+    if not storage.ReadData(node):
+        raise RuntimeError(f"{storage_class} could not read {path}")
+    return node
 
 
 def labelmap_in_grid(oriented, shape) -> np.ndarray:

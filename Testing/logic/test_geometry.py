@@ -12,7 +12,8 @@ from PromptEngines.data.segmentation_file import (Segment, read_segmentation, wr
 from PromptEngines.data.volume import LPS_TO_RAS, Volume, read_volume, write_volume
 from PromptEngines.errors import PromptError
 from PromptEngines.prompts import Box, Point
-from slicer_scene import image_array, labelmap_in_grid, matrix_to_numpy, new_scene, numpy_to_matrix
+from slicer_scene import (image_array, labelmap_in_grid, matrix_to_numpy, new_scene,
+                          numpy_to_matrix, read_node)
 
 
 def test_ras_seed_maps_to_the_right_voxel_and_back(oblique_volume):
@@ -54,12 +55,7 @@ def test_volume_file_geometry_matches_simpleitk_and_slicer(oblique_volume, tmp_p
     lps = image.TransformContinuousIndexToPhysicalPoint((7.0, 5.0, 3.0))      # (i, j, k)
     np.testing.assert_allclose((LPS_TO_RAS[:3, :3] @ lps), again.index_to_ras((3, 5, 7)), atol=1e-6)
     # Slicer's volume reader gives the same IJK-to-RAS and voxels.
-    scene = new_scene()
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
-    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
-    scene.AddNode(storage)
-    storage.SetFileName(str(path))
-    assert storage.ReadData(node)
+    node = read_node(new_scene(), "vtkMRMLScalarVolumeNode", "vtkMRMLVolumeArchetypeStorageNode", path)
     matrix = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(matrix)
     np.testing.assert_allclose(matrix_to_numpy(matrix), oblique_volume.ijk_to_ras, atol=1e-6)
@@ -74,12 +70,7 @@ def two_segments(vessel_case):
 def test_our_seg_nrrd_opens_in_slicer_with_same_voxels_and_geometry(vessel_case, two_segments, tmp_path):
     path = tmp_path / "ours.seg.nrrd"
     write_segmentation(path, two_segments, vessel_case.volume.ijk_to_ras)
-    scene = new_scene()
-    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-    storage = slicer.vtkMRMLSegmentationStorageNode()
-    scene.AddNode(storage)
-    storage.SetFileName(str(path))
-    assert storage.ReadData(node)
+    node = read_node(new_scene(), "vtkMRMLSegmentationNode", "vtkMRMLSegmentationStorageNode", path)
     segmentation = node.GetSegmentation()
     assert segmentation.GetNumberOfSegments() == 2
     for index, expected in enumerate(two_segments):
