@@ -125,7 +125,7 @@ class OffsetHead(nn.Module):
 class TinyTracer(nn.Module):
     """The tiny configuration: encoder, prompt encoder, mask decoder and offset MLP."""
 
-    stride = 4
+    stride = 16          # tile grid: a point is at most 8 px off a tile's centre (training jitter)
 
     def __init__(self, config: TinyConfig = TinyConfig()):
         super().__init__()
@@ -138,28 +138,9 @@ class TinyTracer(nn.Module):
         self.mask_decoder = MaskDecoder(config.widths)
         self.offset_head = OffsetHead(config.widths[2], config.offset_hidden, config.max_offset)
 
-    def encode(self, slices: torch.Tensor) -> list[torch.Tensor]:
-        """(N, 1, H, W) normalised slices -> multi-scale features; H, W multiples of 4."""
-        return self.image_encoder(slices)
-
-    def encode_slices(self, slices: torch.Tensor) -> list[list[torch.Tensor]]:
-        """Per-slice entries for the tracker's cache: each slice's three feature maps."""
-        features = self.encode(slices)
-        return [[level[i] for level in features] for i in range(slices.shape[0])]
-
-    @staticmethod
-    def crop_features(features, origins, size: int) -> list[torch.Tensor]:
-        """Windows of `size` pixels at full-resolution `origins` (multiples of 4) from
-        per-slice features (each entry: the feature list of one slice, already padded)."""
-        crops = []
-        for level in range(3):
-            scale = 2 ** level
-            rows = []
-            for feature, (y, x) in zip(features, origins):
-                rows.append(feature[level][:, y // scale:(y + size) // scale,
-                                          x // scale:(x + size) // scale])
-            crops.append(torch.stack(rows))
-        return crops
+    def encode(self, tiles: torch.Tensor) -> list[torch.Tensor]:
+        """(N, 1, S, S) normalised tiles -> their three feature maps (prompt-independent)."""
+        return self.image_encoder(tiles)
 
     def decode(self, feature_crops, points, previous_logits=None):
         """points: (K, 2) (y, x) in crop pixels -> logits (K,1,S,S), confidence, bottleneck."""

@@ -1,9 +1,9 @@
 """tracer3d's paper configuration: SAM ViT-b (or ScribblePrompt-SAM, same layout) as the
 slice segmenter, with the method's offset MLP on SAM's image embedding.
 
-The tracker works on windows around the point. SAM sees fixed 256-pixel tiles on a 128-pixel
-grid of the padded slice, so its encoding never depends on the prompt (a point is always at
-least 64 pixels inside some tile) and each tile is encoded once, when first needed.
+The tracker works on fixed tiles around the point: for SAM, 256 pixels on a 128-pixel grid of
+the padded slice, so its encoding never depends on the prompt (a point is always at least 64
+pixels inside its tile) and each tile is encoded once.
 """
 from __future__ import annotations
 
@@ -15,20 +15,6 @@ from ..backbones.sam import build_sam_vit_b, resize_sam, sam_input
 from .model import OffsetHead
 
 
-class SliceTiles:
-    """One padded slice and the SAM embeddings of the tiles asked for so far."""
-
-    def __init__(self, image: torch.Tensor):
-        self.image = image                       # (1, H, W)
-        self.embeddings: dict[tuple[int, int], torch.Tensor] = {}
-
-
-def _tile(image, y, x, size):
-    """A size x size tile; zero-padded where it runs past the slice's edge."""
-    tile = image[:, y:y + size, x:x + size]
-    return F.pad(tile, (0, size - tile.shape[-1], 0, size - tile.shape[-2]))
-
-
 class SamTracer(nn.Module):
     def __init__(self, image_size: int = 256, max_offset: float = 8.0, sam=None):
         super().__init__()
@@ -38,17 +24,9 @@ class SamTracer(nn.Module):
         self.offset_head = OffsetHead(256, 128, max_offset)
         self.config = {"kind": "paper", "image_size": image_size, "max_offset": max_offset}
 
-    def encode_slices(self, slices: torch.Tensor) -> list[SliceTiles]:
-        return [SliceTiles(s) for s in slices]
-
-    def crop_features(self, entries, origins, size):
-        missing = [(e, o) for e, o in zip(entries, origins) if tuple(o) not in e.embeddings]
-        if missing:
-            tiles = torch.stack([_tile(e.image, y, x, size) for e, (y, x) in missing])
-            embeddings = self.sam.image_encoder(sam_input(tiles))
-            for (entry, origin), embedding in zip(missing, embeddings):
-                entry.embeddings[tuple(origin)] = embedding
-        return [torch.stack([e.embeddings[tuple(o)] for e, o in zip(entries, origins)])]
+    def encode(self, tiles: torch.Tensor) -> list[torch.Tensor]:
+        """(N, 1, 256, 256) normalised tiles -> SAM image embeddings (N, 256, 16, 16)."""
+        return [self.sam.image_encoder(sam_input(tiles))]
 
     def decode(self, crops, points, previous_logits=None):
         """SAM's prompt encoder (point, previous logits as mask input) and mask decoder,

@@ -13,8 +13,9 @@ peak's confidence; the model segments again with p. Our additions, where the pap
   when confidence collapses, when it only finds what is already traced, or at the volume's
   edge.
 - argmax P is taken near p~ only, so refinement cannot jump to a neighbouring vessel.
-- Encoding is prompt-free and done in batches of slices ahead of the tracks (cached), so the
-  per-slice cost is the cheap crop decoder.
+- Encoding is prompt-free: fixed tiles on a grid, each encoded once, in batches along z ahead
+  of the tracks, exactly as the model saw crops in training; the per-slice cost is the
+  crop decoder.
 """
 from __future__ import annotations
 
@@ -44,8 +45,8 @@ class TraceOptions:
     min_backward_pixels: int = 6       # mask beyond the previous slice that starts a track back
     max_slices: int = 4000             # traced slices, all tracks together
     max_seconds: float = 120.0
-    chunk: int = 8                     # slices encoded per batch
-    cached_chunks: int = 24
+    chunk: int = 8                     # slices whose tile is encoded in one batch
+    cached_tiles: int = 1024
 
 
 @dataclass
@@ -77,34 +78,34 @@ class _Track:
     bottleneck: torch.Tensor | None = field(default=None, repr=False)
 
 
-class FeatureCache:
-    """Encoder features of padded slices, computed a chunk at a time and kept LRU."""
+class TileCache:
+    """Encoder features of fixed tiles: `model.crop` pixels square, on a grid of
+    `model.stride` in the padded slice, so what is encoded never depends on a prompt and a
+    tile is encoded exactly as in training (a crop on its own, normalisation statistics
+    included). A tile is encoded together with the same tile on the following slices of its
+    chunk (a track moves along z), in one batch, and kept (LRU)."""
 
     def __init__(self, model, volume: torch.Tensor, pad: int, chunk: int, capacity: int):
-        self.model, self.volume, self.pad = model, volume, pad
-        self.chunk, self.capacity = chunk, capacity
-        self._chunks: OrderedDict[int, list] = OrderedDict()
+        self.model, self.chunk, self.capacity = model, chunk, capacity
+        self.padded = torch.nn.functional.pad(volume[:, None], (pad, pad, pad, pad))
+        self._tiles: OrderedDict[tuple, list] = OrderedDict()
+        self.encoded = 0
 
-    def padded_slices(self, start: int, stop: int) -> torch.Tensor:
-        block = self.volume[start:stop, None]
-        height, width = block.shape[-2:]
-        stride = self.model.stride
-        extra_h = (-(height + 2 * self.pad)) % stride
-        extra_w = (-(width + 2 * self.pad)) % stride
-        return torch.nn.functional.pad(block, (self.pad, self.pad + extra_w,
-                                               self.pad, self.pad + extra_h))
-
-    def __getitem__(self, z: int) -> list[torch.Tensor]:
-        key = z // self.chunk
-        if key not in self._chunks:
-            start = key * self.chunk
-            stop = min(start + self.chunk, self.volume.shape[0])
+    def __call__(self, z: int, origin) -> list[torch.Tensor]:
+        key = (z, *origin)
+        if key not in self._tiles:
+            start = z - z % self.chunk
+            stop = min(start + self.chunk, self.padded.shape[0])
+            (y, x), size = origin, self.model.crop
             with torch.no_grad():
-                self._chunks[key] = self.model.encode_slices(self.padded_slices(start, stop))
-            while len(self._chunks) > self.capacity:
-                self._chunks.popitem(last=False)
-        self._chunks.move_to_end(key)
-        return self._chunks[key][z - key * self.chunk]
+                features = self.model.encode(self.padded[start:stop, :, y:y + size, x:x + size])
+            for offset, zz in enumerate(range(start, stop)):
+                self._tiles[(zz, *origin)] = [level[offset] for level in features]
+            self.encoded += stop - start
+            while len(self._tiles) > self.capacity:
+                self._tiles.popitem(last=False)
+        self._tiles.move_to_end(key)
+        return self._tiles[key]
 
 
 class SliceTracer:
@@ -116,8 +117,8 @@ class SliceTracer:
         self.size = model.crop
         self.pad = self.size // 2 + model.stride
         self.shape = volume.shape
-        self.features = FeatureCache(model, torch.from_numpy(volume).to(device), self.pad,
-                                     options.chunk, options.cached_chunks)
+        self.tiles = TileCache(model, torch.from_numpy(volume).to(device), self.pad,
+                               options.chunk, options.cached_tiles)
         self.traced = np.zeros(volume.shape, bool)
         self.slices_traced = 0
 
@@ -151,7 +152,7 @@ class SliceTracer:
         local = torch.tensor([[point[0] + self.pad - origin[0], point[1] + self.pad - origin[1]]],
                              dtype=torch.float32, device=self.device)
         with torch.no_grad():
-            crops = self.model.crop_features([self.features[z]], [origin], self.size)
+            crops = [level[None] for level in self.tiles(z, origin)]
             logits, confidence, bottleneck = self.model.decode(crops, local, previous_logits)
         return logits, float(confidence[0]), bottleneck
 
@@ -186,7 +187,7 @@ class SliceTracer:
 
         half = self.size // 2
         y0, x0 = (int(round(p)) - half for p in point)
-        volume = self.features.volume.cpu().numpy()
+        volume = self.tiles.padded[:, 0, self.pad:-self.pad, self.pad:-self.pad].cpu().numpy()
         fixed_np = _window_of(volume[z], y0, x0, self.size)
         moving_np = _window_of(volume[previous_z], y0, x0, self.size)
         if fixed_np.std() < 1e-6 or moving_np.std() < 1e-6:

@@ -10,11 +10,8 @@ class ThresholdSliceModel:
     def __init__(self):
         self.decodes = 0
 
-    def encode_slices(self, slices):
-        return [[s] for s in slices]
-
-    def crop_features(self, features, origins, size):
-        return [torch.stack([f[0][:, y:y + size, x:x + size] for f, (y, x) in zip(features, origins)])]
+    def encode(self, tiles):
+        return [tiles]
 
     def decode(self, crops, points, previous_logits=None):
         self.decodes += 1

@@ -33,8 +33,7 @@ def test_official_layout_loads_strictly_and_runs_at_256(official_layout):
     assert loaded["image_encoder.pos_embed"].shape == (1, 16, 16, 768)
     # One decode on a tile: SAM's low-res mask comes back at the tile's size.
     with torch.no_grad():
-        entries = model.encode_slices(torch.rand(1, 1, 300, 300))
-        crops = model.crop_features(entries, [(0, 128)], 256)
+        crops = model.encode(torch.rand(1, 1, 256, 256))
         logits, confidence, bottleneck = model.decode(crops, torch.tensor([[100.0, 90.0]]),
                                                       torch.zeros(1, 1, 256, 256))
     assert logits.shape == (1, 1, 256, 256) and confidence.shape == (1,)
