@@ -142,7 +142,15 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
             self.ui.progressBar.setValue(0)
             self.ui.progressBar.setVisible(True)
             self.ui.statusLabel.setText("working…")
+            self.logic.session.on_update = self.onUpdate
             self.timer.start()
+
+    def onUpdate(self, update):
+        """Each update is already in the segment; show how far the engine is."""
+        if update.progress is not None:
+            self.ui.progressBar.setValue(int(round(100 * update.progress)))
+        if update.message:
+            self.ui.statusLabel.setText(update.message)
 
     def show_error(self, error):
         logging.error(str(error))

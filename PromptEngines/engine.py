@@ -120,7 +120,8 @@ class Engine:
         return self._mask
 
     def accepts(self, kind: str) -> bool:
-        return kind in self.capabilities or kind in ("undo", "reset")
+        """Undo, reset and a starting mask are taken by every engine."""
+        return kind in self.capabilities or kind in ("undo", "reset", "mask")
 
     def interact(self, prompt: Prompt) -> Iterator[Update]:
         """Apply one prompt, yielding updates as they are ready.
@@ -140,8 +141,10 @@ class Engine:
         before = self._mask.copy()
         state = self._save_state()
         touched: Region = tuple(slice(0, 0) for _ in range(3))
+        work = (self._start_from(prompt) if isinstance(prompt, MaskPrompt)
+                and "mask" not in self.capabilities else self._interact(prompt))
         try:
-            for update in self._interact(prompt):
+            for update in work:
                 self._mask[update.region] = update.patch
                 touched = union_region(touched, update.region) if _size(touched) else update.region
                 yield update
@@ -188,6 +191,11 @@ class Engine:
         self._mask[...] = 0
         self._on_image()
         return Update(region, self._mask.copy(), final=True, message="reset")
+
+    def _start_from(self, prompt: MaskPrompt) -> Iterator[Update]:
+        """A starting mask for engines with no use of their own for it: it becomes the
+        current mask, which their prompts then add to (nothing the user had is lost)."""
+        yield self._final_update((prompt.mask > 0).astype(np.uint8), message="starting mask")
 
     # ------------------------------------------------------------------ for subclasses
     def _interact(self, prompt: Prompt) -> Iterator[Update]:

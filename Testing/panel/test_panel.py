@@ -48,6 +48,18 @@ class SlowPainter(Engine):
                          np.ones((1, 2, 2), np.uint8))
 
 
+@register_engine
+class FailingPainter(SlowPainter):
+    """Paints two slices, then fails: a worker exception."""
+    name = "failing-painter"
+
+    def _interact(self, prompt):
+        for count, update in enumerate(super()._interact(prompt)):
+            if count == 2:
+                raise RuntimeError("model crashed on slice 2")
+            yield update
+
+
 @pytest.fixture(scope="module")
 def case():
     return vessel_volume(1008, shape=(48, 72, 72))
@@ -244,3 +256,28 @@ def segment_mask_or_empty(widget, segmentation, segment):
         return 0
     from InteractiveVesselSegLib.mrml_volume import image_array
     return int(image_array(labelmap).sum())
+
+
+def test_worker_exception_shows_one_message_and_restores_the_segment(panel):
+    widget, *_, application = panel
+    widget.ui.traceButton.click()
+    settle(widget, application)
+    kept = segment_mask(widget)
+    widget.ui.engineComboBox.setCurrentText("failing-painter")
+    widget.ui.traceButton.click()
+    settle(widget, application)
+    assert widget.ui.statusLabel.text() == "Error: model crashed on slice 2"
+    np.testing.assert_array_equal(segment_mask(widget), kept)   # the user's segment, intact
+    assert [s.kind for s in widget.logic.session.sequence.steps] == ["mask"]   # not recorded
+
+
+def test_progress_bar_follows_the_trace(panel):
+    widget, *_, application = panel
+    seen = []
+    widget.ui.engineComboBox.setCurrentText("tracer3d")
+    widget.ui.traceButton.click()
+    while widget.timer.isActive():
+        application.processEvents()
+        seen.append(widget.ui.progressBar.value())
+        time.sleep(0.002)
+    assert max(seen) > 0 and seen == sorted(seen)
