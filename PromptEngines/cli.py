@@ -168,6 +168,17 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .engine import engine_class
+
+    engine = engine_class(args.engine)
+    results = engine.benchmark(args.weights, args.out, args.cases, not args.no_speed,
+                               args.threads)
+    print(engine.benchmark_table(results))
+    print(f"wrote the results to {args.out}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """The main job end to end on a synthetic CT angiogram: one click, the vessel tree."""
     from .data.synthetic import vessel_volume
@@ -245,6 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
                           help="first synthetic seed (training uses seeds below 1000)")
     evaluate.add_argument("--out", help="write the results JSON here")
     evaluate.set_defaults(handler=cmd_evaluate)
+    bench = commands.add_parser("bench", help="one-click benchmark on held-out synthetic volumes")
+    bench.add_argument("--engine", default="tracer3d")
+    bench.add_argument("--weights")
+    bench.add_argument("--cases", type=int, default=10)
+    bench.add_argument("--out", default="bench_results")
+    bench.add_argument("--threads", type=int, default=2)
+    bench.add_argument("--no-speed", action="store_true", help="skip the 256x256x200 timing")
+    bench.set_defaults(handler=cmd_bench)
+
     training = commands.add_parser("train", help="train an engine's model (torchrun-ready)")
     training.add_argument("--engine", required=True)
     training.add_argument("--data", default="synthetic",

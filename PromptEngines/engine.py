@@ -94,6 +94,21 @@ class Engine:
         """Whether the engine can be built with its defaults (e.g. embedded weights exist)."""
         return True
 
+    @classmethod
+    def training_task(cls, source, config: dict, seed: int, batch_size: int, rank: int = 0,
+                      world: int = 1):
+        """What `ivseg train` trains for this engine (the trainer reaches it by name)."""
+        raise EngineError(f"engine {cls.name!r} has nothing to train")
+
+    @classmethod
+    def benchmark(cls, weights, out, cases: int, with_speed: bool = True, threads: int = 2):
+        """This engine's benchmark (`ivseg bench`): results dict, JSON and PNG in `out`."""
+        raise EngineError(f"engine {cls.name!r} has no benchmark yet")
+
+    @classmethod
+    def benchmark_table(cls, results: dict) -> str:
+        raise EngineError(f"engine {cls.name!r} has no benchmark yet")
+
     # ------------------------------------------------------------------ protocol
     def set_image(self, image: np.ndarray, spacing_zyx=(1.0, 1.0, 1.0)) -> None:
         image = np.asarray(image)

@@ -44,7 +44,7 @@ def train():
 
 def evaluate(cases: int = 10):
     from PromptEngines.data.synthetic import vessel_volume
-    from PromptEngines.evaluation.tracing import HELD_OUT_FIRST_SEED, case_report, trace_case
+    from PromptEngines.tracer3d.evaluate import HELD_OUT_FIRST_SEED, case_report, trace_case
     from PromptEngines.tracer3d.engine import load_model
     from PromptEngines.tracer3d.tracking import TraceOptions
 

@@ -1,130 +1,18 @@
-"""tracer3d benchmark: one click on held-out synthetic vessel volumes, every method in the
-same run, plus per-slice speed on a 256x256x200 volume.
+"""tracer3d benchmark (see PromptEngines/tracer3d/benchmark.py); same as `ivseg bench`.
 
-    python bench/tracer3d_bench.py [--cases 10] [--weights W] [--out bench/results]
-
-Writes tracer3d.json and tracer3d.png, and prints the README table.
+    python bench/tracer3d_bench.py [--cases 10] [--weights W] [--out bench/results] [--plot-only]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from PromptEngines.data.synthetic import vessel_volume  # noqa: E402
-from PromptEngines.evaluation.baselines import regiongrow_mask, threshold_component, tune_threshold  # noqa: E402
-from PromptEngines.evaluation.tracing import HELD_OUT_FIRST_SEED, case_report, trace_case  # noqa: E402
-from PromptEngines.tracer3d.engine import DEFAULT_WEIGHTS, load_model, normalised_volume  # noqa: E402
-from PromptEngines.tracer3d.tracking import SliceTracer, TraceOptions  # noqa: E402
-
-METRICS = ("dice", "cldice", "hd95_mm", "betti0_error", "distractor_fraction", "seconds")
-
-
-def timed(function):
-    started = time.perf_counter()
-    result = function()
-    return result, time.perf_counter() - started
-
-
-def accuracy(model, cases: int, tuning_cases: int = 6) -> dict:
-    tuning = []
-    for seed in range(tuning_cases):                      # training seeds, never evaluated
-        case = vessel_volume(seed)
-        volume = normalised_volume(case.volume.array, case.volume.spacing_zyx, case.seed_index)
-        tuning.append((volume, case.seed_index, case.label))
-    threshold, _ = tune_threshold(tuning)
-    methods = {
-        "tracer3d tiny (offset + refine)": lambda c: trace_case(model, c, TraceOptions()),
-        "tracer3d tiny, offset, no refine": lambda c: trace_case(model, c, TraceOptions(use_refine=False)),
-        "naive centre propagation": lambda c: trace_case(
-            model, c, TraceOptions(propagation="centre", use_offset=False, use_refine=False)),
-        "affine centroid propagation": lambda c: trace_case(
-            model, c, TraceOptions(propagation="affine", use_offset=False, use_refine=False)),
-        f"threshold {threshold:.2f} + component": lambda c: timed(lambda: threshold_component(
-            normalised_volume(c.volume.array, c.volume.spacing_zyx, c.seed_index), c.seed_index, threshold)),
-        "regiongrow": lambda c: timed(lambda: regiongrow_mask(c)),
-    }
-    per_method = {name: [] for name in methods}
-    for seed in range(HELD_OUT_FIRST_SEED, HELD_OUT_FIRST_SEED + cases):
-        case = vessel_volume(seed)
-        for name, run in methods.items():
-            mask, seconds = run(case)
-            report = case_report(mask, case, seconds)
-            report["seed"] = seed
-            per_method[name].append(report)
-            print(f"{seed} {name}: Dice {report['dice']:.3f} clDice {report['cldice']:.3f}", flush=True)
-    summary = {name: {f"median_{k}": float(np.median([r[k] for r in rows])) for k in METRICS}
-               for name, rows in per_method.items()}
-    return {"threshold": threshold, "summary": summary, "per_case": per_method}
-
-
-def speed(model, shape=(200, 256, 256), seed=1100) -> dict:
-    case = vessel_volume(seed, shape=shape)
-    started = time.perf_counter()
-    volume = normalised_volume(case.volume.array, case.volume.spacing_zyx, case.seed_index)
-    normalise_s = time.perf_counter() - started
-    tracer = SliceTracer(model, volume, TraceOptions())
-    encode = [0.0]
-    original = model.encode
-
-    def counted(tiles):
-        t = time.perf_counter()
-        out = original(tiles)
-        encode[0] += time.perf_counter() - t
-        return out
-
-    model.encode = counted
-    started = time.perf_counter()
-    results = list(tracer.trace(case.seed_index[1:], case.seed_index[0]))
-    total = time.perf_counter() - started
-    del model.encode
-    return {"shape": list(shape), "traced_slices": len(results), "total_s": total,
-            "normalise_s": normalise_s, "encode_s": encode[0], "tiles_encoded": tracer.tiles.encoded,
-            "ms_per_slice": 1000 * total / max(len(results), 1),
-            "ms_per_slice_with_normalisation": 1000 * (total + normalise_s) / max(len(results), 1),
-            "threads": torch.get_num_threads(),
-            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads"}
-
-
-def plot(results: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(results["accuracy"]["summary"])
-    per_case = results["accuracy"]["per_case"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for axis, metric in zip(axes, ("dice", "cldice")):
-        data = [[r[metric] for r in per_case[n]] for n in names]
-        axis.boxplot(data, orientation="horizontal", tick_labels=names)
-        axis.set_xlabel(metric)
-        axis.set_xlim(min(0.85, min(min(d) for d in data) - 0.01), 1.005)
-        axis.axvline(0.9, color="grey", linestyle=":")
-    axes[1].set_yticklabels([])
-    s = results["speed"]
-    fig.suptitle(f"tracer3d benchmark: {len(per_case[names[0]])} held-out "
-                 f"synthetic volumes, one click; speed {s['ms_per_slice']:.1f} ms/slice on "
-                 f"{s['shape']} ({s['hardware']})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def table(results: dict) -> str:
-    lines = ["| method | Dice | clDice | HD95 mm | β0 error | on distractor | s/volume |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, s in results["accuracy"]["summary"].items():
-        lines.append(f"| {name} | {s['median_dice']:.3f} | {s['median_cldice']:.3f} | "
-                     f"{s['median_hd95_mm']:.2f} | {s['median_betti0_error']:.0f} | "
-                     f"{100 * s['median_distractor_fraction']:.1f} % | {s['median_seconds']:.2f} |")
-    return "\n".join(lines)
+from PromptEngines.tracer3d import benchmark  # noqa: E402
+from PromptEngines.tracer3d.engine import DEFAULT_WEIGHTS  # noqa: E402
 
 
 def main():
@@ -139,18 +27,12 @@ def main():
     out = Path(args.out)
     if args.plot_only:
         results = json.loads((out / "tracer3d.json").read_text())
-        plot(results, out / "tracer3d.png")
-        print(table(results))
-        return
-    torch.set_num_threads(args.threads)
-    model, checkpoint = load_model(args.weights)
-    results = {"weights": args.weights, "weights_sha256": checkpoint.get("weights_sha256"),
-               "accuracy": accuracy(model, args.cases), "speed": speed(model)}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "tracer3d.json").write_text(json.dumps(results, indent=1) + "\n")
-    plot(results, out / "tracer3d.png")
-    print(table(results))
-    print(json.dumps(results["speed"], indent=1))
+        benchmark.plot(results, out / "tracer3d.png")
+    else:
+        results = benchmark.run(args.weights, out, args.cases, threads=args.threads)
+    print(benchmark.table(results))
+    if "speed" in results:
+        print(json.dumps(results["speed"], indent=1))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..backbones.checkpoint import file_sha256, load_strict, read_checkpoint, read_state_dict
 from ..backbones.sam import build_sam_vit_b, is_sam_state_dict
@@ -46,9 +45,10 @@ def load_model(path: str | Path, device: str = "cpu", sam_image_size: int = 256)
     return model, checkpoint
 
 
-def normalised_volume(image, spacing_zyx, seed_voxel) -> np.ndarray:
-    """Click-conditioned normalisation (structure -> 1, surroundings -> 0), clipped."""
-    smooth = intensity.smoothed(image, spacing_zyx)
+def normalised_volume(image, spacing_zyx, seed_voxel, smooth=None) -> np.ndarray:
+    """Click-conditioned normalisation (structure -> 1, surroundings -> 0), clipped.
+    `smooth`: the image's light smoothing, if already computed."""
+    smooth = intensity.smoothed(image, spacing_zyx) if smooth is None else smooth
     levels = intensity.levels_at(image, smooth, seed_voxel, spacing_zyx)
     intensity.require_contrast(levels, "vessel")
     return np.clip(levels.normalise(image), *NORMALISED_RANGE)
@@ -72,18 +72,45 @@ class Tracer3DEngine(Engine):
         self.options = options or TraceOptions(**saved)
         self.weights_path = str(path)
         self.weights_sha256 = file_sha256(path)
-        torch.set_grad_enabled(False)
 
     @classmethod
     def ready(cls) -> bool:
         return DEFAULT_WEIGHTS.is_file()
+
+    @classmethod
+    def training_task(cls, source, config, seed, batch_size, rank=0, world=1):
+        from ..errors import IVSegError
+        from .train import Tracer3DTask, TrainOptions
+
+        try:
+            options = TrainOptions(**config.get("train", {}))
+            options.parts
+        except (TypeError, KeyError) as error:
+            raise IVSegError(f"bad tracer3d train options: {error}") from None
+        return Tracer3DTask(source, options, config.get("model"), config.get("trace"), seed,
+                            batch_size, rank=rank, world=world)
+
+    @classmethod
+    def benchmark(cls, weights, out, cases, with_speed=True, threads=2):
+        from . import benchmark
+        return benchmark.run(weights or DEFAULT_WEIGHTS, out, cases, with_speed, threads)
+
+    @classmethod
+    def benchmark_table(cls, results):
+        from . import benchmark
+        return benchmark.table(results)
+
+    def _on_image(self) -> None:
+        self._smooth = None              # computed on the first click, kept for the next
 
     def _interact(self, prompt):
         if prompt.label != 1:
             raise PromptError("tracer3d traces from positive clicks only; erase with undo or "
                               "another engine")
         z, y, x = (int(np.clip(round(c), 0, n - 1)) for c, n in zip(prompt.position, self.image.shape))
-        volume = normalised_volume(self.image, self.spacing_zyx, (z, y, x))
+        if self._smooth is None:
+            self._smooth = intensity.smoothed(self.image, self.spacing_zyx)
+        volume = normalised_volume(self.image, self.spacing_zyx, (z, y, x), self._smooth)
         tracer = SliceTracer(self.model, volume, self.options, self.device)
         depth = self.image.shape[0]
         for result in tracer.trace((prompt.position[1], prompt.position[2]), z):

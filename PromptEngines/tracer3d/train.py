@@ -307,7 +307,7 @@ class Tracer3DTask:
         return tracer_loss(model, batch, self.options)
 
     def evaluate(self, model) -> dict:
-        from ..evaluation.tracing import evaluate_tracer
+        from .evaluate import evaluate_tracer
 
         model.eval()
         try:

@@ -1,10 +1,10 @@
-"""Which training task each engine has (imported on demand)."""
+"""Training config files, and each engine's training task (through the registry)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from ..errors import EngineError, IVSegError
+from ..errors import IVSegError
 
 
 def read_config(path: str | None) -> dict:
@@ -25,17 +25,9 @@ def read_config(path: str | None) -> dict:
 
 def make_task(engine: str, data: str, config: dict, seed: int, batch_size: int, pool: int,
               rank: int = 0, world: int = 1):
+    """The engine's training task, found through the engine registry."""
     from ..data.datasets import training_source
+    from ..engine import engine_class
 
-    source = training_source(data, pool)
-    if engine == "tracer3d":
-        from ..tracer3d.train import Tracer3DTask, TrainOptions
-
-        try:
-            options = TrainOptions(**config.get("train", {}))
-            options.parts
-        except (TypeError, KeyError) as error:
-            raise IVSegError(f"bad tracer3d train options: {error}") from None
-        return Tracer3DTask(source, options, config.get("model"), config.get("trace"), seed,
-                            batch_size, rank=rank, world=world)
-    raise EngineError(f"no training task for engine {engine!r} yet (trainable: tracer3d)")
+    cls = engine_class(engine)                 # unknown names fail before data is loaded
+    return cls.training_task(training_source(data, pool), config, seed, batch_size, rank, world)

@@ -151,3 +151,14 @@ def test_console_script_exit_code_and_no_traceback(tmp_path):
                                    "--out", str(tmp_path / "o.seg.nrrd")], capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip() == f"ivseg: error: volume file not found: {tmp_path / 'none.nrrd'}"
+
+
+def test_bench_runs_through_the_registry(tmp_path, capsys):
+    assert run("bench", "--cases", 1, "--no-speed", "--out", tmp_path) == 0
+    printed = capsys.readouterr().out
+    assert "| tracer3d tiny (offset + refine) |" in printed and "| regiongrow |" in printed
+    results = json.loads((tmp_path / "tracer3d.json").read_text())
+    assert results["accuracy"]["summary"]["tracer3d tiny (offset + refine)"]["median_dice"] > 0.85
+    assert (tmp_path / "tracer3d.png").stat().st_size > 10000
+    assert main(["bench", "--engine", "regiongrow", "--out", str(tmp_path)]) == 2
+    assert "has no benchmark yet" in capsys.readouterr().err

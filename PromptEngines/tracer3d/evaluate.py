@@ -6,15 +6,15 @@ import time
 import numpy as np
 
 from ..data.synthetic import vessel_volume
-from . import metrics
+from ..evaluation import metrics
 
 HELD_OUT_FIRST_SEED = 1000
 
 
 def trace_case(model, case, options) -> tuple[np.ndarray, float]:
     """The traced mask from the case's seed click, and the seconds it took."""
-    from ..tracer3d.engine import normalised_volume
-    from ..tracer3d.tracking import SliceTracer
+    from .engine import normalised_volume
+    from .tracking import SliceTracer
 
     started = time.perf_counter()
     volume = normalised_volume(case.volume.array, case.volume.spacing_zyx, case.seed_index)
@@ -34,7 +34,7 @@ def case_report(mask, case, seconds) -> dict:
 
 def evaluate_tracer(model, trace_options: dict | None = None, cases: int = 4,
                     first_seed: int = HELD_OUT_FIRST_SEED) -> dict:
-    from ..tracer3d.tracking import TraceOptions
+    from .tracking import TraceOptions
 
     options = TraceOptions(**(trace_options or {}))
     reports = []
