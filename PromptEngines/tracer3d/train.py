@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from ..data.datasets import SyntheticVessels
 from ..data.regions import deepest_point, full_structure
 from ..errors import IVSegError
 from .engine import NORMALISED_RANGE
@@ -143,6 +144,26 @@ def jittered_previous(target: np.ndarray, rng) -> np.ndarray:
     if choice < 0.4:
         return ndimage.binary_erosion(target)
     return target
+
+
+def monai_intensity(sample: Sample, rng) -> Sample:
+    """Scanner variation for real (folder) data with MONAI's transforms: intensity scale,
+    contrast (gamma), bias field, blur and noise, seeded from the step's generator so that
+    batches stay a function of (seed, step, rank)."""
+    from monai.transforms import (Compose, RandAdjustContrast, RandBiasField,
+                                  RandGaussianNoise, RandGaussianSmooth, RandScaleIntensity)
+
+    transforms = Compose([
+        RandScaleIntensity(factors=0.2, prob=0.5),
+        RandAdjustContrast(prob=0.3, gamma=(0.7, 1.5)),
+        RandBiasField(coeff_range=(0.0, 0.1), prob=0.2),
+        RandGaussianSmooth(sigma_x=(0.25, 0.8), sigma_y=(0.25, 0.8), prob=0.2),
+        RandGaussianNoise(prob=0.3, std=0.05),
+    ])
+    transforms.set_random_state(seed=int(rng.integers(2 ** 31)))
+    images = np.asarray(transforms(sample.images), dtype=np.float32)
+    images = np.clip(images, *NORMALISED_RANGE)
+    return Sample(np.ascontiguousarray(images), sample.targets, sample.point)
 
 
 def collate(samples: list[Sample], rng) -> dict:
@@ -268,6 +289,7 @@ class Tracer3DTask:
             self.trace.setdefault("use_offset", False)
         self.evaluation_cases = evaluation_cases
         self.data = source.describe()
+        self.real_data = not isinstance(source, SyntheticVessels)   # MONAI augmentation
         # Each rank loads its own share of the volumes (DistributedSampler's split).
         indices = list(DistributedSampler(range(len(source)), num_replicas=world, rank=rank,
                                           shuffle=False))
@@ -300,7 +322,10 @@ class Tracer3DTask:
             volume, label = self.pool[rng.integers(len(self.pool))]
             sample = draw_sample(volume, label, rng, self.options.crop, self.options.jitter)
             if sample is not None:
-                samples.append(augment(sample, rng))
+                sample = augment(sample, rng)
+                if self.real_data:
+                    sample = monai_intensity(sample, rng)
+                samples.append(sample)
         return collate(samples, rng)
 
     def loss(self, model, batch):

@@ -93,3 +93,34 @@ def test_bad_data_folders_name_the_file(tmp_path, capsys):
     assert "case1.nii.gz has shape (12, 16, 15) but" in error and "case1_0000.nii.gz" in error
     assert main(["train", *SMALL, "--steps", "1", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "c.pt")]) == 2
     assert "missing folder imagesTr/" in capsys.readouterr().err
+
+
+def test_folder_data_trains_with_monai_augmentation_deterministically(tmp_path, capsys):
+    from PromptEngines.data.synthetic import vessel_volume
+    from PromptEngines.data.volume import write_volume
+    from PromptEngines.tracer3d.train import monai_intensity, draw_sample
+    root = tmp_path / "Dataset001_Vessels"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    (root / "dataset.json").write_text('{"name": "vessels", "labels": {"background": 0, "vessel": 1}}')
+    for index in range(2):
+        case = vessel_volume(500 + index, shape=(40, 64, 64))
+        write_volume(case.volume, root / "imagesTr" / f"vessel{index:03d}_0000.nii.gz")
+        from PromptEngines.data.volume import Volume
+        write_volume(Volume(case.label, case.volume.ijk_to_ras), root / "labelsTr" / f"vessel{index:03d}.nii.gz")
+    first = run_json(capsys, "train", *SMALL, "--steps", 3, "--data", root, "--out", tmp_path / "a.pt")
+    again = run_json(capsys, "train", *SMALL, "--steps", 3, "--data", root, "--out", tmp_path / "b.pt")
+    assert first["losses"] == again["losses"]                    # augmentation is seeded
+    checkpoint = torch.load(tmp_path / "a.pt", weights_only=True)
+    assert "nnU-Net layout, 2 cases" in checkpoint["data"]
+    # The MONAI intensity transforms change the image, never the targets or the point.
+    rng = np.random.default_rng(3)
+    volume = np.random.default_rng(0).normal(size=(8, 80, 80)).astype(np.float32)
+    label = np.zeros((8, 80, 80), bool)
+    label[:, 38:42, 38:42] = True
+    sample = draw_sample(volume, label, rng, 64, 4.0)
+    changed = [not np.array_equal(monai_intensity(sample, np.random.default_rng(s)).images, sample.images)
+               for s in range(6)]
+    assert any(changed)
+    out = monai_intensity(sample, np.random.default_rng(1))
+    assert np.array_equal(out.targets, sample.targets) and np.array_equal(out.point, sample.point)
