@@ -153,7 +153,7 @@ def cmd_train(args) -> int:
     config = read_config(args.config)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     task = make_task(args.engine, args.data, config, args.seed, args.batch_size, args.pool,
-                     rank, world)
+                     rank, world, args.sessions)
     steps = args.steps or max(1, args.epochs * len(task.pool) * 64 // args.batch_size)
     settings = TrainSettings(out=args.out, steps=steps, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, warmup_steps=min(args.warmup, steps),
@@ -269,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--engine", required=True)
     training.add_argument("--data", default="synthetic",
                           help="'synthetic' or a folder with imagesTr/, labelsTr/, dataset.json")
+    training.add_argument("--sessions", action="append", default=[], metavar="DIR",
+                          help="add recorded sessions (NAME.prompts.json + NAME.seg.nrrd) "
+                               "from this folder; repeatable")
     training.add_argument("--out", required=True, help="weights file to write")
     training.add_argument("--steps", type=int, help="optimiser steps")
     training.add_argument("--epochs", type=int, default=1,

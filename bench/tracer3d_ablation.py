@@ -1,6 +1,6 @@
 """tracer3d ablation (the paper's Table 3): naive -> +L_local -> +L_global -> +offset ->
 +refine, each a tiny model trained the same way (same data, seed, steps), evaluated on the
-same held-out volumes with one click.
+same held-out volumes (clinical-realism synthetic CTA, seeds 1000-1009) with one click.
 
     python bench/tracer3d_ablation.py train    # trains the missing variants (ivseg train)
     python bench/tracer3d_ablation.py evaluate # JSON + PNG + table
@@ -50,17 +50,27 @@ def evaluate(cases: int = 10):
 
     models = {v: load_model(OUT / f"{v}.pt")[0] for v in VARIANTS}
     volumes = [vessel_volume(seed) for seed in range(HELD_OUT_FIRST_SEED, HELD_OUT_FIRST_SEED + cases)]
-    results = {}
+    results, per_case = {}, {}
     for row, variant, options in ROWS:
         reports = [_report(models[variant], case, TraceOptions(**options), case_report, trace_case)
                    for case in volumes]
         results[row] = {k: float(np.median([r[k] for r in reports]))
                         for k in ("dice", "cldice", "hd95_mm", "betti0_error", "seconds")}
         results[row]["mean_dice"] = float(np.mean([r["dice"] for r in reports]))
+        per_case[row] = reports
         print(row, results[row], flush=True)
-    (OUT / "ablation.json").write_text(json.dumps({"steps": STEPS, "pool": POOL, "seed": SEED,
-                                                   "cases": cases, "rows": results}, indent=1) + "\n")
+    (OUT / "ablation.json").write_text(json.dumps(
+        {"steps": STEPS, "pool": POOL, "seed": SEED, "cases": cases, "rows": results,
+         "per_case": per_case}, indent=1) + "\n")
+    plot(per_case, OUT / "ablation.png")
     print(table(results))
+
+
+def plot(per_case, path):
+    from PromptEngines.tracer3d.benchmark import plot_per_case
+
+    plot_per_case(per_case, f"tracer3d ablation: {STEPS} training steps per variant, "
+                  f"{len(next(iter(per_case.values())))} held-out volumes, one click", path)
 
 
 def _report(model, case, options, case_report, trace_case):

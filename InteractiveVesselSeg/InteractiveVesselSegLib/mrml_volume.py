@@ -55,4 +55,11 @@ def volume_from_node(volume_node) -> Volume:
                           f"{image.GetNumberOfScalarComponents()} components; a scalar volume is needed")
     # A copy: the engine keeps the image while the node's memory may be reallocated.
     return Volume(image_array(image).copy(), ijk_to_world(volume_node),
-                  path=volume_node.GetName()).validated()
+                  path=source_path(volume_node)).validated()
+
+
+def source_path(volume_node) -> str:
+    """The file the volume was loaded from (what a recorded session names), else its name."""
+    storage = volume_node.GetStorageNode()
+    file_name = storage.GetFileName() if storage is not None else None
+    return file_name or volume_node.GetName()

@@ -1,10 +1,11 @@
-"""Training volumes: our synthetic generators, or a folder in the nnU-Net / Medical
-Segmentation Decathlon layout (imagesTr/CASE_0000.nii.gz, labelsTr/CASE.nii.gz, dataset.json).
+"""Training volumes: our synthetic generators, a folder in the nnU-Net / Medical Segmentation
+Decathlon layout (imagesTr/CASE_0000.nii.gz, labelsTr/CASE.nii.gz, dataset.json), and
+sessions recorded by the Slicer module or `ivseg` (real interaction sequences).
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,9 @@ class LabelledCase:
     image: np.ndarray            # (z, y, x) float32
     label: np.ndarray            # (z, y, x) uint8, the structure to learn (binary)
     spacing_zyx: tuple[float, float, float]
+    real: bool = True            # real scans get scanner-variation augmentation
+    click: tuple[int, int, int] | None = None   # where a user clicked first (index z, y, x)
+    steps: list = field(default_factory=list)   # the recorded prompts, in index coordinates
 
 
 class SyntheticVessels:
@@ -44,7 +48,7 @@ class SyntheticVessels:
 
         case = vessel_volume(index, self.shape)
         return LabelledCase(f"synthetic-{index}", case.volume.array, case.label,
-                            case.volume.spacing_zyx)
+                            case.volume.spacing_zyx, real=False)
 
 
 class NnUNetFolder:
@@ -96,5 +100,30 @@ class NnUNetFolder:
                             (label.array > 0).astype(np.uint8), image.spacing_zyx)
 
 
-def training_source(data: str, count: int = 32):
-    return SyntheticVessels(count) if data == "synthetic" else NnUNetFolder(data)
+class Combined:
+    """Several sources one after the other (e.g. synthetic volumes plus recorded sessions)."""
+
+    def __init__(self, sources):
+        self.sources = [s for s in sources if len(s)]
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.sources)
+
+    def describe(self) -> str:
+        return "; ".join(s.describe() for s in self.sources)
+
+    def __getitem__(self, index: int) -> LabelledCase:
+        for source in self.sources:
+            if index < len(source):
+                return source[index]
+            index -= len(source)
+        raise IndexError(index)
+
+
+def training_source(data: str, count: int = 32, sessions=()):
+    from .recorded_sessions import RecordedSessions
+
+    base = SyntheticVessels(count) if data == "synthetic" else NnUNetFolder(data)
+    if not sessions:
+        return base
+    return Combined([base, *(RecordedSessions(folder) for folder in sessions)])

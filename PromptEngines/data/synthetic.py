@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from . import cta
 from .regions import deepest_point, largest_component
 from .tubes import (Branch, grow_branch, occupancy, point_at, signed_depth, smooth_field,
                     turned, unit)
@@ -104,8 +105,16 @@ def _distractor_vessel(rng, extent, tree_depth, spacing) -> list[Branch]:
     raise RuntimeError("could not place a distractor vessel apart from the tree")
 
 
+REALISM = ("clinical", "clean")
+
+
 def vessel_volume(seed: int = 0, shape=(80, 112, 112), spacing_zyx=None,
-                  oblique: bool = True) -> VesselCase:
+                  oblique: bool = True, realism: str = "clinical") -> VesselCase:
+    """`realism="clinical"` adds what defeats thresholding in real CTA (cta.py): contrast
+    falling along the tree, bone touching the vessel, wall plaque, more noise, a dimmer vein.
+    `"clean"`: uniform lumen contrast and low noise."""
+    if realism not in REALISM:
+        raise ValueError(f"unknown realism {realism!r}; known: {', '.join(REALISM)}")
     rng = np.random.default_rng(seed)
     if spacing_zyx is None:
         in_plane = rng.uniform(0.6, 0.85)
@@ -116,17 +125,8 @@ def vessel_volume(seed: int = 0, shape=(80, 112, 112), spacing_zyx=None,
     tree_depth = signed_depth(shape, spacing, branches)
     distractor_branches = _distractor_vessel(rng, extent, tree_depth, spacing)
     distractor_depth = signed_depth(shape, spacing, distractor_branches)
-    voxel_mm = float(spacing.min())
-
-    # CT-angiography-like intensities (HU): tissue ~40, contrast lumen ~320, calcium ~900.
-    image = 40.0 + smooth_field(shape, rng, sigma=8, amplitude=20.0)
-    lumen = 320.0 + smooth_field(shape, rng, sigma=6, amplitude=30.0)
-    vessel_fraction = np.maximum(occupancy(tree_depth, voxel_mm),
-                                 occupancy(distractor_depth, voxel_mm))
-    image += vessel_fraction * (lumen - image)
-    image = _add_calcifications(image, rng, spacing, np.maximum(tree_depth, distractor_depth))
-    image = ndimage.gaussian_filter(image, 0.6 * voxel_mm / spacing)   # scanner PSF
-    image += rng.normal(0.0, 22.0, size=shape)
+    paint = _clinical_cta if realism == "clinical" else _clean_cta
+    image = paint(rng, shape, spacing, branches, tree_depth, distractor_depth)
 
     trunk = branches[0]
     seed_point = trunk.points[int(0.25 * (len(trunk.points) - 1))]
@@ -135,6 +135,36 @@ def vessel_volume(seed: int = 0, shape=(80, 112, 112), spacing_zyx=None,
     return VesselCase(volume, (tree_depth >= 0).astype(np.uint8),
                       (distractor_depth >= 0).astype(np.uint8), seed_index,
                       branches + distractor_branches)
+
+
+def _clean_cta(rng, shape, spacing, branches, tree_depth, distractor_depth) -> np.ndarray:
+    # CT-angiography-like intensities (HU): tissue ~40, contrast lumen ~320, calcium ~900.
+    voxel_mm = float(spacing.min())
+    image = 40.0 + smooth_field(shape, rng, sigma=8, amplitude=20.0)
+    lumen = 320.0 + smooth_field(shape, rng, sigma=6, amplitude=30.0)
+    vessel_fraction = np.maximum(occupancy(tree_depth, voxel_mm),
+                                 occupancy(distractor_depth, voxel_mm))
+    image += vessel_fraction * (lumen - image)
+    image = _add_calcifications(image, rng, spacing, np.maximum(tree_depth, distractor_depth))
+    image = ndimage.gaussian_filter(image, 0.6 * voxel_mm / spacing)   # scanner PSF
+    return image + rng.normal(0.0, 22.0, size=shape)
+
+
+def _clinical_cta(rng, shape, spacing, branches, tree_depth, distractor_depth) -> np.ndarray:
+    voxel_mm = float(spacing.min())
+    grid = cta.grid_mm(shape, spacing)
+    trunk_hu = rng.uniform(300.0, 380.0)
+    _, tree_lumen = signed_depth(shape, spacing, branches,
+                                 point_values=cta.lumen_along_tree(branches, rng, trunk_hu))
+    image = cta.TISSUE_HU + smooth_field(shape, rng, sigma=8, amplitude=20.0)
+    image = cta.add_touching_bone(image, rng, spacing, branches[0], grid)
+    texture = smooth_field(shape, rng, sigma=6, amplitude=20.0)
+    image += occupancy(distractor_depth, voxel_mm) * (cta.vein_hu(rng, trunk_hu) + texture - image)
+    image += occupancy(tree_depth, voxel_mm) * (tree_lumen + texture - image)
+    image = cta.add_wall_plaques(image, rng, spacing, branches[0], grid, int(rng.integers(1, 3)))
+    image = _add_calcifications(image, rng, spacing, np.maximum(tree_depth, distractor_depth))
+    image = ndimage.gaussian_filter(image, 0.6 * voxel_mm / spacing)   # scanner PSF
+    return image + rng.normal(0.0, rng.uniform(28.0, 38.0), size=shape)
 
 
 def _add_calcifications(image, rng, spacing, vessel_depth, count=5):

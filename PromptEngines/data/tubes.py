@@ -81,21 +81,25 @@ def point_at(branch: Branch, fraction: float) -> tuple[np.ndarray, np.ndarray, f
     return branch.points[index].copy(), direction, float(branch.radii[index])
 
 
-def signed_depth(shape, spacing, branches, radius_scale=None) -> np.ndarray:
+def signed_depth(shape, spacing, branches, radius_scale=None, point_values=None):
     """max over tube segments of (radius - distance to the centreline), in mm.
 
-    `radius_scale` maps branch index -> factor (too thin / too thick variants)."""
+    `radius_scale` maps branch index -> factor (too thin / too thick variants). With
+    `point_values` (one array per branch, one value per centreline point) it returns
+    (depth, values): each voxel gets the value interpolated on its deepest segment."""
     spacing = np.asarray(spacing, float)
     depth = np.full(shape, -np.inf, np.float32)
+    values = None if point_values is None else np.zeros(shape, np.float32)
     for index, branch in enumerate(branches):
         scale = 1.0 if radius_scale is None else radius_scale.get(index, 1.0)
         p, r = branch.points, branch.radii * scale
-        for a, b, ra, rb in zip(p[:-1], p[1:], r[:-1], r[1:]):
-            _paint_segment(depth, spacing, a, b, ra, rb)
-    return depth
+        v = p[:, 0] * 0 if values is None else np.asarray(point_values[index], float)
+        for a, b, ra, rb, va, vb in zip(p[:-1], p[1:], r[:-1], r[1:], v[:-1], v[1:]):
+            _paint_segment(depth, spacing, a, b, ra, rb, values, va, vb)
+    return depth if values is None else (depth, values)
 
 
-def _paint_segment(depth, spacing, a, b, ra, rb, margin=2.0):
+def _paint_segment(depth, spacing, a, b, ra, rb, values=None, va=0.0, vb=0.0, margin=2.0):
     reach = max(ra, rb) + margin
     low = np.floor((np.minimum(a, b) - reach) / spacing).astype(int).clip(0)
     high = (np.ceil((np.maximum(a, b) + reach) / spacing).astype(int) + 1).clip(
@@ -110,6 +114,9 @@ def _paint_segment(depth, spacing, a, b, ra, rb, margin=2.0):
     nearest = a + t[..., None] * ab
     local = (ra + t * (rb - ra)) - np.linalg.norm(grid - nearest, axis=-1)
     box = tuple(slice(lo, hi) for lo, hi in zip(low, high))
+    if values is not None:
+        deeper = local > depth[box]
+        values[box][deeper] = (va + t * (vb - va))[deeper]
     np.maximum(depth[box], local.astype(np.float32), out=depth[box])
 
 

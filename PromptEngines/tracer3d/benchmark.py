@@ -89,24 +89,30 @@ def speed(model, shape=(200, 256, 256), seed=1100) -> dict:
 
 
 def plot(results: dict, path: Path) -> None:
+    per_case = results["accuracy"]["per_case"]
+    title = f"tracer3d benchmark: {len(next(iter(per_case.values())))} held-out synthetic volumes, one click"
+    if "speed" in results:
+        s = results["speed"]
+        title += f"; speed {s['ms_per_slice']:.1f} ms/slice on {s['shape']} ({s['hardware']})"
+    plot_per_case(per_case, title, path)
+
+
+def plot_per_case(per_method: dict, title: str, path: Path) -> None:
+    """Dice and clDice box plots, one row per method (first on top)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(results["accuracy"]["summary"])
-    per_case = results["accuracy"]["per_case"]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = list(per_method)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 1.2 + 0.55 * len(names)))
     for axis, metric in zip(axes, ("dice", "cldice")):
-        data = [[r[metric] for r in per_case[n]] for n in names]
+        data = [[r[metric] for r in per_method[n]] for n in names]
         axis.boxplot(data, orientation="horizontal", tick_labels=names)
         axis.set_xlabel(metric)
         axis.set_xlim(min(0.85, min(min(d) for d in data) - 0.01), 1.005)
         axis.axvline(0.9, color="grey", linestyle=":")
+        axis.invert_yaxis()
     axes[1].set_yticklabels([])
-    title = f"tracer3d benchmark: {len(per_case[names[0]])} held-out synthetic volumes, one click"
-    if "speed" in results:
-        s = results["speed"]
-        title += f"; speed {s['ms_per_slice']:.1f} ms/slice on {s['shape']} ({s['hardware']})"
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from ..data.datasets import SyntheticVessels
 from ..data.regions import deepest_point, full_structure
 from ..errors import IVSegError
 from .engine import NORMALISED_RANGE
@@ -72,14 +71,15 @@ def _continuation(label_slice, previous) -> np.ndarray:
     return np.isin(pieces, touching[touching > 0])
 
 
-def normalise_for_training(image, label, spacing, rng) -> np.ndarray:
+def normalise_for_training(image, label, spacing, rng, click=None) -> np.ndarray:
     """As at inference (structure -> 1, surroundings -> 0), with the structure level taken
-    near a random vessel voxel, as a user's click would give it."""
+    at the user's recorded click, or near a random vessel voxel as a click would give it."""
     from .engine import normalised_volume
 
-    inside = np.argwhere(ndimage.binary_erosion(label, iterations=1)) if label.sum() > 50 else np.argwhere(label)
-    voxel = tuple(inside[rng.integers(len(inside))])
-    return normalised_volume(image, spacing, voxel)
+    if click is None:
+        inside = np.argwhere(ndimage.binary_erosion(label, iterations=1)) if label.sum() > 50 else np.argwhere(label)
+        click = tuple(inside[rng.integers(len(inside))])
+    return normalised_volume(image, spacing, click)
 
 
 def draw_sample(volume, label, rng, crop: int, jitter: float) -> Sample | None:
@@ -289,7 +289,6 @@ class Tracer3DTask:
             self.trace.setdefault("use_offset", False)
         self.evaluation_cases = evaluation_cases
         self.data = source.describe()
-        self.real_data = not isinstance(source, SyntheticVessels)   # MONAI augmentation
         # Each rank loads its own share of the volumes (DistributedSampler's split).
         indices = list(DistributedSampler(range(len(source)), num_replicas=world, rank=rank,
                                           shuffle=False))
@@ -300,8 +299,9 @@ class Tracer3DTask:
             if not case.label.any():
                 warnings.warn(f"{case.name}: the label is empty; skipped")
                 continue
-            volume = normalise_for_training(case.image, case.label, case.spacing_zyx, rng)
-            self.pool.append((volume, case.label.astype(bool)))
+            volume = normalise_for_training(case.image, case.label, case.spacing_zyx, rng,
+                                            case.click)
+            self.pool.append((volume, case.label.astype(bool), case.real))
         if not self.pool:
             raise IVSegError("no training case has a labelled structure")
 
@@ -319,11 +319,11 @@ class Tracer3DTask:
         rng = np.random.default_rng([self.seed, step, rank])
         samples = []
         while len(samples) < self.batch_size:
-            volume, label = self.pool[rng.integers(len(self.pool))]
+            volume, label, real = self.pool[rng.integers(len(self.pool))]
             sample = draw_sample(volume, label, rng, self.options.crop, self.options.jitter)
             if sample is not None:
                 sample = augment(sample, rng)
-                if self.real_data:
+                if real:                     # scanner variation for real scans (MONAI)
                     sample = monai_intensity(sample, rng)
                 samples.append(sample)
         return collate(samples, rng)

@@ -24,10 +24,11 @@ def read_config(path: str | None) -> dict:
 
 
 def make_task(engine: str, data: str, config: dict, seed: int, batch_size: int, pool: int,
-              rank: int = 0, world: int = 1):
-    """The engine's training task, found through the engine registry."""
+              rank: int = 0, world: int = 1, sessions=()):
+    """The engine's training task, found through the engine registry; `sessions` are folders
+    of recorded sessions added to the data."""
     from ..data.datasets import training_source
     from ..engine import engine_class
 
     cls = engine_class(engine)                 # unknown names fail before data is loaded
-    return cls.training_task(training_source(data, pool), config, seed, batch_size, rank, world)
+    return cls.training_task(training_source(data, pool, sessions), config, seed, batch_size, rank, world)

@@ -18,7 +18,9 @@ def traced(case, *prompts):
 
 @pytest.mark.parametrize("seed", [1001, 1002, 1003])
 def test_one_click_segments_the_clicked_tree_not_the_neighbour(seed):
-    case = vessel_volume(seed)
+    # Clean CTA (uniform contrast): what region growing is built for. On clinical-realism
+    # volumes it is a baseline of the tracer benchmark, where it leaks and stops early.
+    case = vessel_volume(seed, realism="clean")
     mask = traced(case, Point(case.seed_index)).mask
     assert metrics.dice(mask, case.label) > 0.85
     assert metrics.cldice(mask, case.label) > 0.9

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from PromptEngines.data import synthetic
+from PromptEngines.data import cta, synthetic
 from PromptEngines.evaluation import metrics
 
 
@@ -41,6 +41,39 @@ def test_vessel_volume_has_every_feature_the_benchmarks_rely_on(vessel_case):
     far = gap > 6.0
     assert (volume.array[far] > 600).sum() > 20
     assert volume.array[far & (volume.array < 200)].std() > 15
+
+
+def test_clinical_realism_dims_distal_vessels_and_puts_bone_against_the_wall():
+    case = synthetic.vessel_volume(7)
+    clean = synthetic.vessel_volume(7, realism="clean")
+    # Same anatomy and label; only the image differs.
+    assert np.array_equal(case.label, clean.label) and np.array_equal(case.distractor, clean.distractor)
+    image, label = case.volume.array, case.label.astype(bool)
+    spacing = np.asarray(case.volume.spacing_zyx)
+    smooth = ndimage.gaussian_filter(image, 1.0)
+    depth = ndimage.distance_transform_edt(label, sampling=spacing)
+    core = depth >= 1.0
+    # Contrast falls along the tree: the seed's trunk is much brighter than the far branches.
+    distances = cta.path_distances(case.branches[:-1])
+    farthest = max(range(len(distances)), key=lambda i: distances[i].max())
+    tip = np.round(case.branches[farthest].points[-3] / spacing).astype(int)
+    near_tip = np.zeros_like(label)
+    near_tip[tuple(slice(max(v - 3, 0), v + 4) for v in tip)] = True
+    trunk_level = smooth[case.seed_index]
+    tip_level = np.median(smooth[near_tip & label])
+    assert tip_level - cta.TISSUE_HU < 0.75 * (trunk_level - cta.TISSUE_HU)
+    assert trunk_level > 250
+    # Bone touches the vessel: cortex-bright voxels right next to the lumen, outside the label.
+    outside = ndimage.distance_transform_edt(~label, sampling=spacing)
+    assert (image[(outside > 0) & (outside < 2.5)] > 500).sum() > 30
+    # Marrow inside the lumen's range is not part of the label either.
+    assert ((smooth > 200) & (smooth < 320) & (outside > 4.0)).sum() > 200
+    # Noisier than the clean volume (raw tissue far from everything).
+    tissue = (outside > 8.0) & (image < 150)
+    assert image[tissue].std() > clean.volume.array[tissue & (clean.volume.array < 150)].std()
+    assert core.any()
+    with pytest.raises(ValueError, match="unknown realism"):
+        synthetic.vessel_volume(7, realism="photoreal")
 
 
 def test_correction_cases_have_the_error_they_claim():

@@ -216,3 +216,13 @@ def test_recording_survives_mrb_and_replays_bit_for_bit(tmp_path):
                  str(tmp_path / "exported.prompts.json"), "--out", str(tmp_path / "cli.seg.nrrd"),
                  "--check"]) == 0
     np.testing.assert_array_equal(read_mask(tmp_path / "cli.seg.nrrd")[0], replayed)
+
+    # The export is a training case: its accepted segment, its volume (found under the node's
+    # name) and the user's first positive click.
+    from PromptEngines.data.recorded_sessions import RecordedSessions
+    write_volume(case.volume, tmp_path / f"{node.GetName()}.nrrd")
+    sessions = RecordedSessions(tmp_path)
+    exported = next(sessions[i] for i in range(len(sessions)) if sessions[i].name == "exported")
+    np.testing.assert_array_equal(exported.label, replayed)
+    assert exported.click == tuple(case.seed_index)
+    assert [s.kind for s in exported.steps] == ["mask", "point", "point"]

@@ -124,3 +124,49 @@ def test_folder_data_trains_with_monai_augmentation_deterministically(tmp_path, 
     assert any(changed)
     out = monai_intensity(sample, np.random.default_rng(1))
     assert np.array_equal(out.targets, sample.targets) and np.array_equal(out.point, sample.point)
+
+
+def test_recorded_sessions_become_training_cases_checked_against_their_record(tmp_path, capsys):
+    import shutil
+
+    from PromptEngines.data.recorded_sessions import RecordedSessions
+    from PromptEngines.data.segmentation_file import read_mask, write_mask
+    from PromptEngines.data.synthetic import vessel_volume
+    from PromptEngines.data.volume import write_volume
+    from PromptEngines.errors import VolumeError
+    case = vessel_volume(501, shape=(40, 64, 64))
+    recorded = tmp_path / "recorded"
+    recorded.mkdir()
+    write_volume(case.volume, recorded / "cta.nrrd")
+    seed_ras = [str(v) for v in case.seed_ras]
+    assert main(["trace", str(recorded / "cta.nrrd"), "--engine", "regiongrow", "--seed-ras",
+                 *seed_ras, "--out", str(recorded / "vessel.seg.nrrd")]) == 0
+    capsys.readouterr()
+    # The folder moves to another machine: the volume is found beside the prompts file.
+    moved = tmp_path / "moved"
+    shutil.copytree(recorded, moved)
+    shutil.rmtree(recorded)
+    sessions = RecordedSessions(moved)
+    traced, _ = read_mask(moved / "vessel.seg.nrrd")
+    item = sessions[0]
+    assert len(sessions) == 1 and item.name == "vessel" and item.real
+    assert np.array_equal(item.label, traced) and item.label.sum() > 100
+    assert item.click == tuple(case.seed_index)
+    assert len(item.steps) == 1 and np.allclose(item.steps[0].position, case.seed_index, atol=1e-3)
+    # Trained on synthetic volumes plus the session; the checkpoint says so.
+    run_json(capsys, "train", *SMALL, "--steps", 2, "--sessions", moved, "--out", tmp_path / "s.pt")
+    data = torch.load(tmp_path / "s.pt", weights_only=True)["data"]
+    assert "synthetic vessel volumes" in data and "(1 recorded sessions)" in data
+    # Another volume under the recorded name, or a segmentation that is not the recorded
+    # result, is refused, naming the files.
+    shutil.copy(moved / "cta.nrrd", tmp_path / "cta.nrrd")
+    write_volume(vessel_volume(502, shape=(40, 64, 64)).volume, moved / "cta.nrrd")
+    with pytest.raises(VolumeError, match="vessel.prompts.json: .*cta.nrrd is not the volume"):
+        sessions[0]
+    shutil.copy(tmp_path / "cta.nrrd", moved / "cta.nrrd")
+    write_mask(moved / "vessel.seg.nrrd", np.roll(traced, 2, axis=2), case.volume.ijk_to_ras)
+    with pytest.raises(VolumeError, match="vessel.seg.nrrd is not the result recorded in vessel.prompts.json"):
+        sessions[0]
+    (moved / "vessel.seg.nrrd").unlink()
+    assert main(["train", *SMALL, "--steps", "1", "--sessions", str(moved), "--out", str(tmp_path / "t.pt")]) == 2
+    assert "vessel.prompts.json: its result vessel.seg.nrrd is missing" in capsys.readouterr().err
