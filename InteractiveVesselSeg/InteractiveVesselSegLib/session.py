@@ -116,6 +116,7 @@ class SegmentationSession:
         """The recorded sequence as a file `ivseg segment` replays: a starting mask kept in
         the scene is written beside it as a .seg.nrrd, and so is the accepted result
         (NAME.seg.nrrd), which makes the folder a training case (`ivseg train --sessions`)."""
+        from PromptEngines.data.recorded_sessions import segmentation_path_for
         from PromptEngines.data.segmentation_file import write_mask
 
         path = Path(path)
@@ -130,8 +131,8 @@ class SegmentationSession:
                        weights_sha256=sequence.weights_sha256, segment=sequence.segment,
                        result_voxels=sequence.result_voxels, result_sha256=sequence.result_sha256,
                        stopped_after=dict(sequence.stopped_after)).save(path)
-        write_mask(path.with_name(path.name.replace(".prompts.json", "") + ".seg.nrrd"),
-                   self.session.mask, self.session.volume.ijk_to_ras, sequence.segment)
+        write_mask(segmentation_path_for(path), self.session.mask, self.session.volume.ijk_to_ras,
+                   sequence.segment)
 
     def close(self) -> None:
         if self._owns_worker:

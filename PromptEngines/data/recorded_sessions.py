@@ -24,6 +24,12 @@ PROMPTS_SUFFIX = ".prompts.json"
 VOLUME_SUFFIXES = (".nrrd", ".nii.gz", ".nii", ".mha")
 
 
+def segmentation_path_for(prompts: str | Path) -> Path:
+    """NAME.prompts.json -> NAME.seg.nrrd beside it: where a session's accepted result lives."""
+    prompts = Path(prompts)
+    return prompts.with_name(prompts.name[: -len(PROMPTS_SUFFIX)] + ".seg.nrrd")
+
+
 class RecordedSessions:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -33,7 +39,7 @@ class RecordedSessions:
         if not self.files:
             raise VolumeError(f"{self.folder} holds no *{PROMPTS_SUFFIX} session")
         for prompts in self.files:
-            segmentation = self.segmentation_of(prompts)
+            segmentation = segmentation_path_for(prompts)
             if not segmentation.is_file():
                 raise VolumeError(f"{prompts.name}: its result {segmentation.name} is missing "
                                   "(export the segmentation beside the prompts file)")
@@ -43,10 +49,6 @@ class RecordedSessions:
 
     def describe(self) -> str:
         return f"{self.folder} ({len(self.files)} recorded sessions)"
-
-    @staticmethod
-    def segmentation_of(prompts: Path) -> Path:
-        return prompts.with_name(prompts.name[: -len(PROMPTS_SUFFIX)] + ".seg.nrrd")
 
     def volume_path(self, prompts: Path, sequence: PromptSequence) -> Path:
         if sequence.volume is None or not sequence.volume.path:
@@ -69,13 +71,13 @@ class RecordedSessions:
         if sequence.volume.sha256 != sha256_array(volume.array):
             raise VolumeError(f"{prompts.name}: {volume.path} is not the volume the session "
                               "was recorded on (voxel sha256 differs)")
-        mask, geometry = read_mask(self.segmentation_of(prompts), sequence.segment)
+        mask, geometry = read_mask(segmentation_path_for(prompts), sequence.segment)
         if mask.shape != volume.shape or not np.allclose(geometry.ijk_to_ras, volume.ijk_to_ras,
                                                          atol=1e-3):
-            raise VolumeError(f"{self.segmentation_of(prompts).name} does not share the grid "
+            raise VolumeError(f"{segmentation_path_for(prompts).name} does not share the grid "
                               f"of {Path(volume.path).name}")
         if sequence.result_sha256 and sequence.result_sha256 != sha256_array(mask.astype(np.uint8)):
-            raise VolumeError(f"{self.segmentation_of(prompts).name} is not the result recorded "
+            raise VolumeError(f"{segmentation_path_for(prompts).name} is not the result recorded "
                               f"in {prompts.name} (mask sha256 differs)")
         steps = map_all(sequence.steps, volume.ras_to_index)
         click = next((volume.voxel_of(step.position) for step in sequence.steps

@@ -93,7 +93,7 @@ def signed_depth(shape, spacing, branches, radius_scale=None, point_values=None)
     for index, branch in enumerate(branches):
         scale = 1.0 if radius_scale is None else radius_scale.get(index, 1.0)
         p, r = branch.points, branch.radii * scale
-        v = p[:, 0] * 0 if values is None else np.asarray(point_values[index], float)
+        v = np.zeros(len(p)) if values is None else np.asarray(point_values[index], float)
         for a, b, ra, rb, va, vb in zip(p[:-1], p[1:], r[:-1], r[1:], v[:-1], v[1:]):
             _paint_segment(depth, spacing, a, b, ra, rb, values, va, vb)
     return depth if values is None else (depth, values)
