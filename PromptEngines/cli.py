@@ -20,6 +20,7 @@ from .errors import IVSegError, VolumeError
 from .evaluation import metrics
 from .prompts import MaskPrompt, Point, PromptSequence
 from .session import Session
+from .session_files import prompts_path_for
 
 TRACE_ENGINE_PREFERENCE = ("tracer3d", "regiongrow")
 OVERLAY_COLOUR = (1.0, 0.25, 0.2)
@@ -32,17 +33,6 @@ def default_trace_engine() -> str:
     known = available_engines()
     return next(name for name in TRACE_ENGINE_PREFERENCE
                 if name in known and engine_class(name).ready())
-
-
-def prompts_path_for(segmentation_path: str | Path) -> Path:
-    """SEG.seg.nrrd -> SEG.prompts.json, next to it."""
-    path = Path(segmentation_path)
-    stem = path.name
-    for suffix in (".seg.nrrd", ".nrrd", ".nii.gz", ".nii"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    return path.with_name(stem + ".prompts.json")
 
 
 def _check_output(path: str) -> Path:
@@ -168,6 +158,17 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    from .training.reproduce import reproduce, write_report
+
+    report = reproduce(args.weights, args.workdir, args.tolerance)
+    if args.out:
+        write_report(report, args.out)
+    print(json.dumps({k: report[k] for k in ("identical_weights", "within_tolerance",
+                                             "differences", "wall_seconds")}))
+    return 0 if report["within_tolerance"] else 1
+
+
 def cmd_bench(args) -> int:
     from .engine import engine_class
 
@@ -291,6 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
     training.add_argument("--quiet", action="store_true", help="no progress bar")
     training.set_defaults(handler=cmd_train)
+
+    again = commands.add_parser("reproduce", help="re-run a weights file's training command "
+                                                  "and compare weights and held-out metrics")
+    again.add_argument("weights")
+    again.add_argument("--workdir", required=True, help="where the re-run writes its weights")
+    again.add_argument("--tolerance", type=float, default=0.01,
+                       help="largest accepted change of median Dice / clDice")
+    again.add_argument("--out", help="write the report JSON here")
+    again.set_defaults(handler=cmd_reproduce)
     return parser
 
 

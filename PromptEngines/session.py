@@ -12,12 +12,11 @@ from typing import Iterator
 import numpy as np
 
 from .data.segmentation_file import read_mask
-from .data.volume import Volume
+from .data.volume import Volume, grid_mismatch
 from .engine import Engine, Update
 from .errors import PromptError, PromptFileError
 from .prompts import Box, MaskPrompt, Point, Prompt, PromptSequence, Scribble, Text, sha256_array
 
-GEOMETRY_TOLERANCE_MM = 1e-3
 _END = object()
 
 
@@ -114,10 +113,9 @@ class Session:
     def load_mask_prompt(self, path: str | Path, record_as: str | None = None) -> MaskPrompt:
         """A starting mask from a segmentation file, which must share the volume's grid."""
         mask, geometry = read_mask(path)
-        if mask.shape != self.volume.shape or not np.allclose(
-                geometry.ijk_to_ras, self.volume.ijk_to_ras, atol=GEOMETRY_TOLERANCE_MM):
-            raise PromptError(f"{Path(path).name} does not share the volume's grid "
-                              f"(shape {mask.shape} vs {self.volume.shape}, or its geometry)")
+        mismatch = grid_mismatch(mask.shape, geometry.ijk_to_ras, self.volume)
+        if mismatch:
+            raise PromptError(f"{Path(path).name} does not share the volume's grid ({mismatch})")
         return MaskPrompt(mask=mask, path=str(record_as or path))
 
 

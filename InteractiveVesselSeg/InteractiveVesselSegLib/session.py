@@ -116,7 +116,7 @@ class SegmentationSession:
         """The recorded sequence as a file `ivseg segment` replays: a starting mask kept in
         the scene is written beside it as a .seg.nrrd, and so is the accepted result
         (NAME.seg.nrrd), which makes the folder a training case (`ivseg train --sessions`)."""
-        from PromptEngines.data.recorded_sessions import segmentation_path_for
+        from PromptEngines.session_files import segmentation_path_for
         from PromptEngines.data.segmentation_file import write_mask
 
         path = Path(path)

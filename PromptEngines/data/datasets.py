@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import VolumeError
-from .volume import read_volume
+from .volume import grid_mismatch, read_volume
 
 TRAINING_SEEDS_BELOW = 1000      # synthetic seeds >= 1000 are held out for evaluation
 
@@ -91,11 +91,9 @@ class NnUNetFolder:
     def __getitem__(self, index: int) -> LabelledCase:
         case, image_path, label_path = self.pairs[index]
         image, label = read_volume(image_path), read_volume(label_path, validate=False)
-        if image.shape != label.shape:
-            raise VolumeError(f"{label_path} has shape {label.shape} but {image_path} has "
-                              f"{image.shape}")
-        if not np.allclose(image.ijk_to_ras, label.ijk_to_ras, atol=1e-3):
-            raise VolumeError(f"{label_path} does not share the geometry of {image_path}")
+        mismatch = grid_mismatch(label.shape, label.ijk_to_ras, image)
+        if mismatch:
+            raise VolumeError(f"{label_path} is not on the grid of {image_path} ({mismatch})")
         return LabelledCase(case, image.array.astype(np.float32),
                             (label.array > 0).astype(np.uint8), image.spacing_zyx)
 

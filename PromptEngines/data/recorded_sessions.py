@@ -16,18 +16,12 @@ import numpy as np
 
 from ..errors import VolumeError
 from ..prompts import Point, PromptSequence, map_all, sha256_array
+from ..session_files import PROMPTS_SUFFIX, segmentation_path_for, session_name
 from .datasets import LabelledCase
 from .segmentation_file import read_mask
-from .volume import read_volume
+from .volume import grid_mismatch, read_volume
 
-PROMPTS_SUFFIX = ".prompts.json"
 VOLUME_SUFFIXES = (".nrrd", ".nii.gz", ".nii", ".mha")
-
-
-def segmentation_path_for(prompts: str | Path) -> Path:
-    """NAME.prompts.json -> NAME.seg.nrrd beside it: where a session's accepted result lives."""
-    prompts = Path(prompts)
-    return prompts.with_name(prompts.name[: -len(PROMPTS_SUFFIX)] + ".seg.nrrd")
 
 
 class RecordedSessions:
@@ -72,16 +66,16 @@ class RecordedSessions:
             raise VolumeError(f"{prompts.name}: {volume.path} is not the volume the session "
                               "was recorded on (voxel sha256 differs)")
         mask, geometry = read_mask(segmentation_path_for(prompts), sequence.segment)
-        if mask.shape != volume.shape or not np.allclose(geometry.ijk_to_ras, volume.ijk_to_ras,
-                                                         atol=1e-3):
+        mismatch = grid_mismatch(mask.shape, geometry.ijk_to_ras, volume)
+        if mismatch:
             raise VolumeError(f"{segmentation_path_for(prompts).name} does not share the grid "
-                              f"of {Path(volume.path).name}")
+                              f"of {Path(volume.path).name} ({mismatch})")
         if sequence.result_sha256 and sequence.result_sha256 != sha256_array(mask.astype(np.uint8)):
             raise VolumeError(f"{segmentation_path_for(prompts).name} is not the result recorded "
                               f"in {prompts.name} (mask sha256 differs)")
         steps = map_all(sequence.steps, volume.ras_to_index)
         click = next((volume.voxel_of(step.position) for step in sequence.steps
                       if isinstance(step, Point) and step.label == 1), None)
-        return LabelledCase(prompts.name[: -len(PROMPTS_SUFFIX)], volume.array.astype(np.float32),
+        return LabelledCase(session_name(prompts), volume.array.astype(np.float32),
                             (mask > 0).astype(np.uint8), volume.spacing_zyx, real=True,
                             click=click, steps=steps)

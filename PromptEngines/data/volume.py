@@ -29,6 +29,20 @@ def geometry_matrix(spacing_zyx=(1.0, 1.0, 1.0), origin_ras=(0.0, 0.0, 0.0),
     return matrix
 
 
+GEOMETRY_TOLERANCE_MM = 1e-3     # how far two grids' IJK-to-RAS may differ and still be one
+
+
+def grid_mismatch(shape, ijk_to_ras, volume: "Volume") -> str | None:
+    """Why an array of `shape` placed by `ijk_to_ras` is not on `volume`'s voxel grid (for
+    an error message), or None when it is."""
+    if tuple(shape) != volume.shape:
+        return f"shape {tuple(shape)} vs {volume.shape}"
+    difference = float(np.abs(np.asarray(ijk_to_ras, float) - volume.ijk_to_ras).max())
+    if difference > GEOMETRY_TOLERANCE_MM:
+        return f"IJK-to-RAS differs by up to {difference:.3g} mm"
+    return None
+
+
 @dataclass
 class Volume:
     array: np.ndarray            # (z, y, x)

@@ -35,13 +35,21 @@ def accuracy(model, cases: int, tuning_cases: int = 6) -> dict:
         volume = normalised_volume(case.volume.array, case.volume.spacing_zyx, case.seed_index)
         tuning.append((volume, case.seed_index, case.label))
     threshold, _ = tune_threshold(tuning)
+    centre = dict(propagation="centre", use_offset=False, use_refine=False)
+    affine = dict(propagation="affine", use_offset=False, use_refine=False)
+    variants = {
+        "tracer3d tiny (offset + refine)": {},
+        "tracer3d tiny, ungated refine (paper's rule)": dict(refine_gate=False),
+        "tracer3d tiny, offset, no refine": dict(use_refine=False),
+        "tracer3d tiny, no second look": dict(second_look=False),
+        "naive centre propagation + previous-mask prompt": centre,
+        "affine centroid propagation + previous-mask prompt": affine,
+        "naive centre propagation, point prompt (Table 4)": centre | dict(carry_mask=False),
+        "affine centroid propagation, point prompt (Table 4)": affine | dict(carry_mask=False),
+    }
     methods = {
-        "tracer3d tiny (offset + refine)": lambda c: trace_case(model, c, TraceOptions()),
-        "tracer3d tiny, offset, no refine": lambda c: trace_case(model, c, TraceOptions(use_refine=False)),
-        "naive centre propagation": lambda c: trace_case(
-            model, c, TraceOptions(propagation="centre", use_offset=False, use_refine=False)),
-        "affine centroid propagation": lambda c: trace_case(
-            model, c, TraceOptions(propagation="affine", use_offset=False, use_refine=False)),
+        **{name: (lambda c, o=TraceOptions(**options): trace_case(model, c, o))
+           for name, options in variants.items()},
         f"threshold {threshold:.2f} + component": lambda c: timed(lambda: threshold_component(
             normalised_volume(c.volume.array, c.volume.spacing_zyx, c.seed_index), c.seed_index, threshold)),
         "regiongrow": lambda c: timed(lambda: regiongrow_mask(c)),

@@ -12,7 +12,12 @@ peak's confidence; the model segments again with p. Our additions, where the pap
   backwards). A track stops when the vessel ends (nothing overlapping its previous slice),
   when confidence collapses, when it only finds what is already traced, or at the volume's
   edge.
-- argmax P is taken near p~ only, so refinement cannot jump to a neighbouring vessel.
+- argmax P is taken near p~ only, so refinement cannot jump to a neighbouring vessel, and
+  the refined prompt's mask replaces the first only when the model's predicted IoU is at
+  least as high (confidence-guided in both senses; ungated refinement lost a branch).
+- A second look once the trace is complete: tracks from wherever a slice's traced mask
+  reaches past its neighbours' (the arms of shallow branches, which a slice traced before
+  its neighbours cannot tell apart), kept only where they are branches (branches.py).
 - Encoding is prompt-free: fixed tiles on a grid, each encoded once, in batches along z ahead
   of the tracks, exactly as the model saw crops in training; the per-slice cost is the
   crop decoder.
@@ -30,6 +35,7 @@ from scipy import ndimage
 
 from ..data.regions import deepest_point, full_structure
 from ..errors import PromptError
+from .branches import keep_branches
 
 
 @dataclass(frozen=True)
@@ -37,12 +43,17 @@ class TraceOptions:
     propagation: str = "offset"        # offset (the method) | centre | affine (baselines)
     use_offset: bool = True
     use_refine: bool = True
+    carry_mask: bool = True            # previous slice's logits as a dense prompt (ours)
+    refine_gate: bool = True           # keep the refined mask only if it is as confident
     refine_radius: int = 6             # pixels around p~ where argmax P is looked for
     threshold: float = 0.5
     min_confidence: float = 0.35       # mean probability inside the kept mask
     overlap_margin: int = 2            # pixels: how far a vessel may move between slices
     min_new_pixels: int = 2            # fewer new pixels: the track joined traced territory
     min_backward_pixels: int = 6       # mask beyond the previous slice that starts a track back
+    second_look: bool = True           # trace on from the finished trace's arms (branches.py)
+    min_escape: float = 3.0            # voxels beyond the trace a second-look find must reach
+    max_brighter: float = 0.3          # a find's level over its parent's (normalised units)
     max_slices: int = 4000             # traced slices, all tracks together
     max_seconds: float = 120.0
     chunk: int = 8                     # slices whose tile is encoded in one batch
@@ -114,6 +125,7 @@ class SliceTracer:
     def __init__(self, model, volume: np.ndarray, options: TraceOptions = TraceOptions(),
                  device: str = "cpu"):
         self.model, self.options, self.device = model, options, device
+        self.volume = volume
         self.size = model.crop
         self.pad = self.size // 2 + model.stride
         self.shape = volume.shape
@@ -166,7 +178,7 @@ class SliceTracer:
             with torch.no_grad():
                 point = point + self.model.offset(bottleneck)[0].cpu().numpy()
         origin = self._origin(point)
-        logits, _, features = self._decode(z, origin, point, previous_logits_fn(origin))
+        logits, confidence, features = self._decode(z, origin, point, previous_logits_fn(origin))
         if self.options.use_refine:
             probability = torch.sigmoid(logits)[0, 0].cpu().numpy()
             local = np.array([point[0] + self.pad - origin[0], point[1] + self.pad - origin[1]])
@@ -174,10 +186,12 @@ class SliceTracer:
             lam = 0.1 + 0.4 * float(np.clip((peak - 0.5) / 0.5, 0.0, 1.0))
             refined = (1 - lam) * point + lam * (where - self.pad + np.asarray(origin))
             if np.abs(refined - point).max() > 1e-3:
-                point = refined
-                origin = self._origin(point)
-                logits, _, features = self._decode(z, origin, point,
-                                                   previous_logits_fn(origin))
+                refined_origin = self._origin(refined)
+                second = self._decode(z, refined_origin, refined, previous_logits_fn(refined_origin))
+                # Confidence-guided: the refined prompt's mask replaces the first only when
+                # the model is at least as sure of it (its predicted IoU).
+                if not self.options.refine_gate or second[1] >= confidence:
+                    (logits, confidence, features), origin = second, refined_origin
         return torch.sigmoid(logits)[0, 0].cpu().numpy(), origin, logits, features
 
     def _affine_moved(self, previous_z, z, point) -> np.ndarray:
@@ -238,6 +252,57 @@ class SliceTracer:
         queue = deque()
         self._spread(queue, seed_z, kept, rows, cols, logits, origin, None, forward=None)
         yield SliceResult(seed_z, rows, cols, kept, len(queue))
+        yield from self._run(queue, started)
+        if self.options.second_look:
+            yield from self._second_look(started)
+
+    def _second_look(self, started) -> Iterator[SliceResult]:
+        """Tracks spread from each slice as it is traced, when its neighbours are not traced
+        yet; so where a branch leaves at a shallow angle, its first piece (an arm of the
+        parent's cross-section) is never a track of its own. Once the trace is complete,
+        the arms are what reaches past the neighbouring slices: trace on from them
+        tentatively and keep what `keep_branches` accepts."""
+        committed = self.traced
+        self.traced = committed.copy()
+        for _ in self._run(self._tracks_from_traced(), started):
+            pass
+        found = keep_branches(committed, self.traced & ~committed, self.volume, self.options)
+        self.traced = committed | found
+        for z in np.nonzero(found.reshape(found.shape[0], -1).any(axis=1))[0]:
+            rows, cols = ndimage.find_objects(found[z].astype(np.uint8))[0]
+            yield SliceResult(int(z), rows, cols, found[z, rows, cols].copy(), 0)
+
+    def _tracks_from_traced(self) -> deque:
+        """A track onto each neighbouring slice wherever a slice's traced mask reaches past
+        the neighbour's by `min_backward_pixels`, prompted with that piece of the mask."""
+        queue = deque()
+        for z in np.nonzero(self.traced.reshape(self.shape[0], -1).any(axis=1))[0].tolist():
+            for direction in (1, -1):
+                neighbour = z + direction
+                if not 0 <= neighbour < self.shape[0]:
+                    continue
+                covered = ndimage.binary_dilation(self.traced[neighbour], full_structure(2),
+                                                  iterations=self.options.overlap_margin)
+                pieces, count = ndimage.label(self.traced[z] & ~covered, full_structure(2))
+                for label, box in enumerate(ndimage.find_objects(pieces), start=1):
+                    piece = pieces[box] == label
+                    if piece.sum() >= self.options.min_backward_pixels:
+                        centre = np.add(deepest_point(piece), (box[0].start, box[1].start))
+                        self._start_from(queue, z, direction, pieces == label, centre)
+        return queue
+
+    def _start_from(self, queue, z, direction, piece, centre):
+        """Queue a track towards z + direction from `piece` (a whole-slice mask), its crop
+        centred on the piece and prompted with the slice's traced mask as logits."""
+        origin = self._origin(centre)
+        rows, cols, (cy, cx) = self._window(origin)
+        logits = torch.full((1, 1, self.size, self.size), -8.0, device=self.device)
+        window = torch.from_numpy(self.traced[z, rows, cols]).to(self.device)
+        logits[0, 0, cy:cy + window.shape[0], cx:cx + window.shape[1]] = window.float() * 8 - 4
+        self._continue(queue, z, direction, piece[rows, cols], (rows.start, cols.start),
+                       logits, origin, None)
+
+    def _run(self, queue, started) -> Iterator[SliceResult]:
         while queue:
             if (self.slices_traced >= self.options.max_slices
                     or time.perf_counter() - started > self.options.max_seconds):
@@ -319,8 +384,10 @@ class SliceTracer:
     def _step(self, track: _Track, queue) -> SliceResult | None:
         z, options = track.z, self.options
         logits_in, logits_origin = track.previous_logits
+        carried = ((lambda o: self._to_crop(logits_in, logits_origin, o))
+                   if options.carry_mask else (lambda _: None))
         probability, origin, logits, bottleneck = self._segment(
-            z, track.point, lambda o: self._to_crop(logits_in, logits_origin, o),
+            z, track.point, carried,
             track.bottleneck, moved_from=z - track.direction if track.direction else None)
         rows, cols, (cy, cx) = self._window(origin)
         crop_prob = probability[cy:cy + rows.stop - rows.start, cx:cx + cols.stop - cols.start]

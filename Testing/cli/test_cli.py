@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from PromptEngines.cli import main, prompts_path_for
+from PromptEngines.cli import main
+from PromptEngines.session_files import prompts_path_for
 from PromptEngines.data.segmentation_file import read_mask, write_mask
 from PromptEngines.data.synthetic import vessel_correction_case, vessel_volume
 from PromptEngines.data.volume import read_volume, write_volume

@@ -90,7 +90,8 @@ def test_bad_data_folders_name_the_file(tmp_path, capsys):
     make_folder(mismatched, shapes=((12, 16, 16), (12, 16, 15)))
     assert main(["train", *SMALL, "--steps", "1", "--data", str(mismatched), "--out", str(tmp_path / "b.pt")]) == 2
     error = capsys.readouterr().err
-    assert "case1.nii.gz has shape (12, 16, 15) but" in error and "case1_0000.nii.gz" in error
+    assert "case1.nii.gz is not on the grid of" in error and "case1_0000.nii.gz" in error
+    assert "shape (12, 16, 15) vs (12, 16, 16)" in error
     assert main(["train", *SMALL, "--steps", "1", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "c.pt")]) == 2
     assert "missing folder imagesTr/" in capsys.readouterr().err
 
@@ -170,3 +171,27 @@ def test_recorded_sessions_become_training_cases_checked_against_their_record(tm
     (moved / "vessel.seg.nrrd").unlink()
     assert main(["train", *SMALL, "--steps", "1", "--sessions", str(moved), "--out", str(tmp_path / "t.pt")]) == 2
     assert "vessel.prompts.json: its result vessel.seg.nrrd is missing" in capsys.readouterr().err
+
+
+def test_reproduce_reruns_the_recorded_command_and_finds_the_same_weights(tmp_path, capsys):
+    original = tmp_path / "small.pt"
+    run_json(capsys, "train", *SMALL, "--steps", 3, "--out", original)
+    before = original.read_bytes()
+    assert main(["reproduce", str(original), "--workdir", str(tmp_path / "again"),
+                 "--out", str(tmp_path / "report.json")]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["identical_weights"] and report["within_tolerance"]
+    assert report["weights_sha256"]["card"] == report["weights_sha256"]["rerun"]
+    assert report["rerun"].endswith(f"--steps 3 --out {tmp_path / 'again' / 'small.pt'}")
+    assert str(original) not in report["rerun"] and str(original) in report["command"]
+    assert original.read_bytes() == before                    # the original is never touched
+
+
+def test_rerun_arguments_move_only_the_output():
+    from PromptEngines.training.reproduce import rerun_arguments
+    from PromptEngines.errors import IVSegError
+
+    assert rerun_arguments("ivseg train --engine tracer3d --out /a/w.pt --steps 5", Path("/b/w.pt")) == \
+        ["train", "--engine", "tracer3d", "--out", "/b/w.pt", "--steps", "5"]
+    with pytest.raises(IVSegError, match="not an `ivseg train"):
+        rerun_arguments("ivseg trace v.nrrd --out s.seg.nrrd", Path("/b/w.pt"))
