@@ -53,7 +53,7 @@ class TraceOptions:
     min_backward_pixels: int = 6       # mask beyond the previous slice that starts a track back
     second_look: bool = True           # trace on from the finished trace's arms (branches.py)
     min_escape: float = 3.0            # voxels beyond the trace a second-look find must reach
-    max_brighter: float = 0.3          # a find's level over its parent's (normalised units)
+    max_brighter: float = 0.0          # a find's level over its parent's (normalised units)
     max_slices: int = 4000             # traced slices, all tracks together
     max_seconds: float = 120.0
     chunk: int = 8                     # slices whose tile is encoded in one batch
