@@ -253,7 +253,7 @@ class SliceTracer:
         self._spread(queue, seed_z, kept, rows, cols, logits, origin, None, forward=None)
         yield SliceResult(seed_z, rows, cols, kept, len(queue))
         yield from self._run(queue, started)
-        if self.options.second_look:
+        if self.options.second_look and not self._capped(started):
             yield from self._second_look(started)
 
     def _second_look(self, started) -> Iterator[SliceResult]:
@@ -302,10 +302,13 @@ class SliceTracer:
         self._continue(queue, z, direction, piece[rows, cols], (rows.start, cols.start),
                        logits, origin, None)
 
+    def _capped(self, started) -> bool:
+        return (self.slices_traced >= self.options.max_slices
+                or time.perf_counter() - started > self.options.max_seconds)
+
     def _run(self, queue, started) -> Iterator[SliceResult]:
         while queue:
-            if (self.slices_traced >= self.options.max_slices
-                    or time.perf_counter() - started > self.options.max_seconds):
+            if self._capped(started):
                 return
             track = queue.popleft()
             result = self._step(track, queue)
