@@ -28,25 +28,41 @@ class LabelledCase:
 
 
 class SyntheticVessels:
-    """Synthetic vessel volumes; case i is seed i (all below the held-out range)."""
+    """Synthetic vessel volumes; case i is seed i (all below the held-out range).
+    `slice_mm` = (thinnest, thickest): each case's slice spacing drawn from that range (the
+    volume keeps its physical extent), for models that must cope with thick-slice CT."""
 
-    def __init__(self, count: int, shape=(80, 112, 112)):
+    def __init__(self, count: int, shape=(80, 112, 112), slice_mm=None):
         if count > TRAINING_SEEDS_BELOW:
             raise ValueError(f"at most {TRAINING_SEEDS_BELOW} training seeds")
-        self.count, self.shape = count, shape
+        if slice_mm is not None and not 0 < slice_mm[0] <= slice_mm[1]:
+            raise VolumeError(f"slice_mm must be (thinnest, thickest) in mm, got {slice_mm}")
+        self.count, self.shape, self.slice_mm = count, shape, slice_mm
 
     def __len__(self) -> int:
         return self.count
 
     def describe(self) -> str:
+        slices = "" if self.slice_mm is None else (
+            f", slice spacing {self.slice_mm[0]}-{self.slice_mm[1]} mm")
         return (f"synthetic vessel volumes (PromptEngines.data.synthetic.vessel_volume), seeds "
-                f"0-{self.count - 1}, shape {tuple(self.shape)}; evaluation seeds start at "
-                f"{TRAINING_SEEDS_BELOW}")
+                f"0-{self.count - 1}, shape {tuple(self.shape)}{slices}; evaluation seeds start "
+                f"at {TRAINING_SEEDS_BELOW}")
+
+    def geometry(self, index: int):
+        """(shape, spacing_zyx) of case `index`; None spacing: the generator's own."""
+        if self.slice_mm is None:
+            return self.shape, None
+        rng = np.random.default_rng([index, 17])
+        in_plane, slice_mm = rng.uniform(0.6, 0.85), rng.uniform(*self.slice_mm)
+        depth = max(16, round(self.shape[0] * 1.3 / slice_mm))     # 1.3 mm: the usual spacing
+        return (depth, *self.shape[1:]), (slice_mm, in_plane, in_plane)
 
     def __getitem__(self, index: int) -> LabelledCase:
         from .synthetic import vessel_volume
 
-        case = vessel_volume(index, self.shape)
+        shape, spacing = self.geometry(index)
+        case = vessel_volume(index, shape, spacing)
         return LabelledCase(f"synthetic-{index}", case.volume.array, case.label,
                             case.volume.spacing_zyx, real=False)
 
@@ -118,10 +134,12 @@ class Combined:
         raise IndexError(index)
 
 
-def training_source(data: str, count: int = 32, sessions=()):
+def training_source(data: str, count: int = 32, sessions=(), slice_mm=None):
     from .recorded_sessions import RecordedSessions
 
-    base = SyntheticVessels(count) if data == "synthetic" else NnUNetFolder(data)
+    if slice_mm is not None and data != "synthetic":
+        raise VolumeError("slice_mm (config section data) applies to synthetic data only")
+    base = SyntheticVessels(count, slice_mm=slice_mm) if data == "synthetic" else NnUNetFolder(data)
     if not sessions:
         return base
     return Combined([base, *(RecordedSessions(folder) for folder in sessions)])

@@ -8,7 +8,8 @@ from ..errors import IVSegError
 
 
 def read_config(path: str | None) -> dict:
-    """An engine's training config file: {"model": {...}, "train": {...}, "trace": {...}}."""
+    """An engine's training config file: {"model": {...}, "train": {...}, "trace": {...},
+    "data": {"slice_mm": [thinnest, thickest]}}."""
     if not path:
         return {}
     try:
@@ -17,9 +18,12 @@ def read_config(path: str | None) -> dict:
         raise IVSegError(f"config file not found: {path}") from None
     except json.JSONDecodeError as error:
         raise IVSegError(f"{path} is not valid JSON: {error}") from None
-    unknown = set(config) - {"model", "train", "trace"}
+    unknown = set(config) - {"model", "train", "trace", "data"}
     if unknown:
-        raise IVSegError(f"{path}: unknown sections {sorted(unknown)} (known: model, train, trace)")
+        raise IVSegError(f"{path}: unknown sections {sorted(unknown)} "
+                         "(known: model, train, trace, data)")
+    if set(config.get("data", {})) - {"slice_mm"}:
+        raise IVSegError(f"{path}: the data section knows only slice_mm")
     return config
 
 
@@ -31,4 +35,5 @@ def make_task(engine: str, data: str, config: dict, seed: int, batch_size: int, 
     from ..engine import engine_class
 
     cls = engine_class(engine)                 # unknown names fail before data is loaded
-    return cls.training_task(training_source(data, pool, sessions), config, seed, batch_size, rank, world)
+    source = training_source(data, pool, sessions, **config.get("data", {}))
+    return cls.training_task(source, config, seed, batch_size, rank, world)

@@ -195,3 +195,33 @@ def test_rerun_arguments_move_only_the_output():
         ["train", "--engine", "tracer3d", "--out", "/b/w.pt", "--steps", "5"]
     with pytest.raises(IVSegError, match="not an `ivseg train"):
         rerun_arguments("ivseg trace v.nrrd --out s.seg.nrrd", Path("/b/w.pt"))
+
+
+def test_synthetic_slice_range_sets_each_case_spacing_and_keeps_the_extent():
+    from PromptEngines.data.datasets import SyntheticVessels
+
+    source = SyntheticVessels(6, slice_mm=(1.0, 3.0))
+    geometries = [source.geometry(i) for i in range(6)]
+    assert geometries == [source.geometry(i) for i in range(6)]          # fixed per seed
+    for shape, (slice_mm, dy, dx) in geometries:
+        assert 1.0 <= slice_mm <= 3.0 and dy == dx and 0.6 <= dy <= 0.85
+        assert abs(shape[0] * slice_mm - 80 * 1.3) <= slice_mm and shape[1:] == (112, 112)
+    case = source[0]
+    assert case.image.shape == geometries[0][0]
+    assert np.allclose(case.spacing_zyx, geometries[0][1])
+    assert "slice spacing 1.0-3.0 mm" in source.describe()
+    assert SyntheticVessels(2).geometry(0) == ((80, 112, 112), None)
+
+
+def test_data_config_section_is_checked(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"data": {"thickness": [1, 3]}}')
+    assert main(["train", *SMALL, "--steps", "1", "--config", str(bad), "--out", str(tmp_path / "a.pt")]) == 2
+    assert "the data section knows only slice_mm" in capsys.readouterr().err
+    folder = tmp_path / "folder"
+    make_folder(folder)
+    good = tmp_path / "good.json"
+    good.write_text('{"data": {"slice_mm": [1, 3]}}')
+    assert main(["train", *SMALL, "--steps", "1", "--config", str(good), "--data", str(folder),
+                 "--out", str(tmp_path / "b.pt")]) == 2
+    assert "applies to synthetic data only" in capsys.readouterr().err
