@@ -44,7 +44,7 @@ def train():
 
 def evaluate(cases: int = 10):
     from PromptEngines.data.synthetic import vessel_volume
-    from PromptEngines.tracer3d.evaluate import HELD_OUT_FIRST_SEED, case_report, trace_case
+    from PromptEngines.tracer3d.evaluate import HELD_OUT_FIRST_SEED, traced_report
     from PromptEngines.tracer3d.engine import load_model
     from PromptEngines.tracer3d.tracking import TraceOptions
 
@@ -52,7 +52,7 @@ def evaluate(cases: int = 10):
     volumes = [vessel_volume(seed) for seed in range(HELD_OUT_FIRST_SEED, HELD_OUT_FIRST_SEED + cases)]
     results, per_case = {}, {}
     for row, variant, options in ROWS:
-        reports = [_report(models[variant], case, TraceOptions(**options), case_report, trace_case)
+        reports = [traced_report(models[variant], case, TraceOptions(**options))
                    for case in volumes]
         results[row] = {k: float(np.median([r[k] for r in reports]))
                         for k in ("dice", "cldice", "hd95_mm", "betti0_error", "seconds")}
@@ -71,11 +71,6 @@ def plot(per_case, path):
 
     plot_per_case(per_case, f"tracer3d ablation: {STEPS} training steps per variant, "
                   f"{len(next(iter(per_case.values())))} held-out volumes, one click", path)
-
-
-def _report(model, case, options, case_report, trace_case):
-    mask, seconds = trace_case(model, case, options)
-    return case_report(mask, case, seconds)
 
 
 def table(results) -> str:

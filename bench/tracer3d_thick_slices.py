@@ -49,7 +49,7 @@ def held_out(seed: int, slice_mm: float | None):
 
 def evaluate(cases: int = 10):
     from PromptEngines.tracer3d.engine import load_model
-    from PromptEngines.tracer3d.evaluate import HELD_OUT_FIRST_SEED, case_report, trace_case
+    from PromptEngines.tracer3d.evaluate import HELD_OUT_FIRST_SEED, traced_report
     from PromptEngines.tracer3d.tracking import TraceOptions
 
     rows = {}
@@ -58,7 +58,7 @@ def evaluate(cases: int = 10):
         for model_name, path in MODELS.items():
             model = load_model(path)[0]
             for rule, options in RULES.items():
-                reports = [_report(model, case, TraceOptions(**options), case_report, trace_case)
+                reports = [traced_report(model, case, TraceOptions(**options))
                            for case in volumes]
                 row = f"{spacing_name} | {model_name} | {rule}"
                 rows[row] = {f"{stat}_{k}": float(fn([r[k] for r in reports]))
@@ -66,11 +66,6 @@ def evaluate(cases: int = 10):
                 print(row, rows[row], flush=True)
     (OUT / "thick_slices.json").write_text(json.dumps({"cases": cases, "rows": rows}, indent=1) + "\n")
     print(table(rows))
-
-
-def _report(model, case, options, case_report, trace_case):
-    mask, seconds = trace_case(model, case, options)
-    return case_report(mask, case, seconds)
 
 
 def table(rows: dict) -> str:

@@ -32,6 +32,12 @@ def case_report(mask, case, seconds) -> dict:
     return report
 
 
+def traced_report(model, case, options) -> dict:
+    """Trace the case from its click and measure the result."""
+    mask, seconds = trace_case(model, case, options)
+    return case_report(mask, case, seconds)
+
+
 def evaluate_tracer(model, trace_options: dict | None = None, cases: int = 4,
                     first_seed: int = HELD_OUT_FIRST_SEED) -> dict:
     from .tracking import TraceOptions
