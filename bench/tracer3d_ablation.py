@@ -74,12 +74,12 @@ def plot(per_case, path):
 
 
 def table(results) -> str:
-    lines = ["| variant | Dice (median) | Dice (mean) | clDice | HD95 mm | β0 error |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for row, r in results.items():
-        lines.append(f"| {row} | {r['dice']:.3f} | {r['mean_dice']:.3f} | {r['cldice']:.3f} | "
-                     f"{r['hd95_mm']:.2f} | {r['betti0_error']:.0f} |")
-    return "\n".join(lines)
+    from PromptEngines.evaluation.tables import markdown_table
+
+    return markdown_table(
+        ["variant", "Dice (median)", "Dice (mean)", "clDice", "HD95 mm", "β0 error"],
+        [[row, f"{r['dice']:.3f}", f"{r['mean_dice']:.3f}", f"{r['cldice']:.3f}",
+          f"{r['hd95_mm']:.2f}", f"{r['betti0_error']:.0f}"] for row, r in results.items()])
 
 
 if __name__ == "__main__":

@@ -69,12 +69,13 @@ def evaluate(cases: int = 10):
 
 
 def table(rows: dict) -> str:
-    lines = ["| volumes | model | rule | Dice (median) | clDice (median) | Dice (mean) | clDice (mean) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for row, r in rows.items():
-        lines.append(f"| {row} | {r['median_dice']:.3f} | {r['median_cldice']:.3f} | "
-                     f"{r['mean_dice']:.3f} | {r['mean_cldice']:.3f} |")
-    return "\n".join(lines)
+    from PromptEngines.evaluation.tables import markdown_table
+
+    return markdown_table(
+        ["volumes", "model", "rule", "Dice (median)", "clDice (median)", "Dice (mean)", "clDice (mean)"],
+        [[*row.split(" | "), *(f"{r[k]:.3f}" for k in ("median_dice", "median_cldice",
+                                                       "mean_dice", "mean_cldice"))]
+         for row, r in rows.items()])
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import torch
 
 from ..data.synthetic import vessel_volume
 from ..evaluation.baselines import regiongrow_mask, threshold_component, tune_threshold
+from ..evaluation.tables import markdown_table
 from .engine import load_model, normalised_volume
 from .evaluate import HELD_OUT_FIRST_SEED, case_report, trace_case
 from .tracking import SliceTracer, TraceOptions
@@ -127,13 +128,12 @@ def plot_per_case(per_method: dict, title: str, path: Path) -> None:
 
 
 def table(results: dict) -> str:
-    lines = ["| method | Dice | clDice | HD95 mm | β0 error | on distractor | s/volume |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, s in results["accuracy"]["summary"].items():
-        lines.append(f"| {name} | {s['median_dice']:.3f} | {s['median_cldice']:.3f} | "
-                     f"{s['median_hd95_mm']:.2f} | {s['median_betti0_error']:.0f} | "
-                     f"{100 * s['median_distractor_fraction']:.1f} % | {s['median_seconds']:.2f} |")
-    return "\n".join(lines)
+    return markdown_table(
+        ["method", "Dice", "clDice", "HD95 mm", "β0 error", "on distractor", "s/volume"],
+        [[name, f"{s['median_dice']:.3f}", f"{s['median_cldice']:.3f}",
+          f"{s['median_hd95_mm']:.2f}", f"{s['median_betti0_error']:.0f}",
+          f"{100 * s['median_distractor_fraction']:.1f} %", f"{s['median_seconds']:.2f}"]
+         for name, s in results["accuracy"]["summary"].items()])
 
 
 def run(weights, out, cases: int = 10, with_speed: bool = True, threads: int = 2) -> dict:
