@@ -116,8 +116,10 @@ class Tracer3DEngine(Engine):
         for result in tracer.trace((prompt.position[1], prompt.position[2]), z):
             region = (slice(result.z, result.z + 1), result.rows, result.cols)
             patch = self._mask[region] | result.mask[None].astype(np.uint8)
+            stage = ("branch kept by the second look" if result.second_look
+                     else f"{result.tracks} tracks waiting")
             yield Update(region, patch, progress=min(tracer.slices_traced / depth, 1.0),
-                         message=f"slice {result.z}: {result.tracks} tracks waiting")
+                         message=f"slice {result.z}: {stage}")
         empty = tuple(slice(0, 0) for _ in range(3))
         yield Update(empty, np.zeros((0, 0, 0), np.uint8), final=True, progress=1.0,
                      message=f"traced {tracer.slices_traced} slices")

@@ -11,14 +11,15 @@ from ..evaluation import metrics
 HELD_OUT_FIRST_SEED = 1000
 
 
-def trace_case(model, case, options) -> tuple[np.ndarray, float]:
-    """The traced mask from the case's seed click, and the seconds it took."""
+def trace_case(model, case, options, device: str = "cpu") -> tuple[np.ndarray, float]:
+    """The traced mask from the case's seed click, and the seconds it took (normalisation
+    included)."""
     from .engine import normalised_volume
     from .tracking import SliceTracer
 
     started = time.perf_counter()
     volume = normalised_volume(case.volume.array, case.volume.spacing_zyx, case.seed_index)
-    tracer = SliceTracer(model, volume, options)
+    tracer = SliceTracer(model, volume, options, device)
     mask = np.zeros(case.volume.shape, bool)
     for result in tracer.trace(case.seed_index[1:], case.seed_index[0]):
         mask[result.z, result.rows, result.cols] |= result.mask
@@ -32,9 +33,9 @@ def case_report(mask, case, seconds) -> dict:
     return report
 
 
-def traced_report(model, case, options) -> dict:
+def traced_report(model, case, options, device: str = "cpu") -> dict:
     """Trace the case from its click and measure the result."""
-    mask, seconds = trace_case(model, case, options)
+    mask, seconds = trace_case(model, case, options, device)
     return case_report(mask, case, seconds)
 
 
@@ -43,11 +44,12 @@ def evaluate_tracer(model, trace_options: dict | None = None, cases: int = 4,
     from .tracking import TraceOptions
 
     options = TraceOptions(**(trace_options or {}))
+    device = str(next(model.parameters()).device)       # where the trainer left the model
     reports = []
     for seed in range(first_seed, first_seed + cases):
         case = vessel_volume(seed)
         try:
-            mask, seconds = trace_case(model, case, options)
+            mask, seconds = trace_case(model, case, options, device)
         except Exception as error:          # a refused click counts as an empty result
             mask, seconds = np.zeros(case.volume.shape, bool), 0.0
             print(f"held-out case {seed}: {error}")

@@ -12,12 +12,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones.sam import build_sam_vit_b, resize_sam, sam_input
+from ..errors import IVSegError
 from .model import OffsetHead
 
 
 class SamTracer(nn.Module):
-    def __init__(self, image_size: int = 256, max_offset: float = 8.0, sam=None):
+    def __init__(self, image_size: int = 256, max_offset: float = 8.0, crop: int | None = None,
+                 sam=None):
         super().__init__()
+        if crop not in (None, image_size):     # training crops are SAM's input, unscaled
+            raise IVSegError(f"the paper configuration trains on {image_size}-pixel crops "
+                             f"(its image_size), not {crop}: set train.crop to {image_size}")
         self.sam = resize_sam(sam if sam is not None else build_sam_vit_b(), image_size)
         self.crop = image_size
         self.stride = image_size // 2
@@ -30,30 +35,29 @@ class SamTracer(nn.Module):
 
     def decode(self, crops, points, previous_logits=None):
         """SAM's prompt encoder (point, previous logits as mask input) and mask decoder,
-        multimask output, the mask with the best predicted IoU. One image per prompt: SAM's
-        decoder repeats a single image over prompts, so tiles are decoded one by one."""
+        multimask output, the mask with the best predicted IoU; one prompt per tile."""
         embeddings = crops[0]
-        low_size = 4 * embeddings.shape[-1]
-        logits, confidences = [], []
-        for k in range(embeddings.shape[0]):
-            coords = points[k:k + 1, None, [1, 0]]                    # SAM wants (x, y)
-            labels = torch.ones(1, 1, dtype=torch.int64, device=points.device)
-            mask_input = None
-            if previous_logits is not None:
-                mask_input = F.interpolate(previous_logits[k:k + 1], size=(low_size, low_size),
-                                           mode="bilinear", align_corners=False)
-            sparse, dense = self.sam.prompt_encoder(points=(coords, labels), boxes=None,
-                                                    masks=mask_input)
-            low, iou = self.sam.mask_decoder(
-                image_embeddings=embeddings[k:k + 1], image_pe=self.sam.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                multimask_output=True)
-            best = int(iou[0].argmax())
-            logits.append(low[:, best:best + 1])
-            confidences.append(iou[0, best])
-        logits = F.interpolate(torch.cat(logits), size=(self.crop, self.crop), mode="bilinear",
-                               align_corners=False)
-        return logits, torch.stack(confidences), embeddings
+        count, low_size = embeddings.shape[0], 4 * embeddings.shape[-1]
+        coords = points[:, None, [1, 0]]                               # SAM wants (x, y)
+        labels = torch.ones(count, 1, dtype=torch.int64, device=points.device)
+        mask_input = None
+        if previous_logits is not None:
+            mask_input = F.interpolate(previous_logits, size=(low_size, low_size),
+                                       mode="bilinear", align_corners=False)
+        sparse, dense = self.sam.prompt_encoder(points=(coords, labels), boxes=None,
+                                                masks=mask_input)
+        # SAM's decoder repeats one image over all prompts (src = image + dense prompt). Each
+        # tile has its own prompt, so its embedding rides in the dense prompt over a zero image.
+        low, iou = self.sam.mask_decoder(
+            image_embeddings=torch.zeros_like(embeddings[:1]),
+            image_pe=self.sam.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense + embeddings,
+            multimask_output=True)
+        best = iou.argmax(dim=1)
+        rows = torch.arange(count, device=iou.device)
+        logits = F.interpolate(low[rows, best][:, None], size=(self.crop, self.crop),
+                               mode="bilinear", align_corners=False)
+        return logits, iou[rows, best], embeddings
 
     def offset(self, bottleneck):
         return self.offset_head(bottleneck)

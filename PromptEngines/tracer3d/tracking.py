@@ -67,6 +67,7 @@ class SliceResult:
     cols: slice
     mask: np.ndarray                   # bool, the traced vessel in this window of slice z
     tracks: int                        # tracks still waiting
+    second_look: bool = False          # a branch the second look kept (tracks: none)
 
 
 def _window_of(image, y0, x0, size) -> np.ndarray:
@@ -270,7 +271,7 @@ class SliceTracer:
         self.traced = committed | found
         for z in np.nonzero(found.reshape(found.shape[0], -1).any(axis=1))[0]:
             rows, cols = ndimage.find_objects(found[z].astype(np.uint8))[0]
-            yield SliceResult(int(z), rows, cols, found[z, rows, cols].copy(), 0)
+            yield SliceResult(int(z), rows, cols, found[z, rows, cols].copy(), 0, second_look=True)
 
     def _tracks_from_traced(self) -> deque:
         """A track onto each neighbouring slice wherever a slice's traced mask reaches past

@@ -190,7 +190,7 @@ def segmentation_loss(logits, target):
 def soft_centre(probability, anchor, radius=12.0):
     """Probability-weighted centre near `anchor` (the previous mask's centre, naive variant)."""
     size = probability.shape[-1]
-    grid = torch.arange(size, dtype=probability.dtype)
+    grid = torch.arange(size, dtype=probability.dtype, device=probability.device)
     yy, xx = torch.meshgrid(grid, grid, indexing="ij")
     near = ((yy - anchor[:, :1, None]) ** 2 + (xx - anchor[:, 1:, None]) ** 2) <= radius ** 2
     weights = probability[:, 0] * near
@@ -204,7 +204,7 @@ def soft_centre(probability, anchor, radius=12.0):
 def true_centres(targets, fallback):
     """Centre of each target mask (batch), or the fallback where it is empty."""
     size = targets.shape[-1]
-    grid = torch.arange(size, dtype=targets.dtype)
+    grid = torch.arange(size, dtype=targets.dtype, device=targets.device)
     yy, xx = torch.meshgrid(grid, grid, indexing="ij")
     total = targets.sum(dim=(1, 2))
     centre = torch.stack([(targets * yy).sum(dim=(1, 2)), (targets * xx).sum(dim=(1, 2))], 1)

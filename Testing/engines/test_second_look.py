@@ -54,3 +54,19 @@ def test_second_look_finds_the_branch_the_first_pass_missed():
     assert metrics.dice(both, case.label) > metrics.dice(first, case.label) + 0.05
     assert metrics.fraction_on(both, case.distractor) == 0.0
     assert metrics.components(both) == 1
+
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no embedded weights")
+def test_second_look_slices_come_last_and_are_marked():
+    # The engine's progress message tells them apart ("branch kept by the second look").
+    from PromptEngines.tracer3d.engine import normalised_volume
+    from PromptEngines.tracer3d.tracking import SliceTracer
+
+    model, _ = load_model(DEFAULT_WEIGHTS)
+    case = vessel_volume(2012)
+    volume = normalised_volume(case.volume.array, case.volume.spacing_zyx, case.seed_index)
+    results = list(SliceTracer(model, volume).trace(case.seed_index[1:], case.seed_index[0]))
+    marked = [k for k, r in enumerate(results) if r.second_look]
+    assert marked and marked == list(range(marked[0], len(results)))
+    assert all(results[k].tracks == 0 and results[k].mask.any() for k in marked)
+    assert not results[0].second_look

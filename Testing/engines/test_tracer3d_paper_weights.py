@@ -62,3 +62,40 @@ def test_wrong_keys_are_named(official_layout, tmp_path, capsys):
                  "--engine", "tracer3d", "--weights", str(bad)]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "missing keys: mask_decoder.iou_token.weight" in error[0]
+
+
+def test_decode_batches_tiles_as_sam_decodes_them_one_by_one(official_layout):
+    """Each tile has its own prompt; the batched decode must equal SAM's own decoder run on
+    one image and one prompt at a time (mask with the best predicted IoU)."""
+    import torch.nn.functional as F
+
+    model = Tracer3DEngine(weights=official_layout[0], device="cpu").model
+    sam = model.sam
+    torch.manual_seed(1)
+    points = torch.tensor([[100.0, 90.0], [64.0, 200.0], [128.0, 128.0]])
+    previous = torch.randn(3, 1, 256, 256)
+    with torch.no_grad():
+        crops = model.encode(torch.rand(3, 1, 256, 256))
+        logits, confidence, _ = model.decode(crops, points, previous)
+        chosen = []
+        for k in range(3):
+            sparse, dense = sam.prompt_encoder(
+                points=(points[k:k + 1, None, [1, 0]], torch.ones(1, 1, dtype=torch.int64)),
+                boxes=None, masks=F.interpolate(previous[k:k + 1], size=(64, 64), mode="bilinear"))
+            low, iou = sam.mask_decoder(image_embeddings=crops[0][k:k + 1],
+                                        image_pe=sam.prompt_encoder.get_dense_pe(),
+                                        sparse_prompt_embeddings=sparse,
+                                        dense_prompt_embeddings=dense, multimask_output=True)
+            best = int(iou[0].argmax())
+            chosen.append(best)
+            expected = F.interpolate(low[:, best:best + 1], size=(256, 256), mode="bilinear")
+            torch.testing.assert_close(logits[k:k + 1], expected, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(confidence[k], iou[0, best], atol=1e-5, rtol=1e-5)
+    assert logits.shape == (3, 1, 256, 256) and logits.std() > 0
+
+
+def test_paper_config_refuses_a_training_crop_other_than_its_input():
+    from PromptEngines.errors import IVSegError
+
+    with pytest.raises(IVSegError, match="trains on 256-pixel crops .* not 64: set train.crop to 256"):
+        SamTracer(image_size=256, crop=64)
