@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..backbones.checkpoint import file_sha256
+from ..evaluation.tables import markdown_table
 
 
 def render(checkpoint: dict, path: Path, extra: dict | None = None) -> str:
@@ -37,11 +38,9 @@ def render(checkpoint: dict, path: Path, extra: dict | None = None) -> str:
         lines += ["## Training options", "", "```json",
                   json.dumps(checkpoint["train_options"], indent=1), "```", ""]
     if metrics:
-        lines += ["## Held-out metrics (written by the training run)", "",
-                  "| metric | value |", "| --- | --- |"]
-        lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
-                  for k, v in metrics.items()]
-        lines.append("")
+        lines += ["## Held-out metrics (written by the training run)", "", markdown_table(
+            ["metric", "value"],
+            [[k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in metrics.items()]), ""]
     if extra:
         lines += ["## Benchmark", "", extra.get("text", ""), ""]
     return "\n".join(lines)
