@@ -45,43 +45,54 @@ def _batch(step: int) -> dict:
     return _TASK.batch(step, 0, 1)
 
 
-class Prefetched:
-    """The task, its batches drawn ahead by forked worker processes: a batch depends on its
-    step alone, so the result is the same as drawing it in the training loop."""
+class FastTask:
+    """The task, its batches drawn ahead by forked worker processes (a batch depends on its
+    step alone: the same batches as in the training loop), its loss optionally under bf16
+    autocast (`autocast`: the device type)."""
 
-    def __init__(self, task, workers: int, ahead: int):
+    def __init__(self, task, workers: int, autocast: str | None):
         global _TASK
-        _TASK, self.task, self.ahead = task, task, ahead
-        self.pool = multiprocessing.get_context("fork").Pool(workers)   # before CUDA starts
-        self.pending = {}
+        _TASK, self.task, self.autocast = task, task, autocast
+        self.ahead = 2 * workers
+        self.pool = multiprocessing.get_context("fork").Pool(workers) if workers else None
+        self.pending = {}                                   # pool made before CUDA starts
 
     def batch(self, step: int, rank: int, world: int) -> dict:
+        if self.pool is None:
+            return self.task.batch(step, rank, world)
         for future in range(step, step + self.ahead):
             if future not in self.pending:
                 self.pending[future] = self.pool.apply_async(_batch, (future,))
         return self.pending.pop(step).get()
+
+    def loss(self, model, batch):
+        if self.autocast is None:
+            return self.task.loss(model, batch)
+        with torch.autocast(self.autocast, dtype=torch.bfloat16):
+            return self.task.loss(model, batch)
 
     def __getattr__(self, name):
         return getattr(self.task, name)
 
 
 def train_paper(out: Path, steps: int, device: str, pool: int, lr: float, batch_size: int,
-                workers: int, sam: str | None) -> dict:
+                workers: int, sam: str | None, bf16: bool) -> dict:
     task = make_task("tracer3d", "synthetic", PAPER_CONFIG, seed=0, batch_size=batch_size,
                      pool=pool)
     if sam:                                   # fine-tune from an official checkpoint
         task.build_model = lambda: SamTracer(PAPER_CONFIG["model"]["image_size"],
                                              sam=load_sam(sam, SAM_IMAGE_SIZE))
-    if workers:
-        task = Prefetched(task, workers, ahead=2 * workers)
+    task = FastTask(task, workers, device.split(":")[0] if bf16 else None)
     settings = TrainSettings(out=str(out), steps=steps, batch_size=batch_size, lr=lr,
                              device=device, evaluate=False, checkpoint_every=10 ** 9, log_every=50,
-                             command=f"bench/tracer3d_paper_gpu.py --steps {steps} --lr {lr}")
-    if device.startswith("cuda"):                   # training only: TF32 matmuls
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+                             command=f"bench/tracer3d_paper_gpu.py --steps {steps} --lr {lr}"
+                             + (" --bf16" if bf16 else ""))
+    tf32 = device.startswith("cuda")                  # training only: TF32 matmuls
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
     result = train(task, settings, progress=False)
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     return {"steps": steps, "lr": lr, "started_from": sam or "random weights", "pool": pool,
+            "precision": "bf16 autocast" if bf16 else "tf32" if tf32 else "fp32",
             "batch_size": batch_size, "config": PAPER_CONFIG, "wall_s": result["wall_seconds"],
             "last_losses": result["last"]}
 
@@ -109,6 +120,7 @@ def main():
     parser.add_argument("--sam", help="official SAM / ScribblePrompt-SAM ViT-b checkpoint to "
                         "start from (default: random weights)")
     parser.add_argument("--workers", type=int, default=12, help="processes drawing batches ahead")
+    parser.add_argument("--bf16", action="store_true", help="train under bf16 autocast")
     parser.add_argument("--cases", type=int, default=10)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--work", default="/tmp/tracer3d_paper_gpu",
@@ -121,7 +133,7 @@ def main():
     weights = work / "tracer3d_paper_gpu.pt"
     results = {"device": args.device, "torch": torch.__version__, "host": platform.machine(),
                "training": train_paper(weights, args.steps, args.device, args.pool, args.lr,
-                                       args.batch_size, args.workers, args.sam)}
+                                       args.batch_size, args.workers, args.sam, args.bf16)}
     for name, path in {"paper (SAM ViT-b, 256²)": weights, "tiny": DEFAULT_WEIGHTS}.items():
         model, _ = load_model(path, args.device)
         started = time.perf_counter()
