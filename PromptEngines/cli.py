@@ -150,6 +150,7 @@ def cmd_train(args) -> int:
                              seed=args.seed, device=args.device or "cpu", resume=args.resume,
                              stop_after=args.stop_after,
                              evaluate=not args.no_eval, checkpoint_every=args.checkpoint_every,
+                             workers=args.workers,
                              command="ivseg " + shlex.join(sys.argv[1:] if args.argv is None else args.argv))
     result = train(task, settings, progress=not args.quiet)
     if rank == 0:
@@ -290,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--pool", type=int, default=32, help="synthetic training volumes")
     training.add_argument("--checkpoint-every", type=int, default=500)
     training.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation")
+    training.add_argument("--workers", type=int, default=0,
+                          help="processes drawing batches ahead (same result; for GPU training)")
     training.add_argument("--quiet", action="store_true", help="no progress bar")
     training.set_defaults(handler=cmd_train)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import platform
 import shutil
 import sys
@@ -37,38 +36,14 @@ from PromptEngines.training.trainer import TrainSettings, train  # noqa: E402
 PAPER_CONFIG = {"model": {"kind": "paper", "image_size": 256}, "train": {"crop": 256}}
 
 
-_TASK = None          # the task forked workers draw batches from
+class Bf16Task:
+    """The task with its loss under bf16 autocast (`device_type`: "cuda" or "cpu")."""
 
-
-def _batch(step: int) -> dict:
-    torch.set_num_threads(1)
-    return _TASK.batch(step, 0, 1)
-
-
-class FastTask:
-    """The task, its batches drawn ahead by forked worker processes (a batch depends on its
-    step alone: the same batches as in the training loop), its loss optionally under bf16
-    autocast (`autocast`: the device type)."""
-
-    def __init__(self, task, workers: int, autocast: str | None):
-        global _TASK
-        _TASK, self.task, self.autocast = task, task, autocast
-        self.ahead = 2 * workers
-        self.pool = multiprocessing.get_context("fork").Pool(workers) if workers else None
-        self.pending = {}                                   # pool made before CUDA starts
-
-    def batch(self, step: int, rank: int, world: int) -> dict:
-        if self.pool is None:
-            return self.task.batch(step, rank, world)
-        for future in range(step, step + self.ahead):
-            if future not in self.pending:
-                self.pending[future] = self.pool.apply_async(_batch, (future,))
-        return self.pending.pop(step).get()
+    def __init__(self, task, device_type: str):
+        self.task, self.device_type = task, device_type
 
     def loss(self, model, batch):
-        if self.autocast is None:
-            return self.task.loss(model, batch)
-        with torch.autocast(self.autocast, dtype=torch.bfloat16):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
             return self.task.loss(model, batch)
 
     def __getattr__(self, name):
@@ -82,9 +57,11 @@ def train_paper(out: Path, steps: int, device: str, pool: int, lr: float, batch_
     if sam:                                   # fine-tune from an official checkpoint
         task.build_model = lambda: SamTracer(PAPER_CONFIG["model"]["image_size"],
                                              sam=load_sam(sam, SAM_IMAGE_SIZE))
-    task = FastTask(task, workers, device.split(":")[0] if bf16 else None)
+    if bf16:
+        task = Bf16Task(task, device.split(":")[0])
     settings = TrainSettings(out=str(out), steps=steps, batch_size=batch_size, lr=lr,
                              device=device, evaluate=False, checkpoint_every=10 ** 9, log_every=50,
+                             workers=workers,
                              command=f"bench/tracer3d_paper_gpu.py --steps {steps} --lr {lr}"
                              + (" --bf16" if bf16 else ""))
     tf32 = device.startswith("cuda")                  # training only: TF32 matmuls

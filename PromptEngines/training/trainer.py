@@ -24,6 +24,7 @@ import torch
 
 from ..backbones.checkpoint import CHECKPOINT_FORMAT
 from ..errors import CheckpointError
+from .prefetch import batch_source
 
 
 class TrainingTask(Protocol):
@@ -53,6 +54,7 @@ class TrainSettings:
     checkpoint_every: int = 500
     evaluate: bool = True
     command: str = ""
+    workers: int = 0                   # processes drawing batches ahead (prefetch.py)
 
 
 def weights_sha256(state_dict: dict) -> str:
@@ -130,6 +132,9 @@ def resume_path(out: str | Path) -> Path:
 
 def train(task: TrainingTask, settings: TrainSettings, progress: bool = True) -> dict:
     dist = Distributed(settings.device)
+    end = min(settings.steps, settings.stop_after or settings.steps)
+    # Workers fork before the model goes to the device.
+    draw = batch_source(task, settings.workers, dist.rank, dist.world, end)
     torch.manual_seed(settings.seed)
     model = task.build_model().to(dist.device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr,
@@ -148,10 +153,8 @@ def train(task: TrainingTask, settings: TrainSettings, progress: bool = True) ->
                    dynamic_ncols=True)
     history, started, samples = [], time.perf_counter(), 0
     last = {}
-    end = min(settings.steps, settings.stop_after or settings.steps)
     for step in range(start, end):
-        batch = {k: v.to(dist.device) if torch.is_tensor(v) else v
-                 for k, v in task.batch(step, dist.rank, dist.world).items()}
+        batch = {k: v.to(dist.device) if torch.is_tensor(v) else v for k, v in draw(step).items()}
         loss, parts = task.loss(model, batch)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -175,6 +178,8 @@ def train(task: TrainingTask, settings: TrainSettings, progress: bool = True) ->
                 _save_resume(settings, task, model, optimiser, scheduler, step + 1)
     if bar is not None:
         bar.close()
+    if hasattr(draw, "close"):
+        draw.close()
     result = {"steps": settings.steps, "last": last, "losses": history}
     if dist.main and end < settings.steps:          # paused: only the resume checkpoint
         _save_resume(settings, task, model, optimiser, scheduler, end)

@@ -56,6 +56,14 @@ def test_resume_gives_the_same_next_losses(tmp_path, capsys):
     assert checkpoint["config"]["kind"] == "tiny" and "command" in checkpoint
 
 
+def test_workers_draw_the_same_batches_so_the_same_weights(tmp_path, capsys):
+    alone = run_json(capsys, "train", *SMALL, "--steps", 4, "--out", tmp_path / "alone.pt")
+    helped = run_json(capsys, "train", *SMALL, "--steps", 4, "--workers", 2,
+                      "--out", tmp_path / "helped.pt")
+    assert helped["losses"] == alone["losses"] and len(alone["losses"]) == 4
+    assert helped["weights_sha256"] == alone["weights_sha256"]
+
+
 def test_torchrun_two_processes_on_cpu_write_one_checkpoint(tmp_path):
     out = tmp_path / "ddp.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

@@ -1,0 +1,46 @@
+"""Training batches drawn ahead by worker processes (`ivseg train --workers N`).
+
+A task's batch depends on (step, rank, world) alone, so drawing it in a worker gives the same
+batch as drawing it in the loop: training with workers is bit-identical to training without.
+Workers are forked before the model moves to the GPU and never touch CUDA themselves.
+"""
+from __future__ import annotations
+
+import multiprocessing
+
+import torch
+
+_TASK = None            # the task a forked worker draws from (inherited, not pickled)
+
+
+def _draw(step: int, rank: int, world: int) -> dict:
+    torch.set_num_threads(1)
+    return _TASK.batch(step, rank, world)
+
+
+class Prefetcher:
+    """`prefetcher(step)` is `task.batch(step, rank, world)`, drawn up to 2 × workers ahead."""
+
+    def __init__(self, task, workers: int, rank: int, world: int, end: int):
+        global _TASK
+        _TASK = task
+        self.rank, self.world, self.end, self.ahead = rank, world, end, 2 * workers
+        self.pool = multiprocessing.get_context("fork").Pool(workers)
+        self.pending = {}
+
+    def __call__(self, step: int) -> dict:
+        for future in range(step, min(step + self.ahead, self.end)):
+            if future not in self.pending:
+                self.pending[future] = self.pool.apply_async(_draw, (future, self.rank, self.world))
+        return self.pending.pop(step).get()
+
+    def close(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+
+def batch_source(task, workers: int, rank: int, world: int, end: int):
+    """The step -> batch function the training loop calls, with or without workers."""
+    if workers > 0:
+        return Prefetcher(task, workers, rank, world, end)
+    return lambda step: task.batch(step, rank, world)
