@@ -24,12 +24,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from PromptEngines.backbones.sam import SAM_IMAGE_SIZE, load_sam  # noqa: E402
 from PromptEngines.tracer3d.benchmark import speed  # noqa: E402
 from PromptEngines.errors import PromptError  # noqa: E402
 from PromptEngines.tracer3d.engine import DEFAULT_WEIGHTS, load_model  # noqa: E402
 from PromptEngines.tracer3d.evaluate import evaluate_tracer  # noqa: E402
-from PromptEngines.tracer3d.paper_model import SamTracer  # noqa: E402
 from PromptEngines.training.tasks import make_task  # noqa: E402
 from PromptEngines.training.trainer import TrainSettings, train  # noqa: E402
 
@@ -52,11 +50,10 @@ class Bf16Task:
 
 def train_paper(out: Path, steps: int, device: str, pool: int, lr: float, batch_size: int,
                 workers: int, sam: str | None, bf16: bool) -> dict:
-    task = make_task("tracer3d", "synthetic", PAPER_CONFIG, seed=0, batch_size=batch_size,
-                     pool=pool)
+    config = PAPER_CONFIG
     if sam:                                   # fine-tune from an official checkpoint
-        task.build_model = lambda: SamTracer(PAPER_CONFIG["model"]["image_size"],
-                                             sam=load_sam(sam, SAM_IMAGE_SIZE))
+        config = {**config, "model": {**config["model"], "sam_checkpoint": sam}}
+    task = make_task("tracer3d", "synthetic", config, seed=0, batch_size=batch_size, pool=pool)
     if bf16:
         task = Bf16Task(task, device.split(":")[0])
     settings = TrainSettings(out=str(out), steps=steps, batch_size=batch_size, lr=lr,
@@ -70,7 +67,7 @@ def train_paper(out: Path, steps: int, device: str, pool: int, lr: float, batch_
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     return {"steps": steps, "lr": lr, "started_from": sam or "random weights", "pool": pool,
             "precision": "bf16 autocast" if bf16 else "tf32" if tf32 else "fp32",
-            "batch_size": batch_size, "config": PAPER_CONFIG, "wall_s": result["wall_seconds"],
+            "batch_size": batch_size, "config": config, "wall_s": result["wall_seconds"],
             "last_losses": result["last"]}
 
 

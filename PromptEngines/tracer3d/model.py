@@ -152,11 +152,17 @@ class TinyTracer(nn.Module):
 
 
 def build_tracer(config: dict | None = None):
-    """The tiny configuration, or the paper one (SAM ViT-b) for {"kind": "paper", ...}."""
+    """The tiny configuration, or the paper one (SAM ViT-b) for {"kind": "paper", ...}; with
+    "sam_checkpoint": PATH the paper one starts from an official SAM / ScribblePrompt-SAM
+    checkpoint (loaded strictly). The built model's config never holds that path."""
     config = dict(config or {})
     if config.pop("kind", "tiny") == "paper":
         from .paper_model import SamTracer
-        return SamTracer(**config)
+        start = config.pop("sam_checkpoint", None)      # fine-tune from official weights
+        if start is None:
+            return SamTracer(**config)
+        from ..backbones.sam import SAM_IMAGE_SIZE, load_sam
+        return SamTracer(**config, sam=load_sam(start, SAM_IMAGE_SIZE))
     if "widths" in config:
         config["widths"] = tuple(config["widths"])
     return TinyTracer(TinyConfig(**config))

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from ..backbones.checkpoint import file_sha256
 from ..data.regions import deepest_point, full_structure
 from ..errors import IVSegError
 from .engine import NORMALISED_RANGE
@@ -312,8 +314,12 @@ class Tracer3DTask:
         return self.build_model().config
 
     def checkpoint_extras(self) -> dict:
-        return {"trace_options": self.trace, "train_options": self.options.to_dict(),
-                "data": self.data}
+        extras = {"trace_options": self.trace, "train_options": self.options.to_dict(),
+                  "data": self.data}
+        start = self.config.get("sam_checkpoint")
+        if start:                                 # which official weights training began from
+            extras["initial_weights"] = {"file": Path(start).name, "sha256": file_sha256(start)}
+        return extras
 
     def batch(self, step: int, rank: int, world: int) -> dict:
         rng = np.random.default_rng([self.seed, step, rank])

@@ -99,3 +99,26 @@ def test_paper_config_refuses_a_training_crop_other_than_its_input():
 
     with pytest.raises(IVSegError, match="trains on 256-pixel crops .* not 64: set train.crop to 256"):
         SamTracer(image_size=256, crop=64)
+
+
+def test_paper_config_training_starts_from_the_official_checkpoint(official_layout, tmp_path):
+    from PromptEngines.data.datasets import SyntheticVessels
+    from PromptEngines.tracer3d.train import Tracer3DTask, TrainOptions
+
+    path, original = official_layout
+    model = {"kind": "paper", "image_size": 256, "sam_checkpoint": str(path)}
+    task = Tracer3DTask(SyntheticVessels(1), TrainOptions(crop=256), model=model, batch_size=1)
+    built = task.build_model()
+    loaded = built.sam.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in original.state_dict().items()
+               if k != "image_encoder.pos_embed")
+    assert "sam_checkpoint" not in task.model_config()          # the saved config stays portable
+    extras = task.checkpoint_extras()["initial_weights"]
+    assert extras["file"] == path.name and len(extras["sha256"]) == 64
+    state = torch.load(path, weights_only=True)
+    state.pop("mask_decoder.iou_token.weight")
+    bad = tmp_path / "short.pth"
+    torch.save(state, bad)
+    task.config["sam_checkpoint"] = str(bad)
+    with pytest.raises(CheckpointError, match=r"missing keys: mask_decoder\.iou_token\.weight"):
+        task.build_model()
