@@ -27,6 +27,7 @@ def render(checkpoint: dict, path: Path, extra: dict | None = None) -> str:
         f"| weights sha256 | `{checkpoint.get('weights_sha256')}` |",
         f"| command | `{checkpoint.get('command', '')}` |",
         f"| data | {checkpoint.get('data', 'synthetic vessel volumes, seeds below 1000 (see command)')} |",
+        *_started_from(checkpoint.get("initial_weights")),
         f"| seed | {checkpoint.get('seed')} |",
         f"| steps | {checkpoint.get('step')} |",
         f"| wall time | {checkpoint.get('wall_seconds', 0) / 60:.1f} min |",
@@ -44,6 +45,13 @@ def render(checkpoint: dict, path: Path, extra: dict | None = None) -> str:
     if extra:
         lines += ["## Benchmark", "", extra.get("text", ""), ""]
     return "\n".join(lines)
+
+
+def _started_from(initial: dict | None) -> list[str]:
+    """The card row naming the official weights training began from, if any."""
+    if not initial:
+        return []
+    return [f"| started from | `{initial['file']}` (sha256 `{initial['sha256']}`) |"]
 
 
 def write_card(weights: str | Path, extra: dict | None = None) -> Path:

@@ -115,6 +115,10 @@ def test_paper_config_training_starts_from_the_official_checkpoint(official_layo
     assert "sam_checkpoint" not in task.model_config()          # the saved config stays portable
     extras = task.checkpoint_extras()["initial_weights"]
     assert extras["file"] == path.name and len(extras["sha256"]) == 64
+    from PromptEngines.training.model_card import render
+    card = render({"engine": "tracer3d", "config": {"kind": "paper"}, "model": {},
+                   **task.checkpoint_extras()}, path)
+    assert f"| started from | `{path.name}` (sha256 `{extras['sha256']}`) |" in card
     state = torch.load(path, weights_only=True)
     state.pop("mask_decoder.iou_token.weight")
     bad = tmp_path / "short.pth"
