@@ -161,7 +161,9 @@ class Engine:
         try:
             for update in work:
                 self._mask[update.region] = update.patch
-                touched = union_region(touched, update.region) if _size(touched) else update.region
+                if _size(update.region):       # a progress-only update touches nothing
+                    touched = (union_region(touched, update.region) if _size(touched)
+                               else update.region)
                 yield update
         except GeneratorExit:
             pass                       # cancelled by the caller: keep what was done

@@ -113,13 +113,18 @@ class Tracer3DEngine(Engine):
         volume = normalised_volume(self.image, self.spacing_zyx, (z, y, x), self._smooth)
         tracer = SliceTracer(self.model, volume, self.options, self.device)
         depth = self.image.shape[0]
-        for result in tracer.trace((prompt.position[1], prompt.position[2]), z):
+        empty = tuple(slice(0, 0) for _ in range(3))
+        for result in tracer.trace((prompt.position[1], prompt.position[2]), z, heartbeat=True):
+            if result.tentative:                       # progress only; a place to cancel
+                yield Update(empty, np.zeros((0, 0, 0), np.uint8),
+                             progress=min(tracer.slices_traced / depth, 1.0),
+                             message=f"second look: trying slice {result.z}")
+                continue
             region = (slice(result.z, result.z + 1), result.rows, result.cols)
             patch = self._mask[region] | result.mask[None].astype(np.uint8)
             stage = ("branch kept by the second look" if result.second_look
                      else f"{result.tracks} tracks waiting")
             yield Update(region, patch, progress=min(tracer.slices_traced / depth, 1.0),
                          message=f"slice {result.z}: {stage}")
-        empty = tuple(slice(0, 0) for _ in range(3))
         yield Update(empty, np.zeros((0, 0, 0), np.uint8), final=True, progress=1.0,
                      message=f"traced {tracer.slices_traced} slices")

@@ -68,6 +68,7 @@ class SliceResult:
     mask: np.ndarray                   # bool, the traced vessel in this window of slice z
     tracks: int                        # tracks still waiting
     second_look: bool = False          # a branch the second look kept (tracks: none)
+    tentative: bool = False            # the second look is trying slice z: nothing to show
 
 
 def _window_of(image, y0, x0, size) -> np.ndarray:
@@ -234,7 +235,10 @@ class SliceTracer:
         return float(masked.max()), where
 
     # ------------------------------------------------------------------ tracing
-    def trace(self, seed_yx, seed_z: int) -> Iterator[SliceResult]:
+    def trace(self, seed_yx, seed_z: int, heartbeat: bool = False) -> Iterator[SliceResult]:
+        """The traced slices as they come. `heartbeat`: also yield an empty, `tentative`
+        result for each slice the second look tries, so a caller can show progress and
+        cancel there (closing the generator) instead of waiting for it to end."""
         started = time.perf_counter()
         seed = np.asarray(seed_yx, float)
         probability, origin, logits, bottleneck = self._segment(
@@ -255,9 +259,9 @@ class SliceTracer:
         yield SliceResult(seed_z, rows, cols, kept, len(queue))
         yield from self._run(queue, started)
         if self.options.second_look and not self._capped(started):
-            yield from self._second_look(started)
+            yield from self._second_look(started, heartbeat)
 
-    def _second_look(self, started) -> Iterator[SliceResult]:
+    def _second_look(self, started, heartbeat: bool = False) -> Iterator[SliceResult]:
         """Tracks spread from each slice as it is traced, when its neighbours are not traced
         yet; so where a branch leaves at a shallow angle, its first piece (an arm of the
         parent's cross-section) is never a track of its own. Once the trace is complete,
@@ -265,8 +269,11 @@ class SliceTracer:
         tentatively and keep what `keep_branches` accepts."""
         committed = self.traced
         self.traced = committed.copy()
-        for _ in self._run(self._tracks_from_traced(), started):
-            pass
+        nothing = slice(0, 0)
+        for tried in self._run(self._tracks_from_traced(), started):
+            if heartbeat:
+                yield SliceResult(tried.z, nothing, nothing, np.zeros((0, 0), bool),
+                                  tried.tracks, tentative=True)
         found = keep_branches(committed, self.traced & ~committed, self.volume, self.options)
         self.traced = committed | found
         for z in np.nonzero(found.reshape(found.shape[0], -1).any(axis=1))[0]:

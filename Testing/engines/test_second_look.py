@@ -70,3 +70,32 @@ def test_second_look_slices_come_last_and_are_marked():
     assert marked and marked == list(range(marked[0], len(results)))
     assert all(results[k].tracks == 0 and results[k].mask.any() for k in marked)
     assert not results[0].second_look
+
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no embedded weights")
+def test_cancel_during_the_second_look_keeps_the_first_pass():
+    """The engine reports each slice the second look tries (an empty, progress-only update),
+    so Cancel takes effect there: the first pass stays, nothing tentative is shown, and one
+    undo takes it all back."""
+    from PromptEngines.prompts import Point
+    from PromptEngines.tracer3d.engine import Tracer3DEngine
+
+    case = vessel_volume(2012)
+    first, _ = trace_case(load_model(DEFAULT_WEIGHTS)[0], case, TraceOptions(second_look=False))
+    engine = Tracer3DEngine(device="cpu")
+    engine.set_image(case.volume.array, case.volume.spacing_zyx)
+    stream = engine.interact(Point(case.seed_index))
+    seen = []
+    for update in stream:
+        seen.append(update)
+        if update.message.startswith("second look: trying"):
+            break
+    stream.close()
+    assert seen[-1].patch.size == 0 and not any(u.message.endswith("second look") for u in seen)
+    assert np.array_equal(engine.mask.astype(bool), first)
+    engine.undo()
+    assert not engine.mask.any()
+    # Left to run, the same stream shape ends with the kept branch after the heartbeats.
+    engine.run(Point(case.seed_index))
+    both, _ = trace_case(load_model(DEFAULT_WEIGHTS)[0], case, TraceOptions())
+    assert np.array_equal(engine.mask.astype(bool), both)
