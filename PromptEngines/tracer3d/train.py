@@ -286,6 +286,7 @@ class Tracer3DTask:
 
         self.options, self.seed, self.batch_size = options, seed, batch_size
         self.config = {"crop": options.crop, **(model or {})}
+        self._model_config = self._initial_weights = None
         self.trace = dict(trace or {})
         if not options.parts["use_offset"]:
             self.trace.setdefault("use_offset", False)
@@ -311,14 +312,20 @@ class Tracer3DTask:
         return new_model(self.config)
 
     def model_config(self) -> dict:
-        return self.build_model().config
+        # Asked at every checkpoint; building the paper config (and reading its SAM file)
+        # each time would cost seconds, so once.
+        if self._model_config is None:
+            self._model_config = self.build_model().config
+        return self._model_config
 
     def checkpoint_extras(self) -> dict:
         extras = {"trace_options": self.trace, "train_options": self.options.to_dict(),
                   "data": self.data}
         start = self.config.get("sam_checkpoint")
         if start:                                 # which official weights training began from
-            extras["initial_weights"] = {"file": Path(start).name, "sha256": file_sha256(start)}
+            if self._initial_weights is None:     # hashed once, not at every checkpoint
+                self._initial_weights = {"file": Path(start).name, "sha256": file_sha256(start)}
+            extras["initial_weights"] = self._initial_weights
         return extras
 
     def batch(self, step: int, rank: int, world: int) -> dict:
