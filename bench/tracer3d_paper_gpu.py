@@ -2,13 +2,15 @@
 encoding included, on the benchmark's 256×256×200 volume, and one-click accuracy on the
 held-out volumes; the tiny model on the same GPU for comparison.
 
-No official SAM weights can be downloaded here, so SAM starts from random weights (or from
---sam PATH, an official checkpoint) and is first trained on our synthetic volumes on the GPU
-(the task of `ivseg train --engine tracer3d`, config below), so that it really traces: the
-timing then covers the tracker's real mix of tile encoding, decoding, refinement and second
-look. A model that refuses the click has nothing to time; the JSON says so.
+No official SAM weights can be downloaded here. SAM starts from --sam PATH (an official
+checkpoint) or from random weights, and with --steps N > 0 is first trained on our synthetic
+volumes (the task of `ivseg train --engine tracer3d`, config below) so that it really traces.
+Time per slice is measured twice: tracing with the model's own masks (nothing to time when
+it refuses the click), and with the ground truth's masks in their place ("oracle", see
+PromptEngines/tracer3d/timing.py), where every slice of the true tree gets the model's full
+work whatever its weights; the tiny model, which traces, shows how close the two are.
 
-    python bench/tracer3d_paper_gpu.py [--sam sam_vit_b_01ec64.pth] [--steps 1800] [--out DIR]
+    python bench/tracer3d_paper_gpu.py [--sam sam_vit_b_01ec64.pth] [--steps N] [--out DIR]
 """
 from __future__ import annotations
 
@@ -24,14 +26,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from PromptEngines.tracer3d.benchmark import speed  # noqa: E402
 from PromptEngines.errors import PromptError  # noqa: E402
 from PromptEngines.tracer3d.engine import DEFAULT_WEIGHTS, load_model  # noqa: E402
 from PromptEngines.tracer3d.evaluate import evaluate_tracer  # noqa: E402
+from PromptEngines.tracer3d.model import build_tracer  # noqa: E402
+from PromptEngines.tracer3d.timing import speed  # noqa: E402
+from PromptEngines.tracer3d.tracking import TraceOptions  # noqa: E402
 from PromptEngines.training.tasks import make_task  # noqa: E402
 from PromptEngines.training.trainer import TrainSettings, train  # noqa: E402
 
-PAPER_CONFIG = {"model": {"kind": "paper", "image_size": 256}, "train": {"crop": 256}}
+# The tracker puts the point up to half a tile step (64 pixels) off its tile's centre: train
+# on crops whose centre is off the vessel's by as much.
+PAPER_CONFIG = {"model": {"kind": "paper", "image_size": 256},
+                "train": {"crop": 256, "jitter": 64.0}}
 
 
 class Bf16Task:
@@ -71,23 +78,46 @@ def train_paper(out: Path, steps: int, device: str, pool: int, lr: float, batch_
             "last_losses": result["last"]}
 
 
-def timings(model, device: str) -> dict:
+def timings(model, device: str, propagations) -> dict:
+    """ms per slice for each precision (fp32, and TF32 on a GPU), propagation and (on a GPU)
+    decoding with and without CUDA graphs."""
+    cuda = device.startswith("cuda")
+    speed(model, shape=(24, 256, 256), device=device, oracle=True)     # warm-up, not kept
     rows = {}
-    for precision in ("fp32", "tf32") if device.startswith("cuda") else ("fp32",):
+    for precision in ("fp32", "tf32") if cuda else ("fp32",):
         tf32 = precision == "tf32"
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
-        try:
-            rows[precision] = speed(model, device=device)
-        except PromptError as error:
-            rows[precision] = {"error": str(error)}
+        for propagation in propagations:
+            for graphs in (True, False) if cuda else (False,):
+                name = f"{precision}, {propagation}" + (", graphs" if graphs else "")
+                try:
+                    rows[name] = speed(model, device=device, oracle=propagation == "oracle",
+                                       options=TraceOptions(cuda_graphs=graphs))
+                except PromptError as error:
+                    rows[name] = {"error": str(error)}
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     return rows
+
+
+def paper_model(args, weights: Path):
+    """The paper configuration to time: trained here (--steps), official (--sam) or random."""
+    if args.steps > 0:
+        training = train_paper(weights, args.steps, args.device, args.pool, args.lr,
+                               args.batch_size, args.workers, args.sam, args.bf16)
+        return load_model(weights, args.device)[0], training
+    if args.sam:
+        return load_model(args.sam, args.device)[0], {"steps": 0, "started_from": args.sam}
+    torch.manual_seed(0)
+    model = build_tracer(PAPER_CONFIG["model"]).eval()
+    model.to(args.device, memory_format=torch.channels_last)      # as load_model leaves it
+    return model, {"steps": 0, "started_from": "random weights (torch seed 0)"}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--steps", type=int, default=1800)
+    parser.add_argument("--steps", type=int, default=0, help="training steps first (0: time "
+                        "the official --sam weights, or random ones, as they are)")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--pool", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -96,6 +126,8 @@ def main():
     parser.add_argument("--workers", type=int, default=12, help="processes drawing batches ahead")
     parser.add_argument("--bf16", action="store_true", help="train under bf16 autocast")
     parser.add_argument("--cases", type=int, default=10)
+    parser.add_argument("--name", help="results file name, no suffix (default "
+                        "tracer3d_paper_gpu, or _cpu off a GPU)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--work", default="/tmp/tracer3d_paper_gpu",
                         help="where the trained weights go (365 MB, not kept)")
@@ -105,22 +137,26 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
     weights = work / "tracer3d_paper_gpu.pt"
+    model, training = paper_model(args, weights)
     results = {"device": args.device, "torch": torch.__version__, "host": platform.machine(),
-               "training": train_paper(weights, args.steps, args.device, args.pool, args.lr,
-                                       args.batch_size, args.workers, args.sam, args.bf16)}
-    for name, path in {"paper (SAM ViT-b, 256²)": weights, "tiny": DEFAULT_WEIGHTS}.items():
-        model, _ = load_model(path, args.device)
-        started = time.perf_counter()
-        results[name] = {"parameters": sum(p.numel() for p in model.parameters()),
-                         # the trainer's held-out evaluation (a refused click scores 0);
-                         # its first trace also warms the GPU up for the timings
-                         "held_out": evaluate_tracer(model, cases=args.cases),
-                         "speed": timings(model, args.device)}
-        results[name]["bench_s"] = time.perf_counter() - started
-        print(name, json.dumps(results[name], indent=1), flush=True)
-        (out / "tracer3d_paper_gpu.json").write_text(json.dumps(results, indent=1) + "\n")
-    shutil.copy(weights.with_suffix(".log"), out / "tracer3d_paper_gpu.log")
-
+               "training": training}
+    name = args.name or f"tracer3d_paper_{'gpu' if args.device.startswith('cuda') else 'cpu'}"
+    traces = args.steps > 0 or bool(args.sam)       # random weights trace nothing worth timing
+    for label, load in {"paper (SAM ViT-b, 256²)": lambda: model,
+                        "tiny": lambda: load_model(DEFAULT_WEIGHTS, args.device)[0]}.items():
+        timed_model, started = load(), time.perf_counter()
+        own = traces or label == "tiny"
+        results[label] = {"parameters": sum(p.numel() for p in timed_model.parameters())}
+        if own:        # the trainer's held-out evaluation (a refused click scores 0); its
+            # first trace also warms the device up for the timings
+            results[label]["held_out"] = evaluate_tracer(timed_model, cases=args.cases)
+        results[label]["speed"] = timings(timed_model, args.device,
+                                          ("model", "oracle") if own else ("oracle",))
+        results[label]["bench_s"] = time.perf_counter() - started
+        print(label, json.dumps(results[label], indent=1), flush=True)
+        (out / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
+    if args.steps > 0:
+        shutil.copy(weights.with_suffix(".log"), out / f"{name}.log")
 
 if __name__ == "__main__":
     main()

@@ -6,7 +6,6 @@ bench/tracer3d_bench.py run it; results are a JSON, a PNG and a markdown table.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -18,7 +17,8 @@ from ..evaluation.baselines import regiongrow_mask, threshold_component, tune_th
 from ..evaluation.tables import markdown_table
 from .engine import load_model, normalised_volume
 from .evaluate import HELD_OUT_FIRST_SEED, case_report, trace_case
-from .tracking import SliceTracer, TraceOptions
+from .timing import speed
+from .tracking import TraceOptions
 
 METRICS = ("dice", "cldice", "hd95_mm", "betti0_error", "distractor_fraction", "seconds")
 
@@ -67,40 +67,6 @@ def accuracy(model, cases: int, tuning_cases: int = 6) -> dict:
     summary = {name: {f"median_{k}": float(np.median([r[k] for r in rows])) for k in METRICS}
                for name, rows in per_method.items()}
     return {"threshold": threshold, "summary": summary, "per_case": per_method}
-
-
-def speed(model, shape=(200, 256, 256), seed=1100, device: str = "cpu") -> dict:
-    """Per-slice time of one trace from the volume's click, encoding included. On a GPU,
-    every encode is synchronised so its share is measured, not just queued."""
-    case = vessel_volume(seed, shape=shape)
-    started = time.perf_counter()
-    volume = normalised_volume(case.volume.array, case.volume.spacing_zyx, case.seed_index)
-    normalise_s = time.perf_counter() - started
-    tracer = SliceTracer(model, volume, TraceOptions(), device)
-    synchronise = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    encode = [0.0]
-    original = model.encode
-
-    def counted(tiles):
-        t = time.perf_counter()
-        out = original(tiles)
-        synchronise()
-        encode[0] += time.perf_counter() - t
-        return out
-
-    model.encode = counted
-    started = time.perf_counter()
-    results = list(tracer.trace(case.seed_index[1:], case.seed_index[0]))
-    synchronise()
-    total = time.perf_counter() - started
-    del model.encode
-    where = (torch.cuda.get_device_name(device) if device.startswith("cuda")
-             else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads")
-    return {"shape": list(shape), "traced_slices": len(results), "total_s": total,
-            "normalise_s": normalise_s, "encode_s": encode[0], "tiles_encoded": tracer.tiles.encoded,
-            "ms_per_slice": 1000 * total / max(len(results), 1),
-            "ms_per_slice_with_normalisation": 1000 * (total + normalise_s) / max(len(results), 1),
-            "threads": torch.get_num_threads(), "device": device, "hardware": where}
 
 
 def plot(results: dict, path: Path) -> None:

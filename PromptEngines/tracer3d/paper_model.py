@@ -39,13 +39,11 @@ class SamTracer(nn.Module):
         embeddings = crops[0]
         count, low_size = embeddings.shape[0], 4 * embeddings.shape[-1]
         coords = points[:, None, [1, 0]]                               # SAM wants (x, y)
-        labels = torch.ones(count, 1, dtype=torch.int64, device=points.device)
         mask_input = None
         if previous_logits is not None:
             mask_input = F.interpolate(previous_logits, size=(low_size, low_size),
                                        mode="bilinear", align_corners=False)
-        sparse, dense = self.sam.prompt_encoder(points=(coords, labels), boxes=None,
-                                                masks=mask_input)
+        sparse, dense = self.prompt_embeddings(coords, mask_input)
         # SAM's decoder repeats one image over all prompts (src = image + dense prompt). Each
         # tile has its own prompt, so its embedding rides in the dense prompt over a zero image.
         low, iou = self.sam.mask_decoder(
@@ -58,6 +56,24 @@ class SamTracer(nn.Module):
         logits = F.interpolate(low[rows, best][:, None], size=(self.crop, self.crop),
                                mode="bilinear", align_corners=False)
         return logits, iou[rows, best], embeddings
+
+    def prompt_embeddings(self, coords, mask_input=None):
+        """SAM's prompt encoder for one positive point per tile (x, y), plus the padding
+        point SAM adds when there is no box, and the mask input. Same values as
+        `sam.prompt_encoder`, without its boolean-mask writes: each waits for the GPU (a
+        nonzero), four times per decode."""
+        encoder = self.sam.prompt_encoder
+        count = coords.shape[0]
+        # Encoded with the padding point beside it, as SAM does, so the values match bit
+        # for bit (a one-point batch rounds differently).
+        padded = torch.cat([coords + 0.5, torch.zeros_like(coords)], dim=1)
+        encoded = encoder.pe_layer.forward_with_coords(padded, encoder.input_image_size)
+        padding = encoder.not_a_point_embed.weight.expand(count, 1, -1)
+        sparse = torch.cat([encoded[:, :1] + encoder.point_embeddings[1].weight, padding], dim=1)
+        if mask_input is not None:
+            return sparse, encoder.mask_downscaling(mask_input)
+        dense = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        return sparse, dense.expand(count, -1, *encoder.image_embedding_size)
 
     def offset(self, bottleneck):
         return self.offset_head(bottleneck)

@@ -19,8 +19,9 @@ peak's confidence; the model segments again with p. Our additions, where the pap
   reaches past its neighbours' (the arms of shallow branches, which a slice traced before
   its neighbours cannot tell apart), kept only where they are branches (branches.py).
 - Encoding is prompt-free: fixed tiles on a grid, each encoded once, in batches along z ahead
-  of the tracks, exactly as the model saw crops in training; the per-slice cost is the
-  crop decoder.
+  of the tracks, exactly as the model saw crops in training (the point within half a grid
+  step of its tile's centre, where training's crop jitter puts it); the per-slice cost is
+  the crop decoder, which on a GPU is replayed from CUDA graphs (graphs.py).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from scipy import ndimage
 from ..data.regions import deepest_point, full_structure
 from ..errors import PromptError
 from .branches import keep_branches
+from .graphs import GraphedDecode
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class TraceOptions:
     max_seconds: float = 120.0
     chunk: int = 8                     # slices whose tile is encoded in one batch
     cached_tiles: int = 1024
+    cuda_graphs: bool = True           # on a GPU, replay the decoder from CUDA graphs (graphs.py)
 
 
 @dataclass
@@ -71,7 +74,7 @@ class SliceResult:
     tentative: bool = False            # the second look is trying slice z: nothing to show
 
 
-def _window_of(image, y0, x0, size) -> np.ndarray:
+def window_of(image, y0, x0, size) -> np.ndarray:
     out = np.zeros((size, size), np.float32)
     ys, xs = max(y0, 0), max(x0, 0)
     ye, xe = min(y0 + size, image.shape[0]), min(x0 + size, image.shape[1])
@@ -135,12 +138,16 @@ class SliceTracer:
                                options.chunk, options.cached_tiles)
         self.traced = np.zeros(volume.shape, bool)
         self.slices_traced = 0
+        self.decode = model.decode
+        if options.cuda_graphs and str(device).startswith("cuda"):
+            self.decode = GraphedDecode(model.decode, device)
 
     # ------------------------------------------------------------------ geometry
     def _origin(self, point) -> tuple[int, int]:
-        """Crop origin (padded slice pixels, a multiple of the stride) centring `point`."""
+        """Origin (padded slice pixels) of the tile whose centre is nearest `point`: a
+        multiple of the stride, so the point lies within half a stride of the centre."""
         stride = self.model.stride
-        return tuple(int(np.floor((p + self.pad - self.size / 2) / stride)) * stride
+        return tuple(int(np.floor((p + self.pad - self.size / 2) / stride + 0.5)) * stride
                      for p in point)
 
     def _window(self, origin) -> tuple[slice, slice, tuple[int, int]]:
@@ -167,7 +174,7 @@ class SliceTracer:
                              dtype=torch.float32, device=self.device)
         with torch.no_grad():
             crops = [level[None] for level in self.tiles(z, origin)]
-            logits, confidence, bottleneck = self.model.decode(crops, local, previous_logits)
+            logits, confidence, bottleneck = self.decode(crops, local, previous_logits)
         return logits, float(confidence[0]), bottleneck
 
     def _segment(self, z, point, previous_logits_fn, bottleneck, moved_from=None):
@@ -204,8 +211,8 @@ class SliceTracer:
         half = self.size // 2
         y0, x0 = (int(round(p)) - half for p in point)
         volume = self.tiles.padded[:, 0, self.pad:-self.pad, self.pad:-self.pad].cpu().numpy()
-        fixed_np = _window_of(volume[z], y0, x0, self.size)
-        moving_np = _window_of(volume[previous_z], y0, x0, self.size)
+        fixed_np = window_of(volume[z], y0, x0, self.size)
+        moving_np = window_of(volume[previous_z], y0, x0, self.size)
         if fixed_np.std() < 1e-6 or moving_np.std() < 1e-6:
             return point
         fixed, moving = sitk.GetImageFromArray(fixed_np), sitk.GetImageFromArray(moving_np)
@@ -283,20 +290,31 @@ class SliceTracer:
     def _tracks_from_traced(self) -> deque:
         """A track onto each neighbouring slice wherever a slice's traced mask reaches past
         the neighbour's by `min_backward_pixels`, prompted with that piece of the mask."""
-        queue = deque()
+        queue, margin = deque(), self.options.overlap_margin
         for z in np.nonzero(self.traced.reshape(self.shape[0], -1).any(axis=1))[0].tolist():
+            # Only the box around slice z's traced mask matters, and the neighbour's mask
+            # within reach of it (whole-slice dilations were a tenth of the trace's time).
+            rows, cols = ndimage.find_objects(self.traced[z].astype(np.uint8))[0]
+            reach = (slice(max(rows.start - margin, 0), rows.stop + margin),
+                     slice(max(cols.start - margin, 0), cols.stop + margin))
+            inside = (slice(rows.start - reach[0].start, rows.stop - reach[0].start),
+                      slice(cols.start - reach[1].start, cols.stop - reach[1].start))
             for direction in (1, -1):
                 neighbour = z + direction
                 if not 0 <= neighbour < self.shape[0]:
                     continue
-                covered = ndimage.binary_dilation(self.traced[neighbour], full_structure(2),
-                                                  iterations=self.options.overlap_margin)
-                pieces, count = ndimage.label(self.traced[z] & ~covered, full_structure(2))
+                covered = ndimage.binary_dilation(self.traced[neighbour][reach],
+                                                  full_structure(2), iterations=margin)[inside]
+                pieces, count = ndimage.label(self.traced[z, rows, cols] & ~covered,
+                                              full_structure(2))
                 for label, box in enumerate(ndimage.find_objects(pieces), start=1):
                     piece = pieces[box] == label
                     if piece.sum() >= self.options.min_backward_pixels:
-                        centre = np.add(deepest_point(piece), (box[0].start, box[1].start))
-                        self._start_from(queue, z, direction, pieces == label, centre)
+                        corner = (rows.start + box[0].start, cols.start + box[1].start)
+                        whole = np.zeros(self.shape[1:], bool)
+                        whole[rows, cols] = pieces == label
+                        self._start_from(queue, z, direction, whole,
+                                         np.add(deepest_point(piece), corner))
         return queue
 
     def _start_from(self, queue, z, direction, piece, centre):

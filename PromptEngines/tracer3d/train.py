@@ -46,7 +46,7 @@ class TrainOptions:
     global_weight: float = 0.1
     offset_weight: float = 0.02
     confidence_weight: float = 0.1
-    jitter: float = 8.0              # crop centre jitter (pixels)
+    jitter: float = 8.0              # crop centre jitter (pixels): half the tile step (tracking.py)
 
     @property
     def parts(self) -> dict:

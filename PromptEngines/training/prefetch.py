@@ -39,8 +39,22 @@ class Prefetcher:
         self.pool.join()
 
 
+class InLoop:
+    """`source(step)` is `task.batch(step, rank, world)`, drawn when asked."""
+
+    def __init__(self, task, rank: int, world: int):
+        self.task, self.rank, self.world = task, rank, world
+
+    def __call__(self, step: int) -> dict:
+        return self.task.batch(step, self.rank, self.world)
+
+    def close(self) -> None:
+        pass
+
+
 def batch_source(task, workers: int, rank: int, world: int, end: int):
-    """The step -> batch function the training loop calls, with or without workers."""
+    """The step -> batch function the training loop calls (and closes), with or without
+    workers."""
     if workers > 0:
         return Prefetcher(task, workers, rank, world, end)
-    return lambda step: task.batch(step, rank, world)
+    return InLoop(task, rank, world)

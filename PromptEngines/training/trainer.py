@@ -133,8 +133,16 @@ def resume_path(out: str | Path) -> Path:
 def train(task: TrainingTask, settings: TrainSettings, progress: bool = True) -> dict:
     dist = Distributed(settings.device)
     end = min(settings.steps, settings.stop_after or settings.steps)
-    # Workers fork before the model goes to the device.
+    # Workers fork before the model goes to the device, and end with training, however
+    # it ends.
     draw = batch_source(task, settings.workers, dist.rank, dist.world, end)
+    try:
+        return _train(task, settings, progress, dist, draw, end)
+    finally:
+        draw.close()
+
+
+def _train(task, settings: TrainSettings, progress: bool, dist, draw, end: int) -> dict:
     torch.manual_seed(settings.seed)
     model = task.build_model().to(dist.device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr,
@@ -178,8 +186,6 @@ def train(task: TrainingTask, settings: TrainSettings, progress: bool = True) ->
                 _save_resume(settings, task, model, optimiser, scheduler, step + 1)
     if bar is not None:
         bar.close()
-    if hasattr(draw, "close"):
-        draw.close()
     result = {"steps": settings.steps, "last": last, "losses": history}
     if dist.main and end < settings.steps:          # paused: only the resume checkpoint
         _save_resume(settings, task, model, optimiser, scheduler, end)

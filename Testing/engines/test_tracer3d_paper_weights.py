@@ -94,6 +94,19 @@ def test_decode_batches_tiles_as_sam_decodes_them_one_by_one(official_layout):
     assert logits.shape == (3, 1, 256, 256) and logits.std() > 0
 
 
+def test_prompt_embeddings_are_sams_own(official_layout):
+    # Ours skip SAM's boolean-mask writes (a GPU wait each) and must give the same values.
+    model = Tracer3DEngine(weights=official_layout[0], device="cpu").model
+    coords = torch.tensor([[[90.0, 100.0]], [[200.0, 64.0]]])
+    labels = torch.ones(2, 1, dtype=torch.int64)
+    for masks in (None, torch.randn(2, 1, 64, 64)):
+        with torch.no_grad():
+            ours = model.prompt_embeddings(coords, masks)
+            sams = model.sam.prompt_encoder(points=(coords, labels), boxes=None, masks=masks)
+        for mine, theirs in zip(ours, sams):
+            assert mine.shape == theirs.shape and torch.equal(mine, theirs)
+
+
 def test_paper_config_refuses_a_training_crop_other_than_its_input():
     from PromptEngines.errors import IVSegError
 

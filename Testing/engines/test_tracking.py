@@ -12,9 +12,9 @@ from PromptEngines.tracer3d.tracking import SliceTracer, TraceOptions
 from oracle_slice_model import ThresholdSliceModel
 
 
-def trace(case, options=TraceOptions(use_offset=False, use_refine=False)):
+def trace(case, options=TraceOptions(use_offset=False, use_refine=False), model=None):
     volume = normalised_volume(case.volume.array, case.volume.spacing_zyx, case.seed_index)
-    tracer = SliceTracer(ThresholdSliceModel(), volume, options)
+    tracer = SliceTracer(model or ThresholdSliceModel(), volume, options)
     mask = np.zeros(case.volume.shape, bool)
     results = []
     for result in tracer.trace(case.seed_index[1:], case.seed_index[0]):
@@ -55,6 +55,28 @@ def test_the_branch_that_turns_back_is_followed(seed):
     assert len(centreline) > 10
     followed = near[tuple(centreline.T)].mean()
     assert followed > 0.95
+
+
+def test_tile_grid_of_the_paper_configuration_traces_the_whole_tree():
+    # SAM's tiles: 256 pixels on a 128-pixel grid. The tile nearest the point must hold it
+    # well inside (a tile chosen by rounding down put it up to its very edge, and the
+    # branches it cut off were lost).
+    model = ThresholdSliceModel()
+    model.crop, model.stride = 256, 128
+    case = vessel_volume(1000, realism="clean", shape=(64, 256, 256))
+    mask, _ = trace(case, model=model)
+    assert metrics.cldice(mask, case.label) > 0.95
+    assert metrics.dice(mask, case.label) > 0.85
+
+
+@pytest.mark.parametrize("crop, stride", [(64, 16), (256, 128)])
+def test_the_point_is_within_half_a_grid_step_of_its_tiles_centre(crop, stride):
+    model = ThresholdSliceModel()
+    model.crop, model.stride = crop, stride
+    tracer = SliceTracer(model, np.zeros((3, 300, 200), np.float32))
+    for point in np.random.default_rng(0).uniform(-5, 305, (500, 2)):
+        local = point + tracer.pad - np.asarray(tracer._origin(point))
+        assert np.all(np.abs(local - crop / 2) <= stride / 2)
 
 
 def test_updates_come_slice_by_slice_in_order_of_discovery():

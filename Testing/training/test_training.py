@@ -64,6 +64,29 @@ def test_workers_draw_the_same_batches_so_the_same_weights(tmp_path, capsys):
     assert helped["weights_sha256"] == alone["weights_sha256"]
 
 
+def test_batch_workers_end_when_training_fails(tmp_path):
+    import multiprocessing
+
+    from PromptEngines.training.trainer import TrainSettings, train
+
+    class FailsAtStep2(Tracer3DTask):
+        calls = 0
+
+        def loss(self, model, batch):
+            FailsAtStep2.calls += 1
+            if FailsAtStep2.calls == 2:
+                raise RuntimeError("out of memory at step 2")
+            return super().loss(model, batch)
+
+    task = FailsAtStep2(SyntheticVessels(2), batch_size=2)
+    settings = TrainSettings(out=str(tmp_path / "w.pt"), steps=6, batch_size=2, workers=2,
+                             evaluate=False)
+    with pytest.raises(RuntimeError, match="out of memory at step 2"):
+        train(task, settings, progress=False)
+    assert multiprocessing.active_children() == []
+    assert not (tmp_path / "w.pt").exists()
+
+
 def test_torchrun_two_processes_on_cpu_write_one_checkpoint(tmp_path):
     out = tmp_path / "ddp.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
