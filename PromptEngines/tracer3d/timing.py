@@ -17,6 +17,7 @@ import torch
 
 from ..data.synthetic import vessel_volume
 from .engine import normalised_volume
+from .graphs import GraphedDecode
 from .tracking import SliceTracer, TraceOptions, window_of
 
 
@@ -67,9 +68,10 @@ def speed(model, shape=(200, 256, 256), seed=1100, device: str = "cpu",
     where = (torch.cuda.get_device_name(device) if device.startswith("cuda")
              else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads")
     traced, spanned = len(results), len({r.z for r in results})
-    graphs = getattr(tracer.decode, "failed", "not asked")
-    decode = ("CUDA graphs" if graphs is None else "plain calls" if graphs == "not asked"
-              else f"plain calls (graphs failed: {graphs})")
+    decode = "plain calls"
+    if isinstance(tracer.decode, GraphedDecode):
+        failed = tracer.decode.failed
+        decode = "CUDA graphs" if failed is None else f"plain calls (graphs failed: {failed})"
     return {"shape": list(shape), "propagation": "ground truth (oracle)" if oracle else "model",
             "traced_slices": traced, "slices_spanned": spanned, "total_s": total,
             "normalise_s": normalise_s, "encode_s": encode[0], "tiles_encoded": tracer.tiles.encoded,
