@@ -38,7 +38,9 @@ class SamTracer(nn.Module):
         multimask output, the mask with the best predicted IoU; one prompt per tile."""
         embeddings = crops[0]
         count, low_size = embeddings.shape[0], 4 * embeddings.shape[-1]
-        coords = points[:, None, [1, 0]]                               # SAM wants (x, y)
+        # SAM wants (x, y). Flipped, not indexed with [1, 0]: a list index is Python data
+        # copied to the GPU, a wait no CUDA graph can capture (graphs.host_waits).
+        coords = points.flip(-1)[:, None]
         mask_input = None
         if previous_logits is not None:
             mask_input = F.interpolate(previous_logits, size=(low_size, low_size),

@@ -188,6 +188,7 @@ class SliceTracer:
                 point = point + self.model.offset(bottleneck)[0].cpu().numpy()
         origin = self._origin(point)
         logits, confidence, features = self._decode(z, origin, point, previous_logits_fn(origin))
+        probability = None
         if self.options.use_refine:
             probability = torch.sigmoid(logits)[0, 0].cpu().numpy()
             local = np.array([point[0] + self.pad - origin[0], point[1] + self.pad - origin[1]])
@@ -201,7 +202,10 @@ class SliceTracer:
                 # the model is at least as sure of it (its predicted IoU).
                 if not self.options.refine_gate or second[1] >= confidence:
                     (logits, confidence, features), origin = second, refined_origin
-        return torch.sigmoid(logits)[0, 0].cpu().numpy(), origin, logits, features
+                    probability = None
+        if probability is None:
+            probability = torch.sigmoid(logits)[0, 0].cpu().numpy()
+        return probability, origin, logits, features
 
     def _affine_moved(self, previous_z, z, point) -> np.ndarray:
         """Table 4's affine-centroid baseline: register the previous slice's window to this
@@ -359,14 +363,14 @@ class SliceTracer:
         for label in range(1, count + 1):
             piece = pieces == label
             centre = np.asarray(deepest_point(piece), float) + mask_corner
-            # Each piece's track sees only its own piece as the previous mask.
-            own = torch.full_like(logits, -8.0)
+            # Each piece's track sees only its own piece as the previous mask (a `where`,
+            # not a boolean-mask write: that waits for the GPU).
             piece_crop = np.zeros(logits.shape[-2:], bool)
             oy = mask_corner[0] + self.pad - origin[0]
             ox = mask_corner[1] + self.pad - origin[1]
             piece_crop[oy:oy + piece.shape[0], ox:ox + piece.shape[1]] = piece
             region = torch.from_numpy(piece_crop).to(logits.device)
-            own[..., region] = torch.maximum(logits[..., region], torch.tensor(0.5))
+            own = torch.where(region, logits.clamp(min=0.5), -8.0)
             queue.append(_Track(target, direction, centre, piece, mask_corner, (own, origin),
                                 bottleneck if count == 1 else None))
 

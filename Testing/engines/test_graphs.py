@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from PromptEngines.tracer3d.graphs import GraphedDecode
+from PromptEngines.tracer3d.graphs import GraphedDecode, host_waits
 from PromptEngines.tracer3d.model import build_tracer
 
 
@@ -88,3 +88,65 @@ def test_a_capture_that_differs_from_the_plain_call_is_not_used(graphed, monkeyp
         warnings.simplefilter("error")            # warned once; plain calls from then on
         with torch.no_grad():
             decode(*prompts(2, with_logits=False))
+
+
+def test_host_waits_names_what_would_stall_a_gpu():
+    x = torch.arange(6.0)
+    assert host_waits(lambda: x + 1) == []
+    found = host_waits(lambda: (x[x > 2], x.sum().item(), x[[1, 0]], torch.nonzero(x)))
+    assert [f.split(":")[0] for f in found] == [
+        "aten.index.Tensor", "aten._local_scalar_dense.default", "aten.lift_fresh.default",
+        "aten.nonzero.default"]
+    assert "boolean mask" in found[0] and "Python data" in found[2]
+
+
+@pytest.mark.parametrize("kind", ["tiny", "paper"])
+def test_decoders_never_wait_for_the_host(kind):
+    """What the tracker replays from a CUDA graph on a GPU: the decode, with and without the
+    previous slice's logits (SAM's own prompt encoder waits four times; a list index
+    copied Python data to the device before every decode)."""
+    torch.manual_seed(0)
+    model = build_tracer({"kind": kind}).eval()
+    size = model.crop
+    with torch.no_grad():
+        crops = model.encode(torch.randn(1, 1, size, size))
+        points = torch.tensor([[size / 2 - 3.0, size / 2 + 5.0]])
+        for logits in (None, torch.randn(1, 1, size, size)):
+            assert host_waits(lambda: model.decode(crops, points, logits)) == []
+        bottleneck = model.decode(crops, points)[2]
+        assert host_waits(lambda: model.offset(bottleneck)) == []
+
+
+def test_a_decode_that_waits_for_the_host_is_never_captured(graphed, monkeypatch):
+    model, _ = graphed
+
+    def decode(crops, points, previous_logits=None):
+        logits, confidence, bottleneck = model.decode(crops, points, previous_logits)
+        return logits * float(confidence[0]), confidence, bottleneck     # a read on the host
+
+    Recording.captures = 0
+    waiting = GraphedDecode(decode, "cpu")
+    args = prompts(3, with_logits=False)
+    with torch.no_grad():
+        with pytest.warns(UserWarning, match="waits for the host: aten._local"):
+            out = waiting(*args)
+        assert Recording.captures == 0 and torch.equal(out[0], decode(*args)[0])
+
+
+def test_a_replay_that_rounds_apart_from_the_plain_call_is_kept_and_reported(graphed,
+                                                                             monkeypatch):
+    model, decode = graphed
+
+    class Rounding(Recording):                    # other kernels: last-bit differences
+        def replay(self):
+            super().replay()
+            self.outputs[0].mul_(1 + 1e-6)
+
+    monkeypatch.setattr(GraphedDecode, "recorder", Rounding)
+    args = prompts(4, with_logits=True)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = decode(*args)
+    assert decode.failed is None and len(decode.graphs) == 1
+    assert 0 < decode.difference < 1e-4
+    assert torch.allclose(out[0], model.decode(*args)[0], rtol=1e-5)
