@@ -1,4 +1,4 @@
-"""Small region geometry shared by data generation and the simulated user."""
+"""Small region geometry shared by data generation, the simulated user, training and tracing."""
 from __future__ import annotations
 
 import numpy as np
@@ -35,3 +35,15 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
         return np.zeros(mask.shape, bool)
     sizes = np.bincount(labels.ravel())[1:]
     return labels == 1 + int(np.argmax(sizes))
+
+
+def window(image: np.ndarray, top_left, size: int, fill=0) -> np.ndarray:
+    """The size x size window of a 2D array from `top_left` (row, column; may lie outside
+    it), `fill` where the window leaves the array: a crop as training and the tracker see it."""
+    out = np.full((size, size), fill, dtype=image.dtype)
+    y0, x0 = top_left
+    ys, xs = max(y0, 0), max(x0, 0)
+    ye, xe = min(y0 + size, image.shape[0]), min(x0 + size, image.shape[1])
+    if ye > ys and xe > xs:
+        out[ys - y0:ye - y0, xs - x0:xe - x0] = image[ys:ye, xs:xe]
+    return out

@@ -15,10 +15,11 @@ import time
 import numpy as np
 import torch
 
+from ..data.regions import window
 from ..data.synthetic import vessel_volume
 from .engine import normalised_volume
 from .graphs import GraphedDecode
-from .tracking import SliceTracer, TraceOptions, window_of
+from .tracking import SliceTracer, TraceOptions
 
 
 class OracleTracer(SliceTracer):
@@ -32,7 +33,7 @@ class OracleTracer(SliceTracer):
         _, origin, logits, features = super()._segment(z, point, previous_logits_fn, bottleneck,
                                                        moved_from)
         # The crop's "probability": the truth in the crop's window (padded slice pixels).
-        truth = window_of(self.truth[z], origin[0] - self.pad, origin[1] - self.pad, self.size)
+        truth = window(self.truth[z], (origin[0] - self.pad, origin[1] - self.pad), self.size)
         return truth, origin, logits, features
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..data.regions import deepest_point, full_structure
+from ..data.regions import deepest_point, full_structure, window
 from ..errors import PromptError
 from .branches import keep_branches
 from .graphs import GraphedDecode
@@ -72,15 +72,6 @@ class SliceResult:
     tracks: int                        # tracks still waiting
     second_look: bool = False          # a branch the second look kept (tracks: none)
     tentative: bool = False            # the second look is trying slice z: nothing to show
-
-
-def window_of(image, y0, x0, size) -> np.ndarray:
-    out = np.zeros((size, size), np.float32)
-    ys, xs = max(y0, 0), max(x0, 0)
-    ye, xe = min(y0 + size, image.shape[0]), min(x0 + size, image.shape[1])
-    if ye > ys and xe > xs:
-        out[ys - y0:ye - y0, xs - x0:xe - x0] = image[ys:ye, xs:xe]
-    return out
 
 
 @dataclass
@@ -215,8 +206,8 @@ class SliceTracer:
         half = self.size // 2
         y0, x0 = (int(round(p)) - half for p in point)
         volume = self.tiles.padded[:, 0, self.pad:-self.pad, self.pad:-self.pad].cpu().numpy()
-        fixed_np = window_of(volume[z], y0, x0, self.size)
-        moving_np = window_of(volume[previous_z], y0, x0, self.size)
+        fixed_np = window(volume[z], (y0, x0), self.size)
+        moving_np = window(volume[previous_z], (y0, x0), self.size)
         if fixed_np.std() < 1e-6 or moving_np.std() < 1e-6:
             return point
         fixed, moving = sitk.GetImageFromArray(fixed_np), sitk.GetImageFromArray(moving_np)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from ..backbones.checkpoint import file_sha256
-from ..data.regions import deepest_point, full_structure
+from ..data.regions import deepest_point, full_structure, window
 from ..errors import IVSegError
 from .engine import NORMALISED_RANGE
 from .model import build_tracer
@@ -105,20 +105,10 @@ def draw_sample(volume, label, rng, crop: int, jitter: float) -> Sample | None:
     top_left = np.round(centre + rng.uniform(-jitter, jitter, 2) - crop / 2).astype(int)
     images, masks = [], []
     for z, target in zip(order, targets):
-        images.append(_crop(volume[z], top_left, crop, 0.0))
-        masks.append(_crop(target, top_left, crop, False))
+        images.append(window(volume[z], top_left, crop, 0.0))
+        masks.append(window(target, top_left, crop, False))
     point = centre - top_left + rng.normal(0.0, 1.0, 2)
     return Sample(np.stack(images).astype(np.float32), np.stack(masks), point)
-
-
-def _crop(array, top_left, size, fill):
-    out = np.full((size, size), fill, dtype=array.dtype)
-    y0, x0 = top_left
-    ys, xs = max(y0, 0), max(x0, 0)
-    ye, xe = min(y0 + size, array.shape[0]), min(x0 + size, array.shape[1])
-    if ye > ys and xe > xs:
-        out[ys - y0:ye - y0, xs - x0:xe - x0] = array[ys:ye, xs:xe]
-    return out
 
 
 def augment(sample: Sample, rng) -> Sample:
