@@ -67,7 +67,9 @@ class CudaGraphReplay:
                 run()
         torch.cuda.current_stream(device).wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # Traces run on a worker thread: only its own calls must keep off capture-unsafe
+        # CUDA APIs, not the panel's thread.
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             self.outputs = run()
 
     def replay(self):
