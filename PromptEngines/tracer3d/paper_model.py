@@ -1,5 +1,6 @@
 """tracer3d's paper configuration: SAM ViT-b (or ScribblePrompt-SAM, same layout) as the
-slice segmenter, with the method's offset MLP on SAM's image embedding.
+slice segmenter, with the method's offset MLP on the mask decoder's prompt-conditioned image
+features. Fine-tuned from official weights, only the mask decoder and the offset MLP learn.
 
 The tracker works on fixed tiles around the point: for SAM, 256 pixels on a 128-pixel grid of
 the padded slice, so its encoding never depends on the prompt (a point is always at least 64
@@ -17,6 +18,7 @@ from .model import OffsetHead
 
 
 class SamTracer(nn.Module):
+    PRETRAINED_KEPT = ("sam.image_encoder", "sam.prompt_encoder")   # frozen when fine-tuning
     def __init__(self, image_size: int = 256, max_offset: float = 8.0, crop: int | None = None,
                  sam=None):
         super().__init__()
@@ -35,7 +37,10 @@ class SamTracer(nn.Module):
 
     def decode(self, crops, points, previous_logits=None):
         """SAM's prompt encoder (point, previous logits as mask input) and mask decoder,
-        multimask output, the mask with the best predicted IoU; one prompt per tile."""
+        multimask output, the mask with the best predicted IoU; one prompt per tile. The
+        bottleneck (for the offset MLP and L_global) is the decoder's image features after
+        its two-way attention with the prompt: where the prompted vessel is, which the image
+        embedding alone (one per tile, whatever the point) cannot tell."""
         embeddings = crops[0]
         count, low_size = embeddings.shape[0], 4 * embeddings.shape[-1]
         # SAM wants (x, y). Flipped, not indexed with [1, 0]: a list index is Python data
@@ -46,18 +51,30 @@ class SamTracer(nn.Module):
             mask_input = F.interpolate(previous_logits, size=(low_size, low_size),
                                        mode="bilinear", align_corners=False)
         sparse, dense = self.prompt_embeddings(coords, mask_input)
-        # SAM's decoder repeats one image over all prompts (src = image + dense prompt). Each
-        # tile has its own prompt, so its embedding rides in the dense prompt over a zero image.
-        low, iou = self.sam.mask_decoder(
-            image_embeddings=torch.zeros_like(embeddings[:1]),
-            image_pe=self.sam.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense + embeddings,
-            multimask_output=True)
+        low, iou, bottleneck = self._mask_decoder(embeddings + dense, sparse)
         best = iou.argmax(dim=1)
         rows = torch.arange(count, device=iou.device)
         logits = F.interpolate(low[rows, best][:, None], size=(self.crop, self.crop),
                                mode="bilinear", align_corners=False)
-        return logits, iou[rows, best], embeddings
+        return logits, iou[rows, best], bottleneck
+
+    def _mask_decoder(self, image, sparse):
+        """SAM's mask decoder with multimask output (its three masks and their predicted
+        IoUs), run step by step for one prompt per tile (SAM's own repeats one image over
+        all prompts) and to keep its prompt-conditioned image features."""
+        decoder = self.sam.mask_decoder
+        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
+        tokens = torch.cat([output_tokens.expand(image.shape[0], -1, -1), sparse], dim=1)
+        position = self.sam.prompt_encoder.get_dense_pe().expand_as(image)
+        tokens_out, image_out = decoder.transformer(image, position, tokens)
+        features = image_out.transpose(1, 2).reshape(image.shape)
+        upscaled = decoder.output_upscaling(features)
+        mask_tokens = tokens_out[:, 1:1 + decoder.num_mask_tokens]
+        weights = torch.stack([mlp(mask_tokens[:, k])
+                               for k, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1)
+        masks = (weights @ upscaled.flatten(2)).unflatten(2, upscaled.shape[-2:])
+        iou = decoder.iou_prediction_head(tokens_out[:, 0])
+        return masks[:, 1:], iou[:, 1:], features          # token 0: the single-mask output
 
     def prompt_embeddings(self, coords, mask_input=None):
         """SAM's prompt encoder for one positive point per tile (x, y), plus the padding
@@ -76,6 +93,13 @@ class SamTracer(nn.Module):
             return sparse, encoder.mask_downscaling(mask_input)
         dense = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
         return sparse, dense.expand(count, -1, *encoder.image_embedding_size)
+
+    def freeze_pretrained(self) -> "SamTracer":
+        """As the method fine-tunes official weights: SAM's image and prompt encoders keep
+        them; only the mask decoder and the offset MLP learn."""
+        for name in self.PRETRAINED_KEPT:
+            self.get_submodule(name).requires_grad_(False)
+        return self
 
     def offset(self, bottleneck):
         return self.offset_head(bottleneck)

@@ -299,7 +299,10 @@ class Tracer3DTask:
             raise IVSegError("no training case has a labelled structure")
 
     def build_model(self):
-        return new_model(self.config)
+        model = new_model(self.config)
+        if self.config.get("sam_checkpoint"):      # fine-tuning official weights (the method)
+            model.freeze_pretrained()
+        return model
 
     def model_config(self) -> dict:
         # Asked at every checkpoint; building the paper config (and reading its SAM file)
@@ -314,7 +317,9 @@ class Tracer3DTask:
         start = self.config.get("sam_checkpoint")
         if start:                                 # which official weights training began from
             if self._initial_weights is None:     # hashed once, not at every checkpoint
-                self._initial_weights = {"file": Path(start).name, "sha256": file_sha256(start)}
+                from .paper_model import SamTracer
+                self._initial_weights = {"file": Path(start).name, "sha256": file_sha256(start),
+                                         "frozen": list(SamTracer.PRETRAINED_KEPT)}
             extras["initial_weights"] = self._initial_weights
         return extras
 

@@ -51,7 +51,10 @@ def _started_from(initial: dict | None) -> list[str]:
     """The card row naming the official weights training began from, if any."""
     if not initial:
         return []
-    return [f"| started from | `{initial['file']}` (sha256 `{initial['sha256']}`) |"]
+    rows = [f"| started from | `{initial['file']}` (sha256 `{initial['sha256']}`) |"]
+    if initial.get("frozen"):
+        rows.append(f"| kept frozen | {', '.join(f'`{name}`' for name in initial['frozen'])} |")
+    return rows
 
 
 def write_card(weights: str | Path, extra: dict | None = None) -> Path:

@@ -108,12 +108,12 @@ class Distributed:
             for tensor in model.state_dict().values():
                 torch.distributed.broadcast(tensor, src=0)
 
-    def average_gradients(self, model) -> None:
-        """Every parameter takes part, with zeros where this rank's batch gave it no
-        gradient (e.g. an embedding used only in some batches): all ranks must issue the
+    def average_gradients(self, parameters) -> None:
+        """Every trained parameter takes part, with zeros where this rank's batch gave it
+        no gradient (e.g. an embedding used only in some batches): all ranks must issue the
         same sequence of collectives."""
         if self.world > 1:
-            for parameter in model.parameters():
+            for parameter in parameters:
                 if parameter.grad is None:
                     parameter.grad = torch.zeros_like(parameter)
                 torch.distributed.all_reduce(parameter.grad)
@@ -145,7 +145,10 @@ def train(task: TrainingTask, settings: TrainSettings, progress: bool = True) ->
 def _train(task, settings: TrainSettings, progress: bool, dist, draw, end: int) -> dict:
     torch.manual_seed(settings.seed)
     model = task.build_model().to(dist.device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=settings.lr,
+    # What the task froze (a pretrained encoder) stays out of the optimiser, weight decay
+    # included.
+    trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    optimiser = torch.optim.AdamW(trained, lr=settings.lr,
                                   weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimiser, schedule(settings.warmup_steps, settings.steps))
@@ -166,8 +169,8 @@ def _train(task, settings: TrainSettings, progress: bool, dist, draw, end: int) 
         loss, parts = task.loss(model, batch)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        dist.average_gradients(model)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        dist.average_gradients(trained)
+        torch.nn.utils.clip_grad_norm_(trained, 1.0)
         optimiser.step()
         scheduler.step()
         samples += settings.batch_size * dist.world

@@ -132,6 +132,7 @@ def test_paper_config_training_starts_from_the_official_checkpoint(official_layo
     card = render({"engine": "tracer3d", "config": {"kind": "paper"}, "model": {},
                    **task.checkpoint_extras()}, path)
     assert f"| started from | `{path.name}` (sha256 `{extras['sha256']}`) |" in card
+    assert "| kept frozen | `sam.image_encoder`, `sam.prompt_encoder` |" in card
     state = torch.load(path, weights_only=True)
     state.pop("mask_decoder.iou_token.weight")
     bad = tmp_path / "short.pth"
@@ -139,3 +140,38 @@ def test_paper_config_training_starts_from_the_official_checkpoint(official_layo
     task.config["sam_checkpoint"] = str(bad)
     with pytest.raises(CheckpointError, match=r"missing keys: mask_decoder\.iou_token\.weight"):
         task.build_model()
+
+
+def test_offset_features_know_where_the_prompt_is(official_layout):
+    """The offset MLP (and L_global) work on the decoder's image features after attending to
+    the prompt; SAM's image embedding is one per tile whatever the point, so it could not
+    say which vessel of the tile is being traced."""
+    model = Tracer3DEngine(weights=official_layout[0], device="cpu").model
+    torch.manual_seed(2)
+    with torch.no_grad():
+        crops = model.encode(torch.rand(1, 1, 256, 256))
+        near = model.decode(crops, torch.tensor([[70.0, 80.0]]))[2]
+        far = model.decode(crops, torch.tensor([[190.0, 170.0]]))[2]
+    assert near.shape == far.shape == (1, 256, 16, 16)
+    assert not torch.equal(near, crops[0]) and (near - far).abs().max() > 1e-2
+
+
+def test_fine_tuning_official_weights_trains_only_the_decoder_and_offset_mlp(official_layout,
+                                                                            tmp_path):
+    from PromptEngines.data.datasets import SyntheticVessels
+    from PromptEngines.tracer3d.train import Tracer3DTask, TrainOptions
+    from PromptEngines.training.trainer import TrainSettings, train
+
+    path, _ = official_layout
+    model = {"kind": "paper", "image_size": 256, "sam_checkpoint": str(path)}
+    task = Tracer3DTask(SyntheticVessels(1), TrainOptions(crop=256, jitter=64.0), model=model,
+                        batch_size=1)
+    before = task.build_model().state_dict()
+    out = tmp_path / "paper.pt"
+    train(task, TrainSettings(out=str(out), steps=2, batch_size=1, lr=1e-3, warmup_steps=1,
+                              evaluate=False), progress=False)
+    after = torch.load(out, weights_only=False)["model"]
+    assert after.keys() == before.keys()
+    changed = {key.split(".")[0] if key.startswith("offset") else ".".join(key.split(".")[:2])
+               for key in before if not torch.equal(before[key], after[key])}
+    assert changed == {"sam.mask_decoder", "offset_head"}
