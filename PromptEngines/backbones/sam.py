@@ -57,10 +57,14 @@ def resize_sam(sam, image_size: int):
     return sam
 
 
-def sam_input(slices: torch.Tensor) -> torch.Tensor:
+def sam_input(slices: torch.Tensor, size: int | None = None) -> torch.Tensor:
     """Normalised grey slices (N, 1, S, S), ~[0, 1] -> SAM's 3-channel standardised input, as
-    ScribblePrompt feeds it (×255, SAM mean/std)."""
-    rgb = slices.clamp(0.0, 1.0).repeat(1, 3, 1, 1) * 255.0
+    ScribblePrompt feeds it (clipped to [0, 1], resized bilinearly to `size`² if given, ×255,
+    SAM mean/std)."""
+    grey = slices.clamp(0.0, 1.0)
+    if size is not None and grey.shape[-1] != size:
+        grey = F.interpolate(grey, size=(size, size), mode="bilinear", align_corners=False)
+    rgb = grey.repeat(1, 3, 1, 1) * 255.0
     mean = torch.tensor(PIXEL_MEAN, device=slices.device).view(1, 3, 1, 1)
     std = torch.tensor(PIXEL_STD, device=slices.device).view(1, 3, 1, 1)
     return (rgb - mean) / std

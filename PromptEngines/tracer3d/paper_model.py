@@ -2,9 +2,10 @@
 slice segmenter, with the method's offset MLP on the mask decoder's prompt-conditioned image
 features. Fine-tuned from official weights, only the mask decoder and the offset MLP learn.
 
-The tracker works on fixed tiles around the point: for SAM, 256 pixels on a 128-pixel grid of
-the padded slice, so its encoding never depends on the prompt (a point is always at least 64
-pixels inside its tile) and each tile is encoded once.
+The tracker works on fixed tiles around the point: for SAM at 256², 256 pixels on a 128-pixel
+grid of the padded slice, so its encoding never depends on the prompt (a point is always at
+least 64 pixels inside its tile) and each tile is encoded once. At 1024² a tile of 128 pixels,
+upsampled, is ScribblePrompt-SAM's own regime (`tile`).
 """
 from __future__ import annotations
 
@@ -18,22 +19,33 @@ from .model import OffsetHead
 
 
 class SamTracer(nn.Module):
+    """SAM as the tracker's slice model. `tile`: the slice pixels one tile covers (default
+    `image_size`: SAM sees the slice unscaled). A smaller tile is upsampled to SAM's input as
+    ScribblePrompt-SAM was trained (128-pixel images at 1024², clicks scaled alike):
+    `{"image_size": 1024, "tile": 128}` runs its official checkpoint in its own regime."""
+
     PRETRAINED_KEPT = ("sam.image_encoder", "sam.prompt_encoder")   # frozen when fine-tuning
+
     def __init__(self, image_size: int = 256, max_offset: float = 8.0, crop: int | None = None,
-                 sam=None):
+                 sam=None, tile: int | None = None):
         super().__init__()
-        if crop not in (None, image_size):     # training crops are SAM's input, unscaled
-            raise IVSegError(f"the paper configuration trains on {image_size}-pixel crops "
-                             f"(its image_size), not {crop}: set train.crop to {image_size}")
+        tile = image_size if tile is None else tile
+        if tile % 4 or not 0 < tile <= image_size:
+            raise IVSegError(f"the paper configuration's tile ({tile} pixels) must be a "
+                             f"multiple of 4 and at most its image_size ({image_size})")
+        if crop not in (None, tile):           # training crops are the tracker's tiles
+            raise IVSegError(f"the paper configuration trains on {tile}-pixel crops "
+                             f"(its tile), not {crop}: set train.crop to {tile}")
         self.sam = resize_sam(sam if sam is not None else build_sam_vit_b(), image_size)
-        self.crop = image_size
-        self.stride = image_size // 2
+        self.image_size, self.crop, self.stride = image_size, tile, tile // 2
         self.offset_head = OffsetHead(256, 128, max_offset)
-        self.config = {"kind": "paper", "image_size": image_size, "max_offset": max_offset}
+        self.config = {"kind": "paper", "image_size": image_size, "tile": tile,
+                       "max_offset": max_offset}
 
     def encode(self, tiles: torch.Tensor) -> list[torch.Tensor]:
-        """(N, 1, 256, 256) normalised tiles -> SAM image embeddings (N, 256, 16, 16)."""
-        return [self.sam.image_encoder(sam_input(tiles))]
+        """(N, 1, tile, tile) normalised tiles -> SAM image embeddings (N, 256, size/16,
+        size/16), tiles upsampled (bilinear) to SAM's input size first if smaller."""
+        return [self.sam.image_encoder(sam_input(tiles, self.image_size))]
 
     def decode(self, crops, points, previous_logits=None):
         """SAM's prompt encoder (point, previous logits as mask input) and mask decoder,
@@ -46,6 +58,8 @@ class SamTracer(nn.Module):
         # SAM wants (x, y). Flipped, not indexed with [1, 0]: a list index is Python data
         # copied to the GPU, a wait no CUDA graph can capture (graphs.host_waits).
         coords = points.flip(-1)[:, None]
+        if self.crop != self.image_size:                # tile pixels -> SAM's input pixels
+            coords = coords * (self.image_size / self.crop)
         mask_input = None
         if previous_logits is not None:
             mask_input = F.interpolate(previous_logits, size=(low_size, low_size),

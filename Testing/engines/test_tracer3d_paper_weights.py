@@ -175,3 +175,46 @@ def test_fine_tuning_official_weights_trains_only_the_decoder_and_offset_mlp(off
     changed = {key.split(".")[0] if key.startswith("offset") else ".".join(key.split(".")[:2])
                for key in before if not torch.equal(before[key], after[key])}
     assert changed == {"sam.mask_decoder", "offset_head"}
+
+
+def test_small_tiles_are_upsampled_to_sams_input_as_scribbleprompt_feeds_it(official_layout):
+    """{"tile": T} < image_size: the tile is resized (bilinear) to SAM's input and the click
+    scaled alike (ScribblePrompt-SAM's regime, 128-pixel images at 1024²; here 64 at 256);
+    the mask comes back at the tile's size."""
+    import torch.nn.functional as F
+
+    from PromptEngines.backbones.sam import load_sam, sam_input
+
+    model = SamTracer(image_size=256, tile=64, sam=load_sam(official_layout[0], 256)).eval()
+    assert (model.crop, model.stride, model.config["tile"]) == (64, 32, 64)
+    torch.manual_seed(3)
+    tiles, previous = torch.rand(2, 1, 64, 64), torch.randn(2, 1, 64, 64)
+    points = torch.tensor([[20.0, 30.0], [40.0, 12.0]])
+    sam = model.sam
+    with torch.no_grad():
+        crops = model.encode(tiles)
+        logits, confidence, _ = model.decode(crops, points, previous)
+        upsampled = F.interpolate(tiles, size=(256, 256), mode="bilinear", align_corners=False)
+        assert torch.equal(crops[0], sam.image_encoder(sam_input(upsampled)))
+        for k in range(2):
+            sparse, dense = sam.prompt_encoder(
+                points=(points[k:k + 1, None, [1, 0]] * 4, torch.ones(1, 1, dtype=torch.int64)),
+                boxes=None, masks=previous[k:k + 1])              # SAM's low-res size: 64
+            low, iou = sam.mask_decoder(image_embeddings=crops[0][k:k + 1],
+                                        image_pe=sam.prompt_encoder.get_dense_pe(),
+                                        sparse_prompt_embeddings=sparse,
+                                        dense_prompt_embeddings=dense, multimask_output=True)
+            best = int(iou[0].argmax())
+            expected = F.interpolate(low[:, best:best + 1], size=(64, 64), mode="bilinear")
+            torch.testing.assert_close(logits[k:k + 1], expected, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(confidence[k], iou[0, best], atol=1e-5, rtol=1e-5)
+    assert logits.shape == (2, 1, 64, 64)
+
+
+@pytest.mark.parametrize("tile", [300, 62, 0])
+def test_a_tile_sam_cannot_take_is_refused(tile):
+    from PromptEngines.errors import IVSegError
+
+    with pytest.raises(IVSegError, match=f"tile \\({tile} pixels\\) must be a multiple of 4 "
+                                         "and at most its image_size \\(256\\)"):
+        SamTracer(image_size=256, tile=tile)
