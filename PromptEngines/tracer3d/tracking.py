@@ -85,6 +85,13 @@ class _Track:
     bottleneck: torch.Tensor | None = field(default=None, repr=False)
 
 
+def slice_decoder(model, options: TraceOptions, device: str):
+    """The model's decode as the tracker calls it: replayed from CUDA graphs on a GPU."""
+    if options.cuda_graphs and str(device).startswith("cuda"):
+        return GraphedDecode(model.decode, device)
+    return model.decode
+
+
 class TileCache:
     """Encoder features of fixed tiles: `model.crop` pixels square, on a grid of
     `model.stride` in the padded slice, so what is encoded never depends on a prompt and a
@@ -119,7 +126,7 @@ class SliceTracer:
     """Traces one vessel tree through a normalised volume (z, y, x) with a slice model."""
 
     def __init__(self, model, volume: np.ndarray, options: TraceOptions = TraceOptions(),
-                 device: str = "cpu"):
+                 device: str = "cpu", decode=None):
         self.model, self.options, self.device = model, options, device
         self.volume = volume
         self.size = model.crop
@@ -129,9 +136,8 @@ class SliceTracer:
                                options.chunk, options.cached_tiles)
         self.traced = np.zeros(volume.shape, bool)
         self.slices_traced = 0
-        self.decode = model.decode
-        if options.cuda_graphs and str(device).startswith("cuda"):
-            self.decode = GraphedDecode(model.decode, device)
+        # `decode`: one kept across traces (the engine's), so graphs are captured once.
+        self.decode = decode if decode is not None else slice_decoder(model, options, device)
 
     # ------------------------------------------------------------------ geometry
     def _origin(self, point) -> tuple[int, int]:

@@ -46,6 +46,32 @@ def test_same_click_same_mask_bit_for_bit(case):
     assert np.array_equal(masks[0], masks[1])
 
 
+def test_every_trace_of_an_engine_decodes_with_one_decoder(case, monkeypatch):
+    """On a GPU that decoder replays CUDA graphs: captured during the engine's first trace
+    and replayed by the next, not captured again before each trace's first slice."""
+    from PromptEngines.tracer3d import engine as engine_module
+
+    made, calls = [], []
+
+    def counting_decoder(model, options, device):
+        made.append(device)
+
+        def decode(*args):
+            calls.append(len(made))
+            return model.decode(*args)
+        return decode
+
+    monkeypatch.setattr(engine_module, "slice_decoder", counting_decoder)
+    engine = Tracer3DEngine(device="cpu")
+    engine.set_image(case.volume.array, case.volume.spacing_zyx)
+    first = engine.run(Point(case.seed_index)).copy()
+    decodes = len(calls)
+    engine.undo()
+    second = engine.run(Point(case.seed_index))
+    assert made == ["cpu"] and decodes > 100 and len(calls) == 2 * decodes
+    assert np.array_equal(first, second) and first.any()
+
+
 def test_cancel_keeps_the_traced_slices_and_undo_clears_them(engine, case):
     stream = engine.interact(Point(case.seed_index))
     taken = [next(stream) for _ in range(5)]
