@@ -1,7 +1,7 @@
 """tracer3d's paper configuration (SAM ViT-b at 256²) on a GPU: time per traced slice,
 encoding included, on the benchmark's 256×256×200 volume, and one-click accuracy on the
-held-out volumes; the tiny model on the same GPU for comparison, and SAM at 1024² on
-128-pixel tiles (ScribblePrompt-SAM's own regime), timed the fastest way.
+held-out volumes; the tiny model on the same GPU for comparison; ScribblePrompt-UNet, and SAM
+at 1024² on 128-pixel tiles (ScribblePrompt-SAM's own regime), timed the fastest way.
 
 No official SAM weights can be downloaded here. SAM starts from --sam PATH (an official
 checkpoint) or from random weights, and with --steps N > 0 is first trained on our synthetic
@@ -157,16 +157,19 @@ def main():
         results[label]["bench_s"] = time.perf_counter() - started
         print(label, json.dumps(results[label], indent=1), flush=True)
         (out / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
+    # The other paper backbones from random weights, timed the fastest way by oracle:
+    # ScribblePrompt-UNet, and ScribblePrompt-SAM's own regime (128-pixel tiles upsampled to
+    # 1024², each tile a 1024² encoding: far too slow for a CPU).
+    others = {"ScribblePrompt-UNet (128-pixel tiles)": {"kind": "scribbleprompt_unet"}}
     if args.device.startswith("cuda"):
-        # ScribblePrompt-SAM's own regime: 128-pixel tiles upsampled to 1024² (each tile a
-        # 1024² encoding: far too slow on a CPU), random weights, timed one way.
-        label = "paper at 1024² (128-pixel tiles, ScribblePrompt's regime)"
+        others["paper at 1024² (128-pixel tiles, ScribblePrompt's regime)"] = {
+            "kind": "paper", "image_size": 1024, "tile": 128}
+    for label, config in others.items():
         torch.manual_seed(0)
-        regime = build_tracer({"kind": "paper", "image_size": 1024, "tile": 128}).eval()
-        regime.to(args.device, memory_format=torch.channels_last)
+        other = build_tracer(config).eval().to(args.device, memory_format=torch.channels_last)
         started = time.perf_counter()
-        results[label] = {"parameters": sum(p.numel() for p in regime.parameters()),
-                          "speed": timings(regime, args.device, ("oracle",), every_way=False),
+        results[label] = {"parameters": sum(p.numel() for p in other.parameters()),
+                          "speed": timings(other, args.device, ("oracle",), every_way=False),
                           "bench_s": time.perf_counter() - started}
         print(label, json.dumps(results[label], indent=1), flush=True)
         (out / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -8,6 +8,7 @@ import torch
 
 from ..backbones.checkpoint import file_sha256, load_strict, read_checkpoint, read_state_dict
 from ..backbones.sam import build_sam_vit_b, is_sam_state_dict
+from ..backbones.scribbleprompt_unet import ScribblePromptUNet, is_scribbleprompt_unet_state_dict
 from ..data import intensity
 from ..engine import Engine, Update, register_engine
 from ..errors import CheckpointError, EngineError, PromptError
@@ -20,31 +21,40 @@ NORMALISED_RANGE = (-3.0, 4.0)       # bounds calcium and bone after normalisati
 
 
 def load_model(path: str | Path, device: str = "cpu", sam_image_size: int = 256):
-    """Our checkpoint (tiny or paper config), or an official SAM / ScribblePrompt-SAM ViT-b
-    state dict: then the paper configuration with an untrained offset MLP (it starts at "no
-    movement", so tracing falls back to confidence-guided refinement until trained)."""
+    """Our checkpoint (tiny or a paper config), or an official state dict: SAM /
+    ScribblePrompt-SAM ViT-b (the SAM paper configuration) or ScribblePrompt-UNet, with an
+    untrained offset MLP (it starts at "no movement", so tracing falls back to
+    confidence-guided refinement until trained)."""
     path = Path(path)
     try:
         checkpoint = read_checkpoint(path, "tracer3d")
     except CheckpointError as not_ours:
         if "not an InteractiveVesselSeg checkpoint" not in str(not_ours):
             raise
-        state = read_state_dict(path)
-        if not is_sam_state_dict(state):
-            raise CheckpointError(f"{path.name} is neither a tracer3d checkpoint nor a SAM "
-                                  "ViT-b state dict (no image_encoder.* keys)") from None
-        sam = build_sam_vit_b()
-        load_strict(sam, state, path.name)
-        from .paper_model import SamTracer
-        model = SamTracer(sam_image_size, sam=sam)
+        model = _official_model(read_state_dict(path), path.name, sam_image_size)
         checkpoint = {"config": model.config, "trace_options": {},
-                      "note": "official SAM weights; offset MLP untrained"}
+                      "note": "official weights; offset MLP untrained"}
     else:
         model = build_tracer(checkpoint["config"])
         load_strict(model, checkpoint["model"], path.name)
     # Channels-last: the tiny decoder's small convolutions run about a fifth faster on CPU.
     model.eval().to(device, memory_format=torch.channels_last)
     return model, checkpoint
+
+
+def _official_model(state: dict, name: str, sam_image_size: int):
+    if is_sam_state_dict(state):
+        sam = build_sam_vit_b()
+        load_strict(sam, state, name)
+        from .paper_model import SamTracer
+        return SamTracer(sam_image_size, sam=sam)
+    if is_scribbleprompt_unet_state_dict(state):
+        from .unet_model import UNetTracer
+        unet = ScribblePromptUNet()
+        load_strict(unet, state, name)
+        return UNetTracer(unet=unet)
+    raise CheckpointError(f"{name} is neither a tracer3d checkpoint nor a SAM ViT-b or "
+                          "ScribblePrompt-UNet state dict (no image_encoder.* or downs.* keys)")
 
 
 def normalised_volume(image, spacing_zyx, seed_voxel, smooth=None) -> np.ndarray:

@@ -151,18 +151,41 @@ class TinyTracer(nn.Module):
         return self.offset_head(bottleneck)
 
 
+# Config keys naming the official weights a model starts from (training only).
+START_KEYS = ("sam_checkpoint", "unet_checkpoint")
+
+
 def build_tracer(config: dict | None = None):
-    """The tiny configuration, or the paper one (SAM ViT-b) for {"kind": "paper", ...}; with
-    "sam_checkpoint": PATH the paper one starts from an official SAM / ScribblePrompt-SAM
-    checkpoint (loaded strictly). The built model's config never holds that path."""
+    """The tiny configuration (default), or a paper one: {"kind": "paper"} (SAM ViT-b) or
+    {"kind": "scribbleprompt_unet"}. "sam_checkpoint" / "unet_checkpoint": PATH starts it
+    from an official SAM or ScribblePrompt-SAM / ScribblePrompt-UNet checkpoint (loaded
+    strictly); the built model's config never holds that path."""
     config = dict(config or {})
-    if config.pop("kind", "tiny") == "paper":
+    kind = config.pop("kind", "tiny")
+    if kind == "paper":
         from .paper_model import SamTracer
         start = config.pop("sam_checkpoint", None)      # fine-tune from official weights
         if start is None:
             return SamTracer(**config)
         from ..backbones.sam import SAM_IMAGE_SIZE, load_sam
         return SamTracer(**config, sam=load_sam(start, SAM_IMAGE_SIZE))
+    if kind == "scribbleprompt_unet":
+        from ..backbones.scribbleprompt_unet import load_scribbleprompt_unet
+        from .unet_model import UNetTracer
+        start = config.pop("unet_checkpoint", None)
+        return UNetTracer(**config, unet=load_scribbleprompt_unet(start) if start else None)
+    if kind != "tiny":
+        from ..errors import IVSegError
+        raise IVSegError(f"unknown tracer3d model kind {kind!r}: tiny, paper or "
+                         "scribbleprompt_unet")
     if "widths" in config:
         config["widths"] = tuple(config["widths"])
     return TinyTracer(TinyConfig(**config))
+
+
+def freeze_pretrained(model) -> nn.Module:
+    """Keep what the method keeps of official weights (the model's PRETRAINED_KEPT) out of
+    training."""
+    for name in model.PRETRAINED_KEPT:
+        model.get_submodule(name).requires_grad_(False)
+    return model

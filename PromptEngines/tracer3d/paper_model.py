@@ -24,7 +24,9 @@ class SamTracer(nn.Module):
     ScribblePrompt-SAM was trained (128-pixel images at 1024², clicks scaled alike):
     `{"image_size": 1024, "tile": 128}` runs its official checkpoint in its own regime."""
 
-    PRETRAINED_KEPT = ("sam.image_encoder", "sam.prompt_encoder")   # frozen when fine-tuning
+    # Frozen when fine-tuning official weights, as the method does: only the mask decoder
+    # and the offset MLP learn.
+    PRETRAINED_KEPT = ("sam.image_encoder", "sam.prompt_encoder")
 
     def __init__(self, image_size: int = 256, max_offset: float = 8.0, crop: int | None = None,
                  sam=None, tile: int | None = None):
@@ -107,13 +109,6 @@ class SamTracer(nn.Module):
             return sparse, encoder.mask_downscaling(mask_input)
         dense = encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
         return sparse, dense.expand(count, -1, *encoder.image_embedding_size)
-
-    def freeze_pretrained(self) -> "SamTracer":
-        """As the method fine-tunes official weights: SAM's image and prompt encoders keep
-        them; only the mask decoder and the offset MLP learn."""
-        for name in self.PRETRAINED_KEPT:
-            self.get_submodule(name).requires_grad_(False)
-        return self
 
     def offset(self, bottleneck):
         return self.offset_head(bottleneck)

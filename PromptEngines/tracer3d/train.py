@@ -27,7 +27,7 @@ from ..backbones.checkpoint import file_sha256
 from ..data.regions import deepest_point, full_structure, window
 from ..errors import IVSegError
 from .engine import NORMALISED_RANGE
-from .model import build_tracer
+from .model import START_KEYS, build_tracer, freeze_pretrained
 
 VARIANTS = {
     "naive": dict(use_offset=False, use_local=False, use_global=False),
@@ -298,28 +298,34 @@ class Tracer3DTask:
         if not self.pool:
             raise IVSegError("no training case has a labelled structure")
 
+    def _start(self) -> str | None:
+        """The official weights training starts from, if any."""
+        return next((self.config[key] for key in START_KEYS if self.config.get(key)), None)
+
     def build_model(self):
         model = new_model(self.config)
-        if self.config.get("sam_checkpoint"):      # fine-tuning official weights (the method)
-            model.freeze_pretrained()
+        if self._start():                          # fine-tuning official weights (the method)
+            freeze_pretrained(model)
         return model
 
     def model_config(self) -> dict:
         # Asked at every checkpoint; building the paper config (and reading its SAM file)
-        # each time would cost seconds, so once.
+        # each time would cost seconds, so once (with what it keeps frozen).
         if self._model_config is None:
-            self._model_config = self.build_model().config
+            built = self.build_model()
+            self._model_config = built.config
+            self._kept = list(getattr(built, "PRETRAINED_KEPT", ()))
         return self._model_config
 
     def checkpoint_extras(self) -> dict:
         extras = {"trace_options": self.trace, "train_options": self.options.to_dict(),
                   "data": self.data}
-        start = self.config.get("sam_checkpoint")
+        start = self._start()
         if start:                                 # which official weights training began from
             if self._initial_weights is None:     # hashed once, not at every checkpoint
-                from .paper_model import SamTracer
+                self.model_config()
                 self._initial_weights = {"file": Path(start).name, "sha256": file_sha256(start),
-                                         "frozen": list(SamTracer.PRETRAINED_KEPT)}
+                                         "frozen": self._kept}
             extras["initial_weights"] = self._initial_weights
         return extras
 

@@ -100,7 +100,7 @@ def test_host_waits_names_what_would_stall_a_gpu():
     assert "boolean mask" in found[0] and "Python data" in found[2]
 
 
-@pytest.mark.parametrize("kind", ["tiny", "paper"])
+@pytest.mark.parametrize("kind", ["tiny", "paper", "scribbleprompt_unet"])
 def test_decoders_never_wait_for_the_host(kind):
     """What the tracker replays from a CUDA graph on a GPU: the decode, with and without the
     previous slice's logits (SAM's own prompt encoder waits four times; a list index
