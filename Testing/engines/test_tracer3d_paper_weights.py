@@ -10,15 +10,12 @@ from PromptEngines.cli import main
 from PromptEngines.errors import CheckpointError
 from PromptEngines.tracer3d.engine import Tracer3DEngine
 from PromptEngines.tracer3d.paper_model import SamTracer
+from official_weights import fine_tune, save_random, with_renamed_key
 
 
 @pytest.fixture(scope="module")
 def official_layout(tmp_path_factory):
-    torch.manual_seed(0)
-    sam = build_sam_vit_b()
-    path = tmp_path_factory.mktemp("sam") / "sam_vit_b_01ec64.pth"
-    torch.save(sam.state_dict(), path)
-    return path, sam
+    return save_random(tmp_path_factory, build_sam_vit_b, "sam_vit_b_01ec64.pth")
 
 
 def test_official_layout_loads_strictly_and_runs_at_256(official_layout):
@@ -43,10 +40,8 @@ def test_official_layout_loads_strictly_and_runs_at_256(official_layout):
 
 def test_wrong_keys_are_named(official_layout, tmp_path, capsys):
     path, _ = official_layout
-    state = torch.load(path, weights_only=True)
-    state["mask_decoder.extra_token.weight"] = state.pop("mask_decoder.iou_token.weight")
-    bad = tmp_path / "renamed.pth"
-    torch.save(state, bad)
+    bad = with_renamed_key(path, "mask_decoder.iou_token.weight",
+                           "mask_decoder.extra_token.weight", tmp_path / "renamed.pth")
     with pytest.raises(CheckpointError, match=r"1 missing keys: mask_decoder\.iou_token\.weight; "
                                               r"1 unexpected keys: mask_decoder\.extra_token\.weight"):
         Tracer3DEngine(weights=bad)
@@ -158,22 +153,8 @@ def test_offset_features_know_where_the_prompt_is(official_layout):
 
 def test_fine_tuning_official_weights_trains_only_the_decoder_and_offset_mlp(official_layout,
                                                                             tmp_path):
-    from PromptEngines.data.datasets import SyntheticVessels
-    from PromptEngines.tracer3d.train import Tracer3DTask, TrainOptions
-    from PromptEngines.training.trainer import TrainSettings, train
-
-    path, _ = official_layout
-    model = {"kind": "paper", "image_size": 256, "sam_checkpoint": str(path)}
-    task = Tracer3DTask(SyntheticVessels(1), TrainOptions(crop=256, jitter=64.0), model=model,
-                        batch_size=1)
-    before = task.build_model().state_dict()
-    out = tmp_path / "paper.pt"
-    train(task, TrainSettings(out=str(out), steps=2, batch_size=1, lr=1e-3, warmup_steps=1,
-                              evaluate=False), progress=False)
-    after = torch.load(out, weights_only=False)["model"]
-    assert after.keys() == before.keys()
-    changed = {key.split(".")[0] if key.startswith("offset") else ".".join(key.split(".")[:2])
-               for key in before if not torch.equal(before[key], after[key])}
+    config = {"kind": "paper", "image_size": 256, "sam_checkpoint": str(official_layout[0])}
+    _, changed = fine_tune(config, crop=256, jitter=64.0, out=tmp_path / "paper.pt")
     assert changed == {"sam.mask_decoder", "offset_head"}
 
 
