@@ -4,8 +4,8 @@ On a GPU the per-slice decode is bound by launching its kernels (a few hundred s
 SAM's two-way transformer, each a Python call), not by running them. During a trace its
 shapes never change (one prompt on one tile), so each form of the call (with or without the
 previous slice's logits) is captured once and then replayed: one launch per decode. A graph
-is used only if its first replay equals the plain call; anything else falls back to plain
-calls, with a warning. A decode that waits for the host cannot be captured at all
+is used only if its first replay matches the plain call (to rounding); anything else falls
+back to plain calls, with a warning. A decode that waits for the host cannot be captured at all
 (`host_waits` finds such ops on any device).
 """
 from __future__ import annotations
