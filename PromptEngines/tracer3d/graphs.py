@@ -10,6 +10,7 @@ back to plain calls, with a warning. A decode that waits for the host cannot be 
 """
 from __future__ import annotations
 
+import time
 import warnings
 
 import torch
@@ -86,6 +87,7 @@ class GraphedDecode:
         self.graphs: dict[tuple, tuple] = {}      # input shapes -> (replay, static inputs)
         self.failed: str | None = None
         self.difference = 0.0                     # largest |replay - plain call| seen
+        self.capture_seconds = 0.0                # checks, warm-up, capture, first replay
 
     def __call__(self, crops, points, previous_logits=None):
         if self.failed is not None:
@@ -93,10 +95,13 @@ class GraphedDecode:
         values = _inputs(crops, points, previous_logits)
         key = tuple(tuple(v.shape) for v in values)
         if key not in self.graphs:
+            started = time.perf_counter()
             try:
                 self.graphs[key] = self._capture(crops, points, previous_logits, values)
             except Exception as error:          # noqa: BLE001 (any failure: decode plainly)
                 self.failed = f"{type(error).__name__}: {error}"
+            self.capture_seconds += time.perf_counter() - started
+            if self.failed is not None:
                 warnings.warn(f"decoding without CUDA graphs ({self.failed})")
                 return self.decode(crops, points, previous_logits)
         replay, static = self.graphs[key]

@@ -80,9 +80,9 @@ def speed(model, shape=(200, 256, 256), seed=1100, device: str = "cpu",
     where = (torch.cuda.get_device_name(device) if device.startswith("cuda")
              else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads")
     traced, spanned = len(results), len({r.z for r in results})
-    decode = "plain calls"
+    decode, capture_s = "plain calls", 0.0
     if isinstance(tracer.decode, GraphedDecode):
-        failed = tracer.decode.failed
+        failed, capture_s = tracer.decode.failed, tracer.decode.capture_seconds
         decode = (f"CUDA graphs (up to {tracer.decode.difference:.2g} from plain calls)"
                   if failed is None else f"plain calls (graphs failed: {failed})")
     return {"shape": list(shape), "propagation": "ground truth (oracle)" if oracle else "model",
@@ -92,5 +92,7 @@ def speed(model, shape=(200, 256, 256), seed=1100, device: str = "cpu",
             "ms_per_slice_with_normalisation": 1000 * (total + normalise_s) / max(traced, 1),
             # A slice may be traced in several windows (in-plane runs, branches): per z too.
             "ms_per_z": 1000 * total / max(spanned, 1),
-            "decode": decode, "threads": torch.get_num_threads(), "device": device,
+            # Capturing the graphs (once per engine, so once per trace here) is in total_s.
+            "decode": decode, "graph_capture_s": capture_s,
+            "threads": torch.get_num_threads(), "device": device,
             "hardware": where}

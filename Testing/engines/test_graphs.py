@@ -56,6 +56,7 @@ def test_replays_equal_plain_calls_and_outputs_are_copies(graphed):
         for args, copy, out in earlier:
             assert all(torch.equal(a, b) for a, b in zip(copy, out))
     assert Recording.captures == 2 and len(decode.graphs) == 2     # with and without logits
+    assert decode.capture_seconds > 0 and decode.failed is None
 
 
 def test_a_capture_that_fails_falls_back_to_plain_calls(graphed, monkeypatch):
