@@ -67,8 +67,9 @@ class ScribblePromptUNet(nn.Module):
         return self.final_conv(x), bottleneck
 
 
-def load_scribbleprompt_unet(path: str | Path) -> ScribblePromptUNet:
-    """The official checkpoint, loaded strictly (wrong keys are named)."""
+def load_scribbleprompt_unet(path: str | Path, state: dict | None = None) -> ScribblePromptUNet:
+    """The official checkpoint at `path` (or its `state`, already read), loaded strictly
+    (wrong keys are named)."""
     unet = ScribblePromptUNet()
-    load_strict(unet, read_state_dict(path), Path(path).name)
+    load_strict(unet, read_state_dict(path) if state is None else state, Path(path).name)
     return unet

@@ -8,7 +8,8 @@ import torch
 
 from ..backbones.checkpoint import file_sha256, load_strict, read_checkpoint, read_state_dict
 from ..backbones.sam import build_sam_vit_b, is_sam_state_dict
-from ..backbones.scribbleprompt_unet import ScribblePromptUNet, is_scribbleprompt_unet_state_dict
+from ..backbones.scribbleprompt_unet import (is_scribbleprompt_unet_state_dict,
+                                             load_scribbleprompt_unet)
 from ..data import intensity
 from ..engine import Engine, Update, register_engine
 from ..errors import CheckpointError, EngineError, PromptError
@@ -31,7 +32,7 @@ def load_model(path: str | Path, device: str = "cpu", sam_image_size: int = 256)
     except CheckpointError as not_ours:
         if "not an InteractiveVesselSeg checkpoint" not in str(not_ours):
             raise
-        model = _official_model(read_state_dict(path), path.name, sam_image_size)
+        model = _official_model(read_state_dict(path), path, sam_image_size)
         checkpoint = {"config": model.config, "trace_options": {},
                       "note": "official weights; offset MLP untrained"}
     else:
@@ -42,18 +43,16 @@ def load_model(path: str | Path, device: str = "cpu", sam_image_size: int = 256)
     return model, checkpoint
 
 
-def _official_model(state: dict, name: str, sam_image_size: int):
+def _official_model(state: dict, path: Path, sam_image_size: int):
     if is_sam_state_dict(state):
         sam = build_sam_vit_b()
-        load_strict(sam, state, name)
+        load_strict(sam, state, path.name)
         from .paper_model import SamTracer
         return SamTracer(sam_image_size, sam=sam)
     if is_scribbleprompt_unet_state_dict(state):
         from .unet_model import UNetTracer
-        unet = ScribblePromptUNet()
-        load_strict(unet, state, name)
-        return UNetTracer(unet=unet)
-    raise CheckpointError(f"{name} is neither a tracer3d checkpoint nor a SAM ViT-b or "
+        return UNetTracer(unet=load_scribbleprompt_unet(path, state))
+    raise CheckpointError(f"{path.name} is neither a tracer3d checkpoint nor a SAM ViT-b or "
                           "ScribblePrompt-UNet state dict (no image_encoder.* or downs.* keys)")
 
 

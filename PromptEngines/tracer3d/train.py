@@ -277,6 +277,7 @@ class Tracer3DTask:
         self.options, self.seed, self.batch_size = options, seed, batch_size
         self.config = {"crop": options.crop, **(model or {})}
         self._model_config = self._initial_weights = None
+        self._kept: list[str] = []                # what the built model keeps frozen
         self.trace = dict(trace or {})
         if not options.parts["use_offset"]:
             self.trace.setdefault("use_offset", False)

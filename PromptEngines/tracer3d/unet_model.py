@@ -52,7 +52,7 @@ class UNetTracer(nn.Module):
         """points (N, 2) (y, x) in tile pixels -> logits (N, 1, tile, tile), confidence (N,),
         bottleneck (N, 192, 8, 8)."""
         image = crops[0]
-        count, size = image.shape[0], image.shape[-1]
+        size = image.shape[-1]
         # The click's pixel on the UNet's grid (pixel centres, as the resize maps them).
         pixel = torch.round((points + 0.5) * (size / self.crop) - 0.5).clamp(0, size - 1)
         rows, cols = pixel[:, 0, None, None], pixel[:, 1, None, None]
