@@ -12,6 +12,10 @@ PromptEngines/tracer3d/timing.py), where every slice of the true tree gets the m
 work whatever its weights; the tiny model, which traces, shows how close the two are.
 
     python bench/tracer3d_paper_gpu.py [--sam sam_vit_b_01ec64.pth] [--steps N] [--out DIR]
+    python bench/tracer3d_paper_gpu.py --plot-only [--name tracer3d_paper_gpu]
+
+Writes NAME.json and NAME.png (ms per traced slice for every model and way, with the issue's
+target for the paper configuration on a GPU, 10 ms, marked).
 """
 from __future__ import annotations
 
@@ -79,9 +83,16 @@ def train_paper(out: Path, steps: int, device: str, pool: int, lr: float, batch_
             "last_losses": result["last"]}
 
 
-def timings(model, device: str, propagations, every_way: bool = True) -> dict:
-    """ms per slice for each precision (fp32, and TF32 on a GPU), propagation and (on a GPU)
-    decoding with and without CUDA graphs; `every_way=False`: the fastest way only."""
+def median_speed(repeats: int, **kwargs) -> dict:
+    """The run with the median ms per slice of `repeats`, all of them listed with it."""
+    runs = sorted((speed(**kwargs) for _ in range(repeats)), key=lambda r: r["ms_per_slice"])
+    return {**runs[len(runs) // 2], "repeats_ms_per_slice": [r["ms_per_slice"] for r in runs]}
+
+
+def timings(model, device: str, propagations, every_way: bool = True, repeats: int = 3) -> dict:
+    """ms per slice (median of `repeats` runs) for each precision (fp32, and TF32 on a GPU),
+    propagation and (on a GPU) calls with and without CUDA graphs; `every_way=False`: the
+    fastest way only."""
     cuda = device.startswith("cuda")
     speed(model, shape=(24, 256, 256), device=device, oracle=True)     # warm-up, not kept
     rows = {}
@@ -93,12 +104,43 @@ def timings(model, device: str, propagations, every_way: bool = True) -> dict:
             for graphs in ((True, False) if every_way else (True,)) if cuda else (False,):
                 name = f"{precision}, {propagation}" + (", graphs" if graphs else "")
                 try:
-                    rows[name] = speed(model, device=device, oracle=propagation == "oracle",
-                                       options=TraceOptions(cuda_graphs=graphs))
+                    rows[name] = median_speed(repeats, model=model, device=device,
+                                              oracle=propagation == "oracle",
+                                              options=TraceOptions(cuda_graphs=graphs))
                 except PromptError as error:
                     rows[name] = {"error": str(error)}
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     return rows
+
+
+def plot_speed(results: dict, path: Path) -> None:
+    """Horizontal bars: ms per traced slice of every timing (a warm engine), a tick where
+    the engine's first trace (capturing its CUDA graphs) lies; the GPU target dotted."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(f"{label.split(' (')[0]}: {way}", timing) for label, entry in results.items()
+            if isinstance(entry, dict) and "speed" in entry
+            for way, timing in entry["speed"].items() if "ms_per_slice" in timing]
+    fig, axis = plt.subplots(figsize=(9, 1.6 + 0.32 * len(rows)))
+    names = [name for name, _ in rows]
+    axis.barh(names, [t["ms_per_slice"] for _, t in rows], color="tab:blue",
+              label="ms per traced slice (encoding included)")
+    firsts = [(i, t["first_trace_ms_per_slice"]) for i, (_, t) in enumerate(rows)
+              if "first_trace_ms_per_slice" in t]
+    if firsts:
+        axis.plot([f for _, f in firsts], [i for i, _ in firsts], "k|", markersize=12,
+                  label="engine's first trace (captures the CUDA graphs)")
+    if results["device"].startswith("cuda"):
+        axis.axvline(10, color="grey", linestyle=":", label="target: paper config 10 ms")
+    axis.invert_yaxis()
+    axis.set_xlabel("ms per traced slice, 256×256×200 volume")
+    hardware = next(t["hardware"] for _, t in rows)
+    axis.set_title(f"tracer3d per-slice time on {hardware} (torch {results['torch']})", fontsize=9)
+    axis.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.4, -0.1), ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def paper_model(args, weights: Path):
@@ -133,8 +175,15 @@ def main():
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--work", default="/tmp/tracer3d_paper_gpu",
                         help="where the trained weights go (365 MB, not kept)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per timing (median kept)")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="redraw NAME.png from the saved NAME.json")
     args = parser.parse_args()
     out, work = Path(args.out), Path(args.work)
+    name = args.name or f"tracer3d_paper_{'gpu' if args.device.startswith('cuda') else 'cpu'}"
+    if args.plot_only:
+        plot_speed(json.loads((out / f"{name}.json").read_text()), out / f"{name}.png")
+        return
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
@@ -142,7 +191,6 @@ def main():
     model, training = paper_model(args, weights)
     results = {"device": args.device, "torch": torch.__version__, "host": platform.machine(),
                "training": training}
-    name = args.name or f"tracer3d_paper_{'gpu' if args.device.startswith('cuda') else 'cpu'}"
     traces = args.steps > 0 or bool(args.sam)       # random weights trace nothing worth timing
     for label, load in {"paper (SAM ViT-b, 256²)": lambda: model,
                         "tiny": lambda: load_model(DEFAULT_WEIGHTS, args.device)[0]}.items():
@@ -153,7 +201,8 @@ def main():
             # first trace also warms the device up for the timings
             results[label]["held_out"] = evaluate_tracer(timed_model, cases=args.cases)
         results[label]["speed"] = timings(timed_model, args.device,
-                                          ("model", "oracle") if own else ("oracle",))
+                                          ("model", "oracle") if own else ("oracle",),
+                                          repeats=args.repeats)
         results[label]["bench_s"] = time.perf_counter() - started
         print(label, json.dumps(results[label], indent=1), flush=True)
         (out / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
@@ -169,10 +218,12 @@ def main():
         other = build_tracer(config).eval().to(args.device, memory_format=torch.channels_last)
         started = time.perf_counter()
         results[label] = {"parameters": sum(p.numel() for p in other.parameters()),
-                          "speed": timings(other, args.device, ("oracle",), every_way=False),
+                          "speed": timings(other, args.device, ("oracle",), every_way=False,
+                                           repeats=args.repeats),
                           "bench_s": time.perf_counter() - started}
         print(label, json.dumps(results[label], indent=1), flush=True)
         (out / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
+    plot_speed(results, out / f"{name}.png")
     if args.steps > 0:
         shutil.copy(weights.with_suffix(".log"), out / f"{name}.log")
 

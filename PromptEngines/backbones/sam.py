@@ -64,7 +64,7 @@ def sam_input(slices: torch.Tensor, size: int | None = None) -> torch.Tensor:
     grey = slices.clamp(0.0, 1.0)
     if size is not None and grey.shape[-1] != size:
         grey = F.interpolate(grey, size=(size, size), mode="bilinear", align_corners=False)
-    rgb = grey.repeat(1, 3, 1, 1) * 255.0
-    mean = torch.tensor(PIXEL_MEAN, device=slices.device).view(1, 3, 1, 1)
-    std = torch.tensor(PIXEL_STD, device=slices.device).view(1, 3, 1, 1)
-    return (rgb - mean) / std
+    scaled = grey * 255.0
+    # Channel by channel with Python numbers: tensors of SAM's mean and std would be copied
+    # to the GPU at every call, each copy waiting for it.
+    return torch.cat([(scaled - mean) / std for mean, std in zip(PIXEL_MEAN, PIXEL_STD)], dim=1)

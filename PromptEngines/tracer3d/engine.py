@@ -14,7 +14,7 @@ from ..data import intensity
 from ..engine import Engine, Update, register_engine
 from ..errors import CheckpointError, EngineError, PromptError
 from .model import build_tracer
-from .tracking import SliceTracer, TraceOptions, slice_decoder
+from .tracking import SliceTracer, TraceOptions, slice_calls
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "tracer3d_tiny.pt"
@@ -83,9 +83,9 @@ class Tracer3DEngine(Engine):
         self.options = options or TraceOptions(**saved)
         self.weights_path = str(path)
         self.weights_sha256 = file_sha256(path)
-        # Kept for every trace of this engine: on a GPU its graphs are captured once, not
-        # before each trace's first slice.
-        self._decode = slice_decoder(self.model, self.options, self.device)
+        # Kept for every trace of this engine: on a GPU their graphs are captured once, not
+        # in each trace.
+        self._calls = slice_calls(self.model, self.options, self.device)
 
     @classmethod
     def ready(cls) -> bool:
@@ -125,7 +125,7 @@ class Tracer3DEngine(Engine):
         if self._smooth is None:
             self._smooth = intensity.smoothed(self.image, self.spacing_zyx)
         volume = normalised_volume(self.image, self.spacing_zyx, (z, y, x), self._smooth)
-        tracer = SliceTracer(self.model, volume, self.options, self.device, self._decode)
+        tracer = SliceTracer(self.model, volume, self.options, self.device, self._calls)
         depth = self.image.shape[0]
         empty = tuple(slice(0, 0) for _ in range(3))
         for result in tracer.trace((prompt.position[1], prompt.position[2]), z, heartbeat=True):

@@ -1,11 +1,12 @@
-"""The slice decoder replayed from a CUDA graph.
+"""The slice model's calls replayed from CUDA graphs.
 
 On a GPU the per-slice decode is bound by launching its kernels (a few hundred small ones for
-SAM's two-way transformer, each a Python call), not by running them. During a trace its
-shapes never change (one prompt on one tile), so each form of the call (with or without the
-previous slice's logits) is captured once and then replayed: one launch per decode. A graph
-is used only if its first replay matches the plain call (to rounding); anything else falls
-back to plain calls, with a warning. A decode that waits for the host cannot be captured at all
+SAM's two-way transformer, each a Python call), not by running them; the encoder of a chunk of
+tiles (12 ViT blocks) nearly so. During a trace their shapes hardly change (one prompt on one
+tile; a chunk of tiles), so each form of a call (with or without the previous slice's logits;
+a shorter last chunk) is captured once and then replayed: one launch per call. A graph is
+used only if its first replay matches the plain call (to rounding); anything else falls back
+to plain calls, with a warning. A call that waits for the host cannot be captured at all
 (`host_waits` finds such ops on any device).
 """
 from __future__ import annotations
@@ -38,23 +39,55 @@ class _HostWaits(TorchDispatchMode):
         packet = func.overloadpacket
         if packet in _WAITING:
             self.found.append(f"{func}: {_WAITING[packet]}")
-        elif packet in _INDEXING and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
-                                         for i in args[1]):
-            self.found.append(f"{func}: indexing with a boolean mask (a nonzero)")
+        elif packet in _INDEXING:
+            indices = [i for i in args[1] if isinstance(i, torch.Tensor)]
+            if any(i.dtype == torch.bool for i in indices):
+                self.found.append(f"{func}: indexing with a boolean mask (a nonzero)")
+            elif any(i.device != args[0].device for i in indices):
+                self.found.append(f"{func}: an index made on another device (copied to the "
+                                  f"indexed one)")
         return func(*args, **(kwargs or {}))
 
 
 def host_waits(run) -> list[str]:
     """The ops of `run()` that would wait for the host on a GPU, each with why; none for a
     function that can be replayed from a CUDA graph. Works on any device (the ops are the
-    same on the CPU), so a test needs no GPU."""
+    same on the CPU), so a test needs no GPU; an index made on the CPU for a GPU tensor shows
+    only off the CPU (on the "meta" device, say)."""
     with _HostWaits() as mode:
         run()
     return mode.found
 
 
-def _inputs(crops, points, previous_logits) -> list[torch.Tensor]:
-    return [*crops, points] + ([] if previous_logits is None else [previous_logits])
+def _flatten(args) -> tuple[list[torch.Tensor], tuple]:
+    """A call's tensors (arguments are tensors, lists of tensors or None) and its form: what
+    each argument is, with the shapes and types of its tensors."""
+    tensors, form = [], []
+    for arg in args:
+        if arg is None:
+            form.append(None)
+        elif isinstance(arg, torch.Tensor):
+            tensors.append(arg)
+            form.append(("tensor", tuple(arg.shape), arg.dtype))
+        else:
+            tensors.extend(arg)
+            form.append(("list", tuple((tuple(t.shape), t.dtype) for t in arg)))
+    return tensors, tuple(form)
+
+
+def _rebuild(form, tensors) -> list:
+    """The arguments of a call of `form` from its tensors (`_flatten`'s inverse)."""
+    args, position = [], 0
+    for entry in form:
+        if entry is None:
+            args.append(None)
+        elif entry[0] == "tensor":
+            args.append(tensors[position])
+            position += 1
+        else:
+            args.append(list(tensors[position:position + len(entry[1])]))
+            position += len(entry[1])
+    return args
 
 
 class CudaGraphReplay:
@@ -77,63 +110,57 @@ class CudaGraphReplay:
         self.graph.replay()
 
 
-class GraphedDecode:
-    """`model.decode` with the signature the tracker calls, replayed from captured graphs."""
+class GraphedCall:
+    """`function(*args)` (returning a tuple or list of tensors) replayed from captured
+    graphs, one per form of its arguments; `what` names it in warnings ("decoding")."""
 
     recorder = CudaGraphReplay
 
-    def __init__(self, decode, device):
-        self.decode, self.device = decode, device
-        self.graphs: dict[tuple, tuple] = {}      # input shapes -> (replay, static inputs)
+    def __init__(self, function, device, what: str):
+        self.function, self.device, self.what = function, device, what
+        self.graphs: dict[tuple, tuple] = {}      # form -> (replay, static inputs)
         self.failed: str | None = None
         self.difference = 0.0                     # largest |replay - plain call| seen
         self.capture_seconds = 0.0                # checks, warm-up, capture, first replay
 
-    def __call__(self, crops, points, previous_logits=None):
+    def __call__(self, *args):
         if self.failed is not None:
-            return self.decode(crops, points, previous_logits)
-        values = _inputs(crops, points, previous_logits)
-        key = tuple(tuple(v.shape) for v in values)
-        if key not in self.graphs:
+            return self.function(*args)
+        values, form = _flatten(args)
+        if form not in self.graphs:
             started = time.perf_counter()
             try:
-                self.graphs[key] = self._capture(crops, points, previous_logits, values)
-            except Exception as error:          # noqa: BLE001 (any failure: decode plainly)
+                self.graphs[form] = self._capture(args, values, form)
+            except Exception as error:          # noqa: BLE001 (any failure: call plainly)
                 self.failed = f"{type(error).__name__}: {error}"
             self.capture_seconds += time.perf_counter() - started
             if self.failed is not None:
-                warnings.warn(f"decoding without CUDA graphs ({self.failed})")
-                return self.decode(crops, points, previous_logits)
-        replay, static = self.graphs[key]
+                warnings.warn(f"{self.what} without CUDA graphs ({self.failed})")
+                return self.function(*args)
+        replay, static = self.graphs[form]
         for buffer, value in zip(static, values):
             buffer.copy_(value)
         replay.replay()
-        return tuple(out.clone() for out in replay.outputs)
+        return type(replay.outputs)(out.clone() for out in replay.outputs)
 
-    def _capture(self, crops, points, previous_logits, values):
+    def _capture(self, args, values, form):
         """Record on zero-filled buffers, then check one replay on the real inputs against
         the plain call: a graph that ignored its inputs, or computes something else, fails.
-        A decode that waits for the host is not tried (its capture would fail midway)."""
-        waits = host_waits(lambda: self.decode(crops, points, previous_logits))
+        A call that waits for the host is not tried (its capture would fail midway)."""
+        waits = host_waits(lambda: self.function(*args))
         if waits:
-            raise RuntimeError(f"the decode waits for the host: {waits[0]}")
+            raise RuntimeError(f"the call waits for the host: {waits[0]}")
         static = [torch.zeros_like(v) for v in values]
-        levels, with_logits = len(crops), previous_logits is not None
-
-        def run():
-            return self.decode(static[:levels], static[levels],
-                               static[levels + 1] if with_logits else None)
-
-        replay = self.recorder(run, self.device)
+        replay = self.recorder(lambda: self.function(*_rebuild(form, static)), self.device)
         for buffer, value in zip(static, values):
             buffer.copy_(value)
         replay.replay()
-        expected = self.decode(crops, points, previous_logits)
-        # Kernels may be chosen differently under capture: rounding apart is the same decode.
+        expected = self.function(*args)
+        # Kernels may be chosen differently under capture: rounding apart is the same call.
         difference = max(float((a - b).abs().max()) for a, b in zip(replay.outputs, expected))
         if not all(torch.allclose(a, b, rtol=1e-4, atol=1e-4)
                    for a, b in zip(replay.outputs, expected)):
-            raise RuntimeError(f"the captured decode differs from the plain one (by up to "
+            raise RuntimeError(f"the captured call differs from the plain one (by up to "
                                f"{difference:.3g})")
         self.difference = max(self.difference, difference)
         return replay, static

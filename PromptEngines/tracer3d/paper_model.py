@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones.sam import build_sam_vit_b, resize_sam, sam_input
+from ..backbones.sam_encoder import image_embeddings
 from ..errors import IVSegError
 from .model import OffsetHead
 
@@ -47,7 +48,7 @@ class SamTracer(nn.Module):
     def encode(self, tiles: torch.Tensor) -> list[torch.Tensor]:
         """(N, 1, tile, tile) normalised tiles -> SAM image embeddings (N, 256, size/16,
         size/16), tiles upsampled (bilinear) to SAM's input size first if smaller."""
-        return [self.sam.image_encoder(sam_input(tiles, self.image_size))]
+        return [image_embeddings(self.sam.image_encoder, sam_input(tiles, self.image_size))]
 
     def decode(self, crops, points, previous_logits=None):
         """SAM's prompt encoder (point, previous logits as mask input) and mask decoder,

@@ -34,10 +34,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..data.regions import deepest_point, full_structure, window
+from ..data.regions import bounding_box, deepest_point, dilated_within, full_structure, window
 from ..errors import PromptError
 from .branches import keep_branches
-from .graphs import GraphedDecode
+from .graphs import GraphedCall
 
 
 @dataclass(frozen=True)
@@ -85,11 +85,20 @@ class _Track:
     bottleneck: torch.Tensor | None = field(default=None, repr=False)
 
 
-def slice_decoder(model, options: TraceOptions, device: str):
-    """The model's decode as the tracker calls it: replayed from CUDA graphs on a GPU."""
+@dataclass(frozen=True)
+class SliceCalls:
+    """The model's encode and decode as the tracker calls them."""
+    encode: object
+    decode: object
+
+
+def slice_calls(model, options: TraceOptions, device: str) -> SliceCalls:
+    """The model's calls, replayed from CUDA graphs on a GPU (graphs.py). Keep one for all
+    traces of a model (the engine does): its graphs are captured once."""
     if options.cuda_graphs and str(device).startswith("cuda"):
-        return GraphedDecode(model.decode, device)
-    return model.decode
+        return SliceCalls(GraphedCall(model.encode, device, "encoding"),
+                          GraphedCall(model.decode, device, "decoding"))
+    return SliceCalls(model.encode, model.decode)
 
 
 class TileCache:
@@ -99,8 +108,9 @@ class TileCache:
     included). A tile is encoded together with the same tile on the following slices of its
     chunk (a track moves along z), in one batch, and kept (LRU)."""
 
-    def __init__(self, model, volume: torch.Tensor, pad: int, chunk: int, capacity: int):
-        self.model, self.chunk, self.capacity = model, chunk, capacity
+    def __init__(self, model, encode, volume: torch.Tensor, pad: int, chunk: int,
+                 capacity: int):
+        self.model, self.encode, self.chunk, self.capacity = model, encode, chunk, capacity
         self.padded = torch.nn.functional.pad(volume[:, None], (pad, pad, pad, pad))
         self._tiles: OrderedDict[tuple, list] = OrderedDict()
         self.encoded = 0
@@ -112,7 +122,7 @@ class TileCache:
             stop = min(start + self.chunk, self.padded.shape[0])
             (y, x), size = origin, self.model.crop
             with torch.no_grad():
-                features = self.model.encode(self.padded[start:stop, :, y:y + size, x:x + size])
+                features = self.encode(self.padded[start:stop, :, y:y + size, x:x + size])
             for offset, zz in enumerate(range(start, stop)):
                 self._tiles[(zz, *origin)] = [level[offset] for level in features]
             self.encoded += stop - start
@@ -126,18 +136,19 @@ class SliceTracer:
     """Traces one vessel tree through a normalised volume (z, y, x) with a slice model."""
 
     def __init__(self, model, volume: np.ndarray, options: TraceOptions = TraceOptions(),
-                 device: str = "cpu", decode=None):
+                 device: str = "cpu", calls: SliceCalls | None = None):
         self.model, self.options, self.device = model, options, device
         self.volume = volume
         self.size = model.crop
         self.pad = self.size // 2 + model.stride
         self.shape = volume.shape
-        self.tiles = TileCache(model, torch.from_numpy(volume).to(device), self.pad,
-                               options.chunk, options.cached_tiles)
+        # `calls`: kept across traces (the engine's), so their graphs are captured once.
+        calls = calls if calls is not None else slice_calls(model, options, device)
+        self.decode = calls.decode
+        self.tiles = TileCache(model, calls.encode, torch.from_numpy(volume).to(device),
+                               self.pad, options.chunk, options.cached_tiles)
         self.traced = np.zeros(volume.shape, bool)
         self.slices_traced = 0
-        # `decode`: one kept across traces (the engine's), so graphs are captured once.
-        self.decode = decode if decode is not None else slice_decoder(model, options, device)
 
     # ------------------------------------------------------------------ geometry
     def _origin(self, point) -> tuple[int, int]:
@@ -235,11 +246,16 @@ class SliceTracer:
         return np.array([y0 + moved[1], x0 + moved[0]], float)
 
     def _local_peak(self, probability, centre):
+        """The highest probability within `refine_radius` of `centre` and where it is (the
+        first in row order among equals), looked for in the disc's box only."""
         radius = self.options.refine_radius
-        ys, xs = np.ogrid[:probability.shape[0], :probability.shape[1]]
+        top = [max(int(np.floor(c - radius)), 0) for c in centre]
+        box = probability[top[0]:int(np.ceil(centre[0] + radius)) + 1,
+                          top[1]:int(np.ceil(centre[1] + radius)) + 1]
+        ys, xs = np.ogrid[top[0]:top[0] + box.shape[0], top[1]:top[1] + box.shape[1]]
         near = (ys - centre[0]) ** 2 + (xs - centre[1]) ** 2 <= radius ** 2
-        masked = np.where(near, probability, -1.0)
-        where = np.array(np.unravel_index(int(np.argmax(masked)), masked.shape), float)
+        masked = np.where(near, box, -1.0)
+        where = np.array(np.unravel_index(int(np.argmax(masked)), masked.shape), float) + top
         return float(masked.max()), where
 
     # ------------------------------------------------------------------ tracing
@@ -295,17 +311,12 @@ class SliceTracer:
         for z in np.nonzero(self.traced.reshape(self.shape[0], -1).any(axis=1))[0].tolist():
             # Only the box around slice z's traced mask matters, and the neighbour's mask
             # within reach of it (whole-slice dilations were a tenth of the trace's time).
-            rows, cols = ndimage.find_objects(self.traced[z].astype(np.uint8))[0]
-            reach = (slice(max(rows.start - margin, 0), rows.stop + margin),
-                     slice(max(cols.start - margin, 0), cols.stop + margin))
-            inside = (slice(rows.start - reach[0].start, rows.stop - reach[0].start),
-                      slice(cols.start - reach[1].start, cols.stop - reach[1].start))
+            rows, cols = bounding_box(self.traced[z])
             for direction in (1, -1):
                 neighbour = z + direction
                 if not 0 <= neighbour < self.shape[0]:
                     continue
-                covered = ndimage.binary_dilation(self.traced[neighbour][reach],
-                                                  full_structure(2), iterations=margin)[inside]
+                covered = dilated_within(self.traced[neighbour], (rows, cols), margin)
                 pieces, count = ndimage.label(self.traced[z, rows, cols] & ~covered,
                                               full_structure(2))
                 for label, box in enumerate(ndimage.find_objects(pieces), start=1):
@@ -356,19 +367,22 @@ class SliceTracer:
         target = z + direction
         if not 0 <= target < self.shape[0]:
             return
-        pieces, count = ndimage.label(mask, full_structure(2))
+        # Pieces within the mask's box (the same pieces, at the box's cost); each piece's
+        # track keeps its own box.
+        box = bounding_box(mask)
+        corner = (mask_corner[0] + box[0].start, mask_corner[1] + box[1].start)
+        pieces, count = ndimage.label(mask[box], full_structure(2))
         for label in range(1, count + 1):
             piece = pieces == label
-            centre = np.asarray(deepest_point(piece), float) + mask_corner
+            centre = np.asarray(deepest_point(piece), float) + corner
             # Each piece's track sees only its own piece as the previous mask (a `where`,
             # not a boolean-mask write: that waits for the GPU).
             piece_crop = np.zeros(logits.shape[-2:], bool)
-            oy = mask_corner[0] + self.pad - origin[0]
-            ox = mask_corner[1] + self.pad - origin[1]
+            oy, ox = corner[0] + self.pad - origin[0], corner[1] + self.pad - origin[1]
             piece_crop[oy:oy + piece.shape[0], ox:ox + piece.shape[1]] = piece
             region = torch.from_numpy(piece_crop).to(logits.device)
             own = torch.where(region, logits.clamp(min=0.5), -8.0)
-            queue.append(_Track(target, direction, centre, piece, mask_corner, (own, origin),
+            queue.append(_Track(target, direction, centre, piece, corner, (own, origin),
                                 bottleneck if count == 1 else None))
 
     def _spread(self, queue, z, kept, rows, cols, logits, origin, bottleneck, forward):
@@ -385,10 +399,11 @@ class SliceTracer:
             if not 0 <= neighbour < self.shape[0]:
                 continue
             ahead = forward is None or direction == forward
-            covered = ndimage.binary_dilation(self.traced[neighbour, rows, cols],
-                                              full_structure(2),
-                                              iterations=self.options.overlap_margin)
-            uncovered = kept & ~covered
+            # Only where `kept` is matters: the neighbour's traced mask dilated there.
+            near = bounding_box(kept)
+            uncovered = np.zeros_like(kept)
+            uncovered[near] = kept[near] & ~dilated_within(
+                self.traced[neighbour, rows, cols], near, self.options.overlap_margin)
             if uncovered.sum() >= (1 if ahead else self.options.min_backward_pixels):
                 self._continue(queue, z, direction, uncovered, corner, logits, origin,
                                bottleneck if direction == forward else None)
@@ -405,9 +420,12 @@ class SliceTracer:
             edge[:, 0] = True
         if cols.stop < width:
             edge[:, -1] = True
-        pieces, count = ndimage.label(kept & edge, full_structure(2))
+        at_edge = kept & edge
+        box = bounding_box(at_edge)
+        corner = (rows.start + box[0].start, cols.start + box[1].start)
+        pieces, count = ndimage.label(at_edge[box], full_structure(2))
         for label in range(1, count + 1):
-            centre = np.argwhere(pieces == label).mean(axis=0) + (rows.start, cols.start)
+            centre = (np.argwhere(pieces == label) + corner).mean(axis=0)
             queue.append(_Track(z, 0, centre, kept, (rows.start, cols.start), (logits, origin),
                                 None))
 
@@ -432,10 +450,12 @@ class SliceTracer:
         ys1, xs1 = min(r0 + ph, previous.shape[0]), min(c0 + pw, previous.shape[1])
         if ys1 > ys0 and xs1 > xs0:
             previous[ys0:ys1, xs0:xs1] = track.previous[ys0 - r0:ys1 - r0, xs0 - c0:xs1 - c0]
-        reach = ndimage.binary_dilation(previous, full_structure(2),
-                                        iterations=options.overlap_margin)
-        pieces, count = ndimage.label(candidate, full_structure(2))
-        touching = np.unique(pieces[reach & (pieces > 0)])
+        near = bounding_box(previous, options.overlap_margin)
+        reach = dilated_within(previous, near, options.overlap_margin)
+        pieces = np.zeros(candidate.shape, np.int32)      # labelled within the box of
+        found = bounding_box(candidate)                     # what the model found
+        pieces[found] = ndimage.label(candidate[found], full_structure(2))[0]
+        touching = np.unique(pieces[near][reach & (pieces[near] > 0)])
         kept = np.isin(pieces, touching[touching > 0])
         if not kept.any() or crop_prob[kept].mean() < options.min_confidence:
             return None                                   # the vessel ends or fades out

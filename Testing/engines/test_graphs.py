@@ -1,13 +1,14 @@
-"""The decoder replayed from captured graphs: inputs go through static buffers, outputs come
+"""The model's calls replayed from captured graphs: inputs go through static buffers, outputs come
 back as copies, each call form is captured once, and a capture that fails or does not
 reproduce the plain call is never used. CUDA itself is exercised by the GPU benchmark
 (bench/tracer3d_paper_gpu.py); here a stand-in records the graph."""
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
-from PromptEngines.tracer3d.graphs import GraphedDecode, host_waits
+from PromptEngines.tracer3d.graphs import GraphedCall, host_waits
 from PromptEngines.tracer3d.model import build_tracer
 
 
@@ -27,11 +28,11 @@ class Recording:
 
 @pytest.fixture
 def graphed(monkeypatch):
-    monkeypatch.setattr(GraphedDecode, "recorder", Recording)
+    monkeypatch.setattr(GraphedCall, "recorder", Recording)
     Recording.captures = 0
     torch.manual_seed(0)
     model = build_tracer().eval()
-    return model, GraphedDecode(model.decode, "cpu")
+    return model, GraphedCall(model.decode, "cpu", "decoding")
 
 
 def prompts(seed, with_logits):
@@ -65,7 +66,7 @@ def test_a_capture_that_fails_falls_back_to_plain_calls(graphed, monkeypatch):
     def broken(run, device):
         raise RuntimeError("operation not permitted when stream is capturing")
 
-    monkeypatch.setattr(GraphedDecode, "recorder", staticmethod(broken))
+    monkeypatch.setattr(GraphedCall, "recorder", staticmethod(broken))
     args = prompts(0, with_logits=True)
     with torch.no_grad(), pytest.warns(UserWarning, match="decoding without CUDA graphs"):
         out = decode(*args)
@@ -80,7 +81,7 @@ def test_a_capture_that_differs_from_the_plain_call_is_not_used(graphed, monkeyp
         def replay(self):
             pass
 
-    monkeypatch.setattr(GraphedDecode, "recorder", Stale)
+    monkeypatch.setattr(GraphedCall, "recorder", Stale)
     args = prompts(1, with_logits=True)
     with torch.no_grad(), pytest.warns(UserWarning, match="differs from the plain one"):
         out = decode(*args)
@@ -126,7 +127,7 @@ def test_a_decode_that_waits_for_the_host_is_never_captured(graphed, monkeypatch
         return logits * float(confidence[0]), confidence, bottleneck     # a read on the host
 
     Recording.captures = 0
-    waiting = GraphedDecode(decode, "cpu")
+    waiting = GraphedCall(decode, "cpu", "decoding")
     args = prompts(3, with_logits=False)
     with torch.no_grad():
         with pytest.warns(UserWarning, match="waits for the host: aten._local"):
@@ -143,7 +144,7 @@ def test_a_replay_that_rounds_apart_from_the_plain_call_is_kept_and_reported(gra
             super().replay()
             self.outputs[0].mul_(1 + 1e-6)
 
-    monkeypatch.setattr(GraphedDecode, "recorder", Rounding)
+    monkeypatch.setattr(GraphedCall, "recorder", Rounding)
     args = prompts(4, with_logits=True)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -151,3 +152,36 @@ def test_a_replay_that_rounds_apart_from_the_plain_call_is_kept_and_reported(gra
     assert decode.failed is None and len(decode.graphs) == 1
     assert 0 < decode.difference < 1e-4
     assert torch.allclose(out[0], model.decode(*args)[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["tiny", "paper", "scribbleprompt_unet"])
+def test_encoders_never_wait_for_the_host(kind):
+    """The tile encoder is replayed from CUDA graphs too. On the meta device an index made
+    on the CPU (SAM's own attention makes one per block) shows as a copy."""
+    model = build_tracer({"kind": kind}).eval().to("meta")
+    tiles = torch.empty(8, 1, model.crop, model.crop, device="meta")
+    with torch.no_grad():
+        assert host_waits(lambda: model.encode(tiles)) == []
+
+
+def test_a_trace_with_graphed_calls_equals_one_with_plain_calls(monkeypatch, vessel_case):
+    """Encoder and decoder through GraphedCall (the stand-in recorder): the same mask, bit
+    for bit; a graph per form: one chunk size here, the decode with and without logits."""
+    monkeypatch.setattr(GraphedCall, "recorder", Recording)
+    from PromptEngines.tracer3d.engine import DEFAULT_WEIGHTS, load_model, normalised_volume
+    from PromptEngines.tracer3d.tracking import SliceCalls, SliceTracer
+
+    model = load_model(DEFAULT_WEIGHTS, "cpu")[0]
+    case = vessel_case
+    volume = normalised_volume(case.volume.array, case.volume.spacing_zyx, case.seed_index)
+    graphed = SliceCalls(GraphedCall(model.encode, "cpu", "encoding"),
+                         GraphedCall(model.decode, "cpu", "decoding"))
+    masks = []
+    for calls in (None, graphed):
+        tracer = SliceTracer(model, volume, calls=calls)
+        with torch.no_grad():
+            list(tracer.trace(case.seed_index[1:], case.seed_index[0]))
+        masks.append(tracer.traced)
+    assert masks[1].sum() > 500 and np.array_equal(masks[0], masks[1])
+    assert len(graphed.decode.graphs) == 2 and len(graphed.encode.graphs) >= 1
+    assert graphed.encode.failed is None and graphed.decode.failed is None

@@ -48,7 +48,7 @@ def test_oracle_trace_follows_the_truth_with_the_models_work_per_slice(vessel_ca
 def test_speed_report_with_oracle_propagation():
     model = untrained_model()
     report = speed(model, shape=(40, 80, 80), seed=1100, oracle=True)
-    assert report["propagation"] == "ground truth (oracle)" and report["decode"] == "plain calls"
+    assert report["propagation"] == "ground truth (oracle)" and report["calls"] == "plain calls"
     assert report["shape"] == [40, 80, 80]
     assert report["traced_slices"] >= 40               # the click's vessel runs through all z
     assert report["tiles_encoded"] > 0

@@ -46,29 +46,35 @@ def test_same_click_same_mask_bit_for_bit(case):
     assert np.array_equal(masks[0], masks[1])
 
 
-def test_every_trace_of_an_engine_decodes_with_one_decoder(case, monkeypatch):
-    """On a GPU that decoder replays CUDA graphs: captured during the engine's first trace
-    and replayed by the next, not captured again before each trace's first slice."""
+def test_every_trace_of_an_engine_encodes_and_decodes_with_one_pair_of_calls(case, monkeypatch):
+    """On a GPU those calls replay CUDA graphs: captured during the engine's first trace
+    and replayed by the next, not captured again in each trace."""
     from PromptEngines.tracer3d import engine as engine_module
+    from PromptEngines.tracer3d.tracking import SliceCalls
 
-    made, calls = [], []
+    made, decodes, encodes = [], [], []
 
-    def counting_decoder(model, options, device):
+    def counting_calls(model, options, device):
         made.append(device)
 
         def decode(*args):
-            calls.append(len(made))
+            decodes.append(len(made))
             return model.decode(*args)
-        return decode
 
-    monkeypatch.setattr(engine_module, "slice_decoder", counting_decoder)
+        def encode(tiles):
+            encodes.append(len(made))
+            return model.encode(tiles)
+        return SliceCalls(encode, decode)
+
+    monkeypatch.setattr(engine_module, "slice_calls", counting_calls)
     engine = Tracer3DEngine(device="cpu")
     engine.set_image(case.volume.array, case.volume.spacing_zyx)
     first = engine.run(Point(case.seed_index)).copy()
-    decodes = len(calls)
+    decoded, encoded = len(decodes), len(encodes)
     engine.undo()
     second = engine.run(Point(case.seed_index))
-    assert made == ["cpu"] and decodes > 100 and len(calls) == 2 * decodes
+    assert made == ["cpu"] and decoded > 100 and encoded > 10
+    assert len(decodes) == 2 * decoded and len(encodes) == 2 * encoded
     assert np.array_equal(first, second) and first.any()
 
 
