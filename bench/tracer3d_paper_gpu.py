@@ -35,7 +35,7 @@ from PromptEngines.errors import PromptError  # noqa: E402
 from PromptEngines.tracer3d.engine import DEFAULT_WEIGHTS, load_model  # noqa: E402
 from PromptEngines.tracer3d.evaluate import evaluate_tracer  # noqa: E402
 from PromptEngines.tracer3d.model import build_tracer  # noqa: E402
-from PromptEngines.tracer3d.timing import speed  # noqa: E402
+from PromptEngines.tracer3d.timing import median_speed, speed  # noqa: E402
 from PromptEngines.tracer3d.tracking import TraceOptions  # noqa: E402
 from PromptEngines.training.tasks import make_task  # noqa: E402
 from PromptEngines.training.trainer import TrainSettings, train  # noqa: E402
@@ -81,12 +81,6 @@ def train_paper(out: Path, steps: int, device: str, pool: int, lr: float, batch_
             "precision": "bf16 autocast" if bf16 else "tf32" if tf32 else "fp32",
             "batch_size": batch_size, "config": config, "wall_s": result["wall_seconds"],
             "last_losses": result["last"]}
-
-
-def median_speed(repeats: int, **kwargs) -> dict:
-    """The run with the median ms per slice of `repeats`, all of them listed with it."""
-    runs = sorted((speed(**kwargs) for _ in range(repeats)), key=lambda r: r["ms_per_slice"])
-    return {**runs[len(runs) // 2], "repeats_ms_per_slice": [r["ms_per_slice"] for r in runs]}
 
 
 def timings(model, device: str, propagations, every_way: bool = True, repeats: int = 3) -> dict:

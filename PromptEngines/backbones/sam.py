@@ -32,10 +32,11 @@ def is_sam_state_dict(state: dict) -> bool:
     return any(k.startswith("image_encoder.patch_embed") for k in state)
 
 
-def load_sam(path: str | Path, image_size: int = 256):
-    """An official SAM / ScribblePrompt-SAM ViT-b checkpoint, loaded strictly, then resized."""
+def load_sam(path: str | Path, image_size: int = 256, state: dict | None = None):
+    """An official SAM / ScribblePrompt-SAM ViT-b checkpoint, loaded strictly, then resized.
+    `state`: the file's state dict when already read."""
     sam = build_sam_vit_b()
-    load_strict(sam, read_state_dict(path), Path(path).name)
+    load_strict(sam, read_state_dict(path) if state is None else state, Path(path).name)
     return resize_sam(sam, image_size)
 
 

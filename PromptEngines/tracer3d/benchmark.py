@@ -17,7 +17,7 @@ from ..evaluation.baselines import regiongrow_mask, threshold_component, tune_th
 from ..evaluation.tables import markdown_table
 from .engine import load_model, normalised_volume
 from .evaluate import HELD_OUT_FIRST_SEED, case_report, trace_case
-from .timing import speed
+from .timing import median_speed
 from .tracking import TraceOptions
 
 METRICS = ("dice", "cldice", "hd95_mm", "betti0_error", "distractor_fraction", "seconds")
@@ -114,7 +114,7 @@ def run(weights, out, cases: int = 10, with_speed: bool = True, threads: int = 2
     results = {"weights": str(weights), "weights_sha256": checkpoint.get("weights_sha256"),
                "accuracy": accuracy(model, cases)}
     if with_speed:
-        results["speed"] = speed(model)
+        results["speed"] = median_speed(model=model)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "tracer3d.json").write_text(json.dumps(results, indent=1) + "\n")

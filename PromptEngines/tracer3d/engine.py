@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..backbones.checkpoint import file_sha256, load_strict, read_checkpoint, read_state_dict
-from ..backbones.sam import build_sam_vit_b, is_sam_state_dict
+from ..backbones.sam import is_sam_state_dict, load_sam
 from ..backbones.scribbleprompt_unet import (is_scribbleprompt_unet_state_dict,
                                              load_scribbleprompt_unet)
 from ..data import intensity
@@ -45,10 +45,8 @@ def load_model(path: str | Path, device: str = "cpu", sam_image_size: int = 256)
 
 def _official_model(state: dict, path: Path, sam_image_size: int):
     if is_sam_state_dict(state):
-        sam = build_sam_vit_b()
-        load_strict(sam, state, path.name)
         from .paper_model import SamTracer
-        return SamTracer(sam_image_size, sam=sam)
+        return SamTracer(sam_image_size, sam=load_sam(path, sam_image_size, state))
     if is_scribbleprompt_unet_state_dict(state):
         from .unet_model import UNetTracer
         return UNetTracer(unet=load_scribbleprompt_unet(path, state))

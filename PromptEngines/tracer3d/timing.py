@@ -117,3 +117,10 @@ def speed(model, shape=(200, 256, 256), seed=1100, device: str = "cpu",
     if first is not None:
         report["first_trace_ms_per_slice"] = 1000 * first[1] / max(len(first[0]), 1)
     return report
+
+
+def median_speed(repeats: int = 5, **kwargs) -> dict:
+    """`speed(**kwargs)` run `repeats` times: the median run (by ms per slice), with every
+    run's ms per slice (a shared machine's timings spread by a third)."""
+    runs = sorted((speed(**kwargs) for _ in range(repeats)), key=lambda r: r["ms_per_slice"])
+    return {**runs[len(runs) // 2], "repeats_ms_per_slice": [r["ms_per_slice"] for r in runs]}

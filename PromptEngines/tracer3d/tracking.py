@@ -21,7 +21,7 @@ peak's confidence; the model segments again with p. Our additions, where the pap
 - Encoding is prompt-free: fixed tiles on a grid, each encoded once, in batches along z ahead
   of the tracks, exactly as the model saw crops in training (the point within half a grid
   step of its tile's centre, where training's crop jitter puts it); the per-slice cost is
-  the crop decoder, which on a GPU is replayed from CUDA graphs (graphs.py).
+  the crop decoder. On a GPU both are replayed from CUDA graphs (graphs.py).
 """
 from __future__ import annotations
 
@@ -301,7 +301,7 @@ class SliceTracer:
         found = keep_branches(committed, self.traced & ~committed, self.volume, self.options)
         self.traced = committed | found
         for z in np.nonzero(found.reshape(found.shape[0], -1).any(axis=1))[0]:
-            rows, cols = ndimage.find_objects(found[z].astype(np.uint8))[0]
+            rows, cols = bounding_box(found[z])
             yield SliceResult(int(z), rows, cols, found[z, rows, cols].copy(), 0, second_look=True)
 
     def _tracks_from_traced(self) -> deque:
@@ -323,22 +323,24 @@ class SliceTracer:
                     piece = pieces[box] == label
                     if piece.sum() >= self.options.min_backward_pixels:
                         corner = (rows.start + box[0].start, cols.start + box[1].start)
-                        whole = np.zeros(self.shape[1:], bool)
-                        whole[rows, cols] = pieces == label
-                        self._start_from(queue, z, direction, whole,
+                        self._start_from(queue, z, direction, piece, corner,
                                          np.add(deepest_point(piece), corner))
         return queue
 
-    def _start_from(self, queue, z, direction, piece, centre):
-        """Queue a track towards z + direction from `piece` (a whole-slice mask), its crop
-        centred on the piece and prompted with the slice's traced mask as logits."""
+    def _start_from(self, queue, z, direction, piece, corner, centre):
+        """Queue a track towards z + direction from `piece` (a mask whose first pixel is at
+        `corner` of slice z), its crop centred on the piece and prompted with the slice's
+        traced mask as logits."""
         origin = self._origin(centre)
         rows, cols, (cy, cx) = self._window(origin)
         logits = torch.full((1, 1, self.size, self.size), -8.0, device=self.device)
         window = torch.from_numpy(self.traced[z, rows, cols]).to(self.device)
         logits[0, 0, cy:cy + window.shape[0], cx:cx + window.shape[1]] = window.float() * 8 - 4
-        self._continue(queue, z, direction, piece[rows, cols], (rows.start, cols.start),
-                       logits, origin, None)
+        # The piece within the window only, as the crop sees it.
+        top = (max(corner[0], rows.start), max(corner[1], cols.start))
+        inside = piece[top[0] - corner[0]:max(rows.stop - corner[0], 0),
+                       top[1] - corner[1]:max(cols.stop - corner[1], 0)]
+        self._continue(queue, z, direction, inside, top, logits, origin, None)
 
     def _capped(self, started) -> bool:
         return (self.slices_traced >= self.options.max_slices
@@ -367,8 +369,8 @@ class SliceTracer:
         target = z + direction
         if not 0 <= target < self.shape[0]:
             return
-        # Pieces within the mask's box (the same pieces, at the box's cost); each piece's
-        # track keeps its own box.
+        # Pieces within the mask's box (the same pieces, at the box's cost); a track's
+        # previous mask is that box with only its own piece in it.
         box = bounding_box(mask)
         corner = (mask_corner[0] + box[0].start, mask_corner[1] + box[1].start)
         pieces, count = ndimage.label(mask[box], full_structure(2))

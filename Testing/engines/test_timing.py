@@ -7,7 +7,7 @@ import torch
 from PromptEngines.evaluation import metrics
 from PromptEngines.tracer3d.engine import normalised_volume
 from PromptEngines.tracer3d.model import build_tracer
-from PromptEngines.tracer3d.timing import OracleTracer, speed
+from PromptEngines.tracer3d.timing import OracleTracer, median_speed, speed
 
 
 def untrained_model():
@@ -55,3 +55,10 @@ def test_speed_report_with_oracle_propagation():
     assert 0 < report["encode_s"] < report["total_s"]
     assert report["ms_per_slice"] == 1000 * report["total_s"] / report["traced_slices"]
     assert "encode" not in vars(model)                  # the timer is taken off again
+
+
+def test_median_speed_reports_the_middle_run_and_every_run():
+    report = median_speed(3, model=untrained_model(), shape=(40, 80, 80), seed=1100, oracle=True)
+    runs = report["repeats_ms_per_slice"]
+    assert len(runs) == 3 and runs == sorted(runs) and report["ms_per_slice"] == runs[1]
+    assert report["traced_slices"] >= 40
