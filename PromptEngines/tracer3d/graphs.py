@@ -91,9 +91,10 @@ def _rebuild(form, tensors) -> list:
 
 
 class CudaGraphReplay:
-    """`run()` captured in a CUDA graph; `replay()` re-runs it into the same output buffers."""
+    """`run()` captured in a CUDA graph; `replay()` re-runs it into the same output buffers.
+    `pool`: the memory pool of an earlier capture to share (`self.pool`: this one's)."""
 
-    def __init__(self, run, device):
+    def __init__(self, run, device, pool=None):
         stream = torch.cuda.Stream(device)
         stream.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(stream):           # warm-up off the default stream, as
@@ -103,8 +104,9 @@ class CudaGraphReplay:
         self.graph = torch.cuda.CUDAGraph()
         # Traces run on a worker thread: only its own calls must keep off capture-unsafe
         # CUDA APIs, not the panel's thread.
-        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+        with torch.cuda.graph(self.graph, pool=pool, capture_error_mode="thread_local"):
             self.outputs = run()
+        self.pool = self.graph.pool()
 
     def replay(self):
         self.graph.replay()
@@ -122,6 +124,10 @@ class GraphedCall:
         self.failed: str | None = None
         self.difference = 0.0                     # largest |replay - plain call| seen
         self.capture_seconds = 0.0                # checks, warm-up, capture, first replay
+        # One memory pool for all of this call's graphs (a shorter last chunk of tiles; a
+        # decode with and without logits): they never run at once, and each replay's outputs
+        # are copied out before the next replay, so one may reuse what another left.
+        self.pool = None
 
     def __call__(self, *args):
         if self.failed is not None:
@@ -151,7 +157,9 @@ class GraphedCall:
         if waits:
             raise RuntimeError(f"the call waits for the host: {waits[0]}")
         static = [torch.zeros_like(v) for v in values]
-        replay = self.recorder(lambda: self.function(*_rebuild(form, static)), self.device)
+        replay = self.recorder(lambda: self.function(*_rebuild(form, static)), self.device,
+                               pool=self.pool)
+        self.pool = getattr(replay, "pool", None)
         for buffer, value in zip(static, values):
             buffer.copy_(value)
         replay.replay()

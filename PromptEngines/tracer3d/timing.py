@@ -95,6 +95,10 @@ def speed(model, shape=(200, 256, 256), seed=1100, device: str = "cpu",
     started = time.perf_counter()
     volume = normalised_volume(case.volume.array, case.volume.spacing_zyx, case.seed_index)
     normalise_s = time.perf_counter() - started
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
     calls = slice_calls(model, options, device)
     graphed = isinstance(calls.decode, GraphedCall)
     first = _timed_trace(model, volume, case, options, device, calls, oracle) if graphed else None
@@ -116,6 +120,10 @@ def speed(model, shape=(200, 256, 256), seed=1100, device: str = "cpu",
               "threads": torch.get_num_threads(), "device": device, "hardware": where}
     if first is not None:
         report["first_trace_ms_per_slice"] = 1000 * first[1] / max(len(first[0]), 1)
+    if cuda:       # what tracing needs on top of what was there (the weights, say)
+        report["weights_mb"] = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**20
+        report["peak_gpu_mb_while_tracing"] = (torch.cuda.max_memory_allocated(device)
+                                               - before) / 2**20
     return report
 
 

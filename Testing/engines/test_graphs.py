@@ -15,9 +15,12 @@ from PromptEngines.tracer3d.model import build_tracer
 class Recording:
     """Stands in for a CUDA graph: replay() re-runs into the captured output buffers."""
     captures = 0
+    pools: list = []
 
-    def __init__(self, run, device):
+    def __init__(self, run, device, pool=None):
         Recording.captures += 1
+        Recording.pools.append(pool)
+        self.pool = ("pool", Recording.captures)
         self.run = run
         self.outputs = run()
 
@@ -29,7 +32,7 @@ class Recording:
 @pytest.fixture
 def graphed(monkeypatch):
     monkeypatch.setattr(GraphedCall, "recorder", Recording)
-    Recording.captures = 0
+    Recording.captures, Recording.pools = 0, []
     torch.manual_seed(0)
     model = build_tracer().eval()
     return model, GraphedCall(model.decode, "cpu", "decoding")
@@ -57,13 +60,14 @@ def test_replays_equal_plain_calls_and_outputs_are_copies(graphed):
         for args, copy, out in earlier:
             assert all(torch.equal(a, b) for a, b in zip(copy, out))
     assert Recording.captures == 2 and len(decode.graphs) == 2     # with and without logits
+    assert Recording.pools == [None, ("pool", 1)]          # the second shares the first's pool
     assert decode.capture_seconds > 0 and decode.failed is None
 
 
 def test_a_capture_that_fails_falls_back_to_plain_calls(graphed, monkeypatch):
     model, decode = graphed
 
-    def broken(run, device):
+    def broken(run, device, pool=None):
         raise RuntimeError("operation not permitted when stream is capturing")
 
     monkeypatch.setattr(GraphedCall, "recorder", staticmethod(broken))
