@@ -47,6 +47,15 @@ def bounding_box(region: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
     return tuple(box)
 
 
+def pieces_in_box(mask: np.ndarray) -> tuple[np.ndarray, int, tuple[slice, ...]]:
+    """The mask's connected pieces (full connectivity) labelled within its bounding box: the
+    same pieces, numbered in the same order, at the box's cost. Returns the labels (box-sized),
+    their count and the box."""
+    box = bounding_box(mask)
+    pieces, count = ndimage.label(mask[box], full_structure(mask.ndim))
+    return pieces, count, box
+
+
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest connected piece (full connectivity); an empty mask stays empty."""
     labels, count = ndimage.label(mask, full_structure(mask.ndim))

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..data.regions import bounding_box, deepest_point, dilated_within, full_structure, window
+from ..data.regions import (bounding_box, deepest_point, dilated_within, full_structure,
+                            pieces_in_box, window)
 from ..errors import PromptError
 from .branches import keep_branches
 from .graphs import GraphedCall
@@ -60,7 +61,7 @@ class TraceOptions:
     max_seconds: float = 120.0
     chunk: int = 8                     # slices whose tile is encoded in one batch
     cached_tiles: int = 1024
-    cuda_graphs: bool = True           # on a GPU, replay the decoder from CUDA graphs (graphs.py)
+    cuda_graphs: bool = True           # on a GPU, replay encoder and decoder from CUDA graphs
 
 
 @dataclass
@@ -369,11 +370,9 @@ class SliceTracer:
         target = z + direction
         if not 0 <= target < self.shape[0]:
             return
-        # Pieces within the mask's box (the same pieces, at the box's cost); a track's
-        # previous mask is that box with only its own piece in it.
-        box = bounding_box(mask)
+        # A track's previous mask is the pieces' box with only its own piece in it.
+        pieces, count, box = pieces_in_box(mask)
         corner = (mask_corner[0] + box[0].start, mask_corner[1] + box[1].start)
-        pieces, count = ndimage.label(mask[box], full_structure(2))
         for label in range(1, count + 1):
             piece = pieces == label
             centre = np.asarray(deepest_point(piece), float) + corner
@@ -422,10 +421,8 @@ class SliceTracer:
             edge[:, 0] = True
         if cols.stop < width:
             edge[:, -1] = True
-        at_edge = kept & edge
-        box = bounding_box(at_edge)
+        pieces, count, box = pieces_in_box(kept & edge)
         corner = (rows.start + box[0].start, cols.start + box[1].start)
-        pieces, count = ndimage.label(at_edge[box], full_structure(2))
         for label in range(1, count + 1):
             centre = (np.argwhere(pieces == label) + corner).mean(axis=0)
             queue.append(_Track(z, 0, centre, kept, (rows.start, cols.start), (logits, origin),
@@ -454,9 +451,9 @@ class SliceTracer:
             previous[ys0:ys1, xs0:xs1] = track.previous[ys0 - r0:ys1 - r0, xs0 - c0:xs1 - c0]
         near = bounding_box(previous, options.overlap_margin)
         reach = dilated_within(previous, near, options.overlap_margin)
-        pieces = np.zeros(candidate.shape, np.int32)      # labelled within the box of
-        found = bounding_box(candidate)                     # what the model found
-        pieces[found] = ndimage.label(candidate[found], full_structure(2))[0]
+        found, _, box = pieces_in_box(candidate)
+        pieces = np.zeros(candidate.shape, found.dtype)
+        pieces[box] = found
         touching = np.unique(pieces[near][reach & (pieces[near] > 0)])
         kept = np.isin(pieces, touching[touching > 0])
         if not kept.any() or crop_prob[kept].mean() < options.min_confidence:

@@ -1,9 +1,10 @@
-"""Region geometry: the box-cropped deepest point equals the whole-array one."""
+"""Region geometry: the box-cropped deepest point and pieces equal the whole-array ones."""
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from PromptEngines.data.regions import bounding_box, deepest_point, inner_distance
+from PromptEngines.data.regions import (bounding_box, deepest_point, full_structure,
+                                        inner_distance, pieces_in_box)
 
 
 def _deepest_over_whole_array(region, spacing=None):
@@ -40,3 +41,15 @@ def test_bounding_box():
     assert bounding_box(region) == (slice(3, 7), slice(4, 10))
     assert bounding_box(region, margin=4) == (slice(0, 10), slice(0, 12))
     assert bounding_box(np.zeros((4, 5), bool)) == (slice(0, 4), slice(0, 5))
+
+
+def test_pieces_in_box_are_the_whole_arrays_pieces_in_the_same_order():
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        mask = rng.random((int(rng.integers(2, 30)), int(rng.integers(2, 30)))) < rng.uniform(0, 0.3)
+        whole, whole_count = ndimage.label(mask, full_structure(2))
+        pieces, count, box = pieces_in_box(mask)
+        assert count == whole_count
+        outside = whole.copy()
+        outside[box] = 0
+        assert np.array_equal(pieces, whole[box]) and not outside.any()
