@@ -16,10 +16,6 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleTest,
                                            ScriptedLoadableModuleWidget)
 
-# Packages the extension needs besides the PyTorch extension's torch; installed on first use,
-# after asking (never at import time).
-REQUIREMENTS = ["SimpleITK", "scikit-image", "scipy", "tqdm", "segment-anything",
-                "segment-anything-hq", "timm", "open_clip_torch", "monai"]
 PUMP_INTERVAL_MS = 30
 
 
@@ -38,22 +34,15 @@ class InteractiveVesselSeg(ScriptedLoadableModule):
                                            "(MICCAI 2025); PRISM (MICCAI 2024); VerSe.")
 
 
-def dependencies_missing() -> list[str]:
-    import importlib.util
-    modules = {"SimpleITK": "SimpleITK", "scikit-image": "skimage", "scipy": "scipy",
-               "tqdm": "tqdm", "segment-anything": "segment_anything",
-               "segment-anything-hq": "segment_anything_hq", "timm": "timm",
-               "open_clip_torch": "open_clip", "monai": "monai"}
-    missing = [p for p, m in modules.items() if importlib.util.find_spec(m) is None]
-    if importlib.util.find_spec("torch") is None:
-        missing.insert(0, "torch (install the PyTorch extension)")
-    return missing
-
-
 def ensure_dependencies(ask=True) -> bool:
-    """Install what is missing with Slicer's pip helper, after the user agrees."""
-    missing = [p for p in dependencies_missing() if not p.startswith("torch")]
-    if "torch (install the PyTorch extension)" in dependencies_missing():
+    """Install what PromptEngines/requirements.txt lists and is missing, with Slicer's pip
+    helper, after the user agrees (never at import time); torch comes from the PyTorch
+    extension."""
+    from PromptEngines.requirements import (FROM_PYTORCH_EXTENSION, distribution_name,
+                                            missing_requirements)
+
+    missing = missing_requirements()
+    if any(distribution_name(r) in FROM_PYTORCH_EXTENSION for r in missing):
         slicer.util.errorDisplay("InteractiveVesselSeg needs PyTorch: install the PyTorch "
                                  "extension from the Extensions Manager, then restart.")
         return False
@@ -63,7 +52,7 @@ def ensure_dependencies(ask=True) -> bool:
             "InteractiveVesselSeg needs these Python packages:\n" + "\n".join(missing)
             + "\n\nInstall them now? (this can take a few minutes)"):
         return False
-    slicer.util.pip_install(" ".join(missing))
+    slicer.util.pip_install(" ".join(missing))       # no spaces inside a requirement
     return True
 
 
@@ -81,6 +70,7 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         self.ui = slicer.util.childWidgetVariables(ui_widget)
         ui_widget.setMRMLScene(slicer.mrmlScene)
         self.logic = None
+        self.vocabulary_buttons = {"text": {}, "auto": {}}     # the chosen engine's words
         self.timer = qt.QTimer()
         self.timer.setInterval(PUMP_INTERVAL_MS)
         self.timer.timeout.connect(self.onPump)
@@ -99,10 +89,6 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         ui.negativePointButton.clicked.connect(lambda: self.onPointTool(positive=False))
         ui.boxButton.clicked.connect(self.onBoxTool)
         ui.scribbleButton.clicked.connect(self.onScribbleTool)
-        for command, button in self.text_buttons().items():
-            button.clicked.connect(lambda _=False, c=command: self.onTextCommand(c))
-        for name, button in self.structure_buttons().items():
-            button.clicked.connect(lambda _=False, n=name: self.call("segment_structure", n))
         ui.undoButton.clicked.connect(lambda: self.call("undo"))
         ui.resetButton.clicked.connect(lambda: self.call("reset"))
         ui.cancelButton.clicked.connect(lambda: self.call("cancel", start=False))
@@ -110,13 +96,34 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         ui.importButton.clicked.connect(self.onImport)
 
     def text_buttons(self):
-        ui = self.ui
-        return {"extend": ui.extendButton, "remove": ui.removeButton,
-                "make thinner": ui.thinnerButton, "make thicker": ui.thickerButton,
-                "make a connection": ui.connectButton}
+        return self.vocabulary_buttons["text"]
 
     def structure_buttons(self):
-        return {"LV": self.ui.lvButton, "Myo": self.ui.myoButton, "RV": self.ui.rvButton}
+        return self.vocabulary_buttons["auto"]
+
+    def rebuild_vocabulary_buttons(self, name):
+        """One button per text command and per structure the chosen engine declares; a
+        group the engine declares nothing for is hidden."""
+        vocabulary = self.logic.engine_vocabulary(name)
+        groups = {"text": (self.ui.textCollapsibleButton, self.onTextCommand),
+                  "auto": (self.ui.structuresCollapsibleButton,
+                           lambda word: self.call("segment_structure", word))}
+        for kind, (group, act) in groups.items():
+            layout = group.layout()
+            for button in self.vocabulary_buttons[kind].values():
+                layout.removeWidget(button)
+                button.deleteLater()
+            self.vocabulary_buttons[kind] = {}
+            for index, (word, tip) in enumerate(vocabulary[kind].items()):
+                button = qt.QPushButton(word)
+                button.setToolTip(tip)
+                button.clicked.connect(lambda _=False, w=word, act=act: act(w))
+                if kind == "text":                      # two columns
+                    layout.addWidget(button, index // 2, index % 2)
+                else:
+                    layout.addWidget(button)
+                self.vocabulary_buttons[kind][word] = button
+            group.setVisible(bool(vocabulary[kind]))
 
     def ensure_logic(self):
         if self.logic is None:
@@ -211,13 +218,13 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
             for button in self.tool_buttons(tool):
                 button.setEnabled(reason is None)
                 button.setToolTip(reason or "")
+        self.rebuild_vocabulary_buttons(name)
 
     def tool_buttons(self, tool):
+        """The fixed buttons of a tool (text and structure buttons come from the engine)."""
         ui = self.ui
         return {"point": [ui.positivePointButton, ui.negativePointButton, ui.traceButton],
-                "box": [ui.boxButton], "scribble": [ui.scribbleButton],
-                "text": list(self.text_buttons().values()),
-                "auto": list(self.structure_buttons().values())}[tool]
+                "box": [ui.boxButton], "scribble": [ui.scribbleButton]}.get(tool, [])
 
     def onInputsChanged(self, *_):
         if self.logic is None:
@@ -277,7 +284,7 @@ class InteractiveVesselSegTest(ScriptedLoadableModuleTest):
 
     def test_trace_and_replay(self):
         import numpy as np
-        from PromptEngines.data.synthetic import vessel_volume
+        from PromptEngines.data.synthetic.cta import vessel_volume
         from PromptEngines.evaluation import metrics
 
         case = vessel_volume(1007, shape=(48, 72, 72))

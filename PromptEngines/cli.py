@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -14,25 +16,18 @@ import numpy as np
 
 from .data.preview import save_preview
 from .data.segmentation_file import Segment, read_mask, write_mask, write_segmentation
+from .data.synthetic.cta import vessel_volume
 from .data.volume import Volume, read_volume, write_volume
-from .engine import available_engines, get_engine
+from .descriptor import BenchSettings
 from .errors import IVSegError, VolumeError
 from .evaluation import metrics
-from .prompts import MaskPrompt, Point, PromptSequence
-from .session import Session
-from .session_files import prompts_path_for
+from .evaluation.runner import evaluate_clicks
+from .prompts import Point, PromptSequence
+from .registry import available_engines, default_tracer, descriptor, get_engine
+from .annotation import Annotation
+from .recording_files import prompts_path_for
 
-TRACE_ENGINE_PREFERENCE = ("tracer3d", "regiongrow")
 OVERLAY_COLOUR = (1.0, 0.25, 0.2)
-
-
-def default_trace_engine() -> str:
-    """tracer3d when its embedded weights are there, else the regiongrow baseline."""
-    from .engine import engine_class
-
-    known = available_engines()
-    return next(name for name in TRACE_ENGINE_PREFERENCE
-                if name in known and engine_class(name).ready())
 
 
 def _check_output(path: str) -> Path:
@@ -66,13 +61,13 @@ def _read_truth(path: str, segment: str) -> tuple[np.ndarray, Volume]:
         return read_mask(path)          # a file without that segment name: its first segment
 
 
-def _save_outputs(session: Session, out: Path, preview: Path | None = None) -> Path:
-    write_mask(out, session.mask, session.volume.ijk_to_ras, session.sequence.segment)
+def _save_outputs(annotation: Annotation, out: Path, preview: Path | None = None) -> Path:
+    write_mask(out, annotation.mask, annotation.volume.ijk_to_ras, annotation.sequence.segment)
     prompts = prompts_path_for(out)
-    session.finish().save(prompts)
+    annotation.finish().save(prompts)
     if preview is not None:
-        save_preview(preview, session.volume.array, session.volume.spacing_zyx,
-                     [(session.mask, OVERLAY_COLOUR)])
+        save_preview(preview, annotation.volume.array, annotation.volume.spacing_zyx,
+                     [(annotation.mask, OVERLAY_COLOUR)])
     return prompts
 
 
@@ -83,12 +78,12 @@ def cmd_trace(args) -> int:
     if volume.is_single_slice:
         raise VolumeError(f"{Path(args.volume).name} is a 2D image; tracing follows a vessel "
                           "through a 3D volume (use `ivseg segment` for 2D images)")
-    engine = get_engine(args.engine or default_trace_engine(), args.weights, args.device)
-    session = Session(volume, engine, args.segment)
-    session.apply(Point(args.seed_ras, 1))
-    prompts = _save_outputs(session, out, Path(args.preview) if args.preview else None)
+    engine = get_engine(args.engine or default_tracer(), args.weights, args.device)
+    annotation = Annotation(volume, engine, args.segment)
+    annotation.apply(Point(args.seed_ras, 1))
+    prompts = _save_outputs(annotation, out, Path(args.preview) if args.preview else None)
     print(f"engine {engine.name}: wrote {out} and {prompts}")
-    report = _report(session.mask, volume, args.label, args.segment)
+    report = _report(annotation.mask, volume, args.label, args.segment)
     if args.metrics_json:
         Path(args.metrics_json).write_text(json.dumps(report, indent=1) + "\n")
     return 0
@@ -98,28 +93,26 @@ def cmd_segment(args) -> int:
     out = _check_output(args.out)
     volume = read_volume(args.volume)
     sequence = PromptSequence.load(args.prompts)
-    name = args.engine or sequence.engine or default_trace_engine()
+    name = args.engine or sequence.engine or default_tracer()
     engine = get_engine(name, args.weights, args.device)
-    session = Session(volume, engine, sequence.segment)
+    annotation = Annotation(volume, engine, sequence.segment)
     if args.initial:
-        session.apply(session.load_mask_prompt(args.initial))
-    session.replay(sequence, base_dir=Path(args.prompts).parent,
+        annotation.apply(annotation.load_mask_prompt(args.initial))
+    annotation.replay(sequence, base_dir=Path(args.prompts).parent,
                    check_volume=not args.ignore_volume_identity)
-    prompts = _save_outputs(session, out, Path(args.preview) if args.preview else None)
+    prompts = _save_outputs(annotation, out, Path(args.preview) if args.preview else None)
     print(f"engine {engine.name}: applied {len(sequence.steps)} steps; wrote {out} and {prompts}")
     same_engine = sequence.engine == engine.name and not args.initial
     if sequence.result_sha256 and same_engine:
-        reproduced = session.sequence.result_sha256 == sequence.result_sha256
+        reproduced = annotation.sequence.result_sha256 == sequence.result_sha256
         print("replay reproduces the recorded mask: " + ("yes" if reproduced else "NO"))
         if args.check and not reproduced:
             raise IVSegError("replay differs from the recorded result (sha256 mismatch)")
-    _report(session.mask, volume, args.label, sequence.segment)
+    _report(annotation.mask, volume, args.label, sequence.segment)
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluation.runner import evaluate_clicks
-
     results = evaluate_clicks(args.engine, cases=args.cases, clicks=args.clicks,
                               first_seed=args.first_seed, weights=args.weights,
                               device=args.device)
@@ -134,17 +127,15 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_train(args) -> int:
-    import os
-    import shlex
-
+    # Training needs torch; imported here so that the other commands (regiongrow) don't.
     from .training.tasks import make_task, read_config
     from .training.trainer import TrainSettings, train
 
-    config = read_config(args.config)
+    config = read_config(args.config, args.engine)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     task = make_task(args.engine, args.data, config, args.seed, args.batch_size, args.pool,
                      rank, world, args.sessions)
-    steps = args.steps or max(1, args.epochs * len(task.pool) * 64 // args.batch_size)
+    steps = args.steps or max(1, args.epochs * task.epoch_samples // args.batch_size)
     settings = TrainSettings(out=args.out, steps=steps, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, warmup_steps=min(args.warmup, steps),
                              seed=args.seed, device=args.device or "cpu", resume=args.resume,
@@ -160,7 +151,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from .training.reproduce import reproduce, write_report
+    from .training.reproduce import reproduce, write_report      # torch, as for train
 
     report = reproduce(args.weights, args.workdir, args.tolerance)
     if args.out:
@@ -171,20 +162,16 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .engine import engine_class
-
-    engine = engine_class(args.engine)
-    results = engine.benchmark(args.weights, args.out, args.cases, not args.no_speed,
-                               args.threads)
-    print(engine.benchmark_table(results))
+    benchmark = descriptor(args.engine).benchmark_module()
+    results = benchmark.run(BenchSettings(out=args.out, weights=args.weights, cases=args.cases,
+                                          speed=not args.no_speed, threads=args.threads))
+    print(benchmark.table(results))
     print(f"wrote the results to {args.out}")
     return 0
 
 
 def cmd_demo(args) -> int:
     """The main job end to end on a synthetic CT angiogram: one click, the vessel tree."""
-    from .data.synthetic import vessel_volume
-
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     case = vessel_volume(seed=args.seed)
@@ -231,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--label", help="ground truth segmentation: print Dice / clDice")
     trace.add_argument("--preview", help="write a PNG preview (MIPs with the overlay)")
     trace.add_argument("--metrics-json", help="write the metrics to this JSON file")
-    engine_options(trace, "default: " + default_trace_engine())
+    engine_options(trace, "default: " + default_tracer())
     trace.set_defaults(handler=cmd_trace)
 
     segment = commands.add_parser("segment", help="apply or replay a *.prompts.json sequence")
@@ -258,13 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="first synthetic seed (training uses seeds below 1000)")
     evaluate.add_argument("--out", help="write the results JSON here")
     evaluate.set_defaults(handler=cmd_evaluate)
-    bench = commands.add_parser("bench", help="one-click benchmark on held-out synthetic volumes")
+    bench = commands.add_parser("bench", help="an engine's benchmark on held-out synthetic cases")
     bench.add_argument("--engine", default="tracer3d")
     bench.add_argument("--weights")
-    bench.add_argument("--cases", type=int, default=10)
+    bench.add_argument("--cases", type=int, help="held-out cases (default: the benchmark's own)")
     bench.add_argument("--out", default="bench_results")
     bench.add_argument("--threads", type=int, default=2)
-    bench.add_argument("--no-speed", action="store_true", help="skip the 256x256x200 timing")
+    bench.add_argument("--no-speed", action="store_true", help="skip the timing")
     bench.set_defaults(handler=cmd_bench)
 
     training = commands.add_parser("train", help="train an engine's model (torchrun-ready)")
@@ -277,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--out", required=True, help="weights file to write")
     training.add_argument("--steps", type=int, help="optimiser steps")
     training.add_argument("--epochs", type=int, default=1,
-                          help="when --steps is not given: passes of 64 samples per volume")
+                          help="when --steps is not given: passes over the training data "
+                               "(each engine says how many samples a pass is)")
     training.add_argument("--batch-size", type=int, default=16)
     training.add_argument("--lr", type=float, default=1e-3)
     training.add_argument("--weight-decay", type=float, default=1e-5)

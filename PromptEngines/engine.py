@@ -1,4 +1,5 @@
-"""The engine protocol, shared by every method, and the registry that builds engines by name.
+"""The engine protocol, shared by every method (the registry that builds engines by name is
+`registry.py`; what an engine is, for shared code, is its `descriptor.py`).
 
 An engine is an interactive session: `set_image` once, then `interact(prompt)` any number of
 times. `interact` is a generator of `Update`s (the changed region and its new voxels), so a
@@ -8,14 +9,14 @@ Prompts reach engines in voxel index space (z, y, x floats).
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import ClassVar, Iterator
 
 import numpy as np
 
+from .descriptor import EngineDescriptor
 from .errors import EngineError, PromptError
-from .prompts import Box, MaskPrompt, Point, Prompt, Reset, Scribble, Text, Undo
+from .prompts import MaskPrompt, Prompt, Reset, Undo
 
 Region = tuple[slice, slice, slice]
 
@@ -72,42 +73,29 @@ def resolve_device(device=None) -> str:
 
 
 class Engine:
-    """Base class: subclasses implement `_interact` (and optionally the state hooks)."""
+    """Base class: subclasses name their `descriptor` and implement `_interact` (and
+    optionally the state hooks)."""
 
-    name: ClassVar[str] = ""
-    capabilities: ClassVar[frozenset[str]] = frozenset()
-    needs_3d: ClassVar[bool] = False       # True: refuses single-slice (2D) images
-    takes_weights: ClassVar[bool] = False
+    descriptor: ClassVar[EngineDescriptor]
 
     def __init__(self, weights=None, device=None):
-        if weights is not None and not self.takes_weights:
+        if weights is not None and not self.descriptor.takes_weights:
             raise EngineError(f"engine {self.name!r} takes no weights file")
-        self.device = resolve_device(device)
+        # An engine without a model (regiongrow) runs in numpy and never loads torch.
+        self.device = resolve_device(device) if self.descriptor.takes_weights else "cpu"
         self.weights_sha256: str | None = None
         self.image: np.ndarray | None = None
         self.spacing_zyx = (1.0, 1.0, 1.0)
         self._mask: np.ndarray | None = None
         self._history: list[tuple[Region, np.ndarray, object]] = []
 
-    @classmethod
-    def ready(cls) -> bool:
-        """Whether the engine can be built with its defaults (e.g. embedded weights exist)."""
-        return True
+    @property
+    def name(self) -> str:
+        return self.descriptor.name
 
-    @classmethod
-    def training_task(cls, source, config: dict, seed: int, batch_size: int, rank: int = 0,
-                      world: int = 1):
-        """What `ivseg train` trains for this engine (the trainer reaches it by name)."""
-        raise EngineError(f"engine {cls.name!r} has nothing to train")
-
-    @classmethod
-    def benchmark(cls, weights, out, cases: int, with_speed: bool = True, threads: int = 2):
-        """This engine's benchmark (`ivseg bench`): results dict, JSON and PNG in `out`."""
-        raise EngineError(f"engine {cls.name!r} has no benchmark yet")
-
-    @classmethod
-    def benchmark_table(cls, results: dict) -> str:
-        raise EngineError(f"engine {cls.name!r} has no benchmark yet")
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return self.descriptor.capabilities
 
     # ------------------------------------------------------------------ protocol
     def set_image(self, image: np.ndarray, spacing_zyx=(1.0, 1.0, 1.0)) -> None:
@@ -115,7 +103,7 @@ class Engine:
         if image.ndim != 3:
             raise PromptError(f"engines take a 3D (z, y, x) image, got {image.ndim}D; "
                               "a 2D image is a single-slice volume")
-        if self.needs_3d and image.shape[0] < 2:
+        if self.descriptor.needs_3d and image.shape[0] < 2:
             raise EngineError(f"engine {self.name!r} needs a 3D volume; this image is a "
                               "single 2D slice")
         if image.size == 0 or not np.isfinite(image).all():
@@ -184,7 +172,7 @@ class Engine:
         if not self.accepts(prompt.kind):
             raise PromptError(f"engine {self.name!r} does not take {prompt.kind} prompts "
                               f"(it takes: {', '.join(sorted(self.capabilities))})")
-        self._check_inside(prompt)
+        prompt.check_inside(self.image.shape)
 
     def run(self, prompt: Prompt) -> np.ndarray:
         """Apply a prompt to completion and return the mask."""
@@ -238,59 +226,3 @@ class Engine:
     def _require_image(self) -> None:
         if self.image is None:
             raise EngineError(f"engine {self.name!r} has no image: call set_image first")
-
-    def _check_inside(self, prompt: Prompt) -> None:
-        shape = self.image.shape
-        if isinstance(prompt, Point):
-            positions = [prompt.position]
-        elif isinstance(prompt, Scribble):
-            positions = list(prompt.points)
-        elif isinstance(prompt, Box):
-            if any(hi < -0.5 or lo > n - 0.5 for lo, hi, n in zip(prompt.low, prompt.high, shape)):
-                raise PromptError("the box does not overlap the volume")
-            positions = []
-        elif isinstance(prompt, Text) and prompt.position is not None:
-            positions = [prompt.position]
-        elif isinstance(prompt, MaskPrompt):
-            if prompt.mask is None or prompt.mask.shape != shape:
-                got = None if prompt.mask is None else prompt.mask.shape
-                raise PromptError(f"the starting mask has shape {got}, the image {shape}")
-            positions = []
-        else:
-            positions = []
-        for zyx in positions:
-            if not all(-0.5 <= c <= n - 0.5 for c, n in zip(zyx, shape)):
-                raise PromptError("prompt point (z, y, x) = ("
-                                  + ", ".join(f"{c:.1f}" for c in zyx)
-                                  + f") is outside the image of shape {shape}")
-
-
-# ---------------------------------------------------------------------- registry
-# Engines are imported on first use so that `regiongrow` works without loading torch.
-_ENGINE_MODULES = {
-    "regiongrow": "PromptEngines.regiongrow.engine",
-    "tracer3d": "PromptEngines.tracer3d.engine",
-}
-_REGISTRY: dict[str, type[Engine]] = {}
-
-
-def register_engine(cls: type[Engine]) -> type[Engine]:
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def available_engines() -> list[str]:
-    return sorted(set(_ENGINE_MODULES) | set(_REGISTRY))
-
-
-def engine_class(name: str) -> type[Engine]:
-    if name not in _REGISTRY:
-        if name not in _ENGINE_MODULES:
-            raise EngineError(f"unknown engine {name!r}; available: "
-                              + ", ".join(available_engines()))
-        importlib.import_module(_ENGINE_MODULES[name])
-    return _REGISTRY[name]
-
-
-def get_engine(name: str, weights=None, device=None) -> Engine:
-    return engine_class(name)(weights=weights, device=device)

@@ -20,8 +20,16 @@ from .errors import PromptError, PromptFileError
 
 Coordinate = tuple[float, float, float]
 
-# The five correction commands of the multimodal method, in a fixed order (class index).
+# The five correction commands of the multimodal method, in a fixed order (class index),
+# and what each does at the clicked point (the panel's tooltips).
 TEXT_COMMANDS = ("make thinner", "make thicker", "make a connection", "extend", "remove")
+TEXT_COMMAND_HELP = {
+    "make thinner": "narrow the vessel around the clicked point",
+    "make thicker": "widen the vessel around the clicked point",
+    "make a connection": "join the two pieces nearest the clicked point",
+    "extend": "continue the vessel from the clicked point",
+    "remove": "delete the clicked piece back to where it joins the rest",
+}
 FORMAT_VERSION = 1
 
 
@@ -43,12 +51,33 @@ def _label(value) -> int:
     return int(value)
 
 
+def _require_inside(positions, shape) -> None:
+    for zyx in positions:
+        if not all(-0.5 <= c <= n - 0.5 for c, n in zip(zyx, shape)):
+            raise PromptError("prompt point (z, y, x) = ("
+                              + ", ".join(f"{c:.1f}" for c in zyx)
+                              + f") is outside the image of shape {shape}")
+
+
 def normalise_command(text: str) -> str:
     """Map free text to one of TEXT_COMMANDS, tolerating case and spacing."""
     key = " ".join(str(text).lower().replace("_", " ").split())
     if key not in TEXT_COMMANDS:
         raise PromptError(f"unknown text command {text!r}; known: {', '.join(TEXT_COMMANDS)}")
     return key
+
+
+class _NoCoordinates:
+    """A prompt with no place in the volume (a structure name, a mask, undo, reset)."""
+
+    def map_coordinates(self, transform):
+        return self
+
+    def positions(self) -> list[Coordinate]:
+        return []
+
+    def check_inside(self, shape) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -63,6 +92,20 @@ class Point:
 
     def map_coordinates(self, transform: Callable[[Coordinate], Coordinate]) -> "Point":
         return replace(self, position=transform(self.position))
+
+    def positions(self) -> list[Coordinate]:
+        """The coordinates that must lie inside the volume."""
+        return [self.position]
+
+    def check_inside(self, shape) -> None:
+        _require_inside(self.positions(), shape)
+
+    def to_json(self) -> dict:
+        return {"kind": "point", "ras": list(self.position), "label": self.label}
+
+    @classmethod
+    def from_json(cls, step: dict) -> "Point":
+        return cls(step["ras"], step.get("label", 1))
 
 
 @dataclass(frozen=True)
@@ -95,6 +138,20 @@ class Box:
         mapped = np.array([transform(c) for c in self.corners()])
         return Box(tuple(mapped.min(axis=0)), tuple(mapped.max(axis=0)))
 
+    def positions(self) -> list[Coordinate]:
+        return []            # a box may reach past the volume; the engine clips it
+
+    def check_inside(self, shape) -> None:
+        if any(hi < -0.5 or lo > n - 0.5 for lo, hi, n in zip(self.low, self.high, shape)):
+            raise PromptError("the box does not overlap the volume")
+
+    def to_json(self) -> dict:
+        return {"kind": "box", "ras_min": list(self.low), "ras_max": list(self.high)}
+
+    @classmethod
+    def from_json(cls, step: dict) -> "Box":
+        return cls(step["ras_min"], step["ras_max"])
+
 
 @dataclass(frozen=True)
 class Scribble:
@@ -112,6 +169,19 @@ class Scribble:
     def map_coordinates(self, transform) -> "Scribble":
         return replace(self, points=tuple(transform(p) for p in self.points))
 
+    def positions(self) -> list[Coordinate]:
+        return list(self.points)
+
+    def check_inside(self, shape) -> None:
+        _require_inside(self.positions(), shape)
+
+    def to_json(self) -> dict:
+        return {"kind": "scribble", "ras": [list(p) for p in self.points], "label": self.label}
+
+    @classmethod
+    def from_json(cls, step: dict) -> "Scribble":
+        return cls(step["ras"], step.get("label", 1))
+
 
 @dataclass(frozen=True)
 class Text:
@@ -128,9 +198,25 @@ class Text:
     def map_coordinates(self, transform) -> "Text":
         return self if self.position is None else replace(self, position=transform(self.position))
 
+    def positions(self) -> list[Coordinate]:
+        return [] if self.position is None else [self.position]
+
+    def check_inside(self, shape) -> None:
+        _require_inside(self.positions(), shape)
+
+    def to_json(self) -> dict:
+        step = {"kind": "text", "text": self.command}
+        if self.position is not None:
+            step["ras"] = list(self.position)
+        return step
+
+    @classmethod
+    def from_json(cls, step: dict) -> "Text":
+        return cls(step["text"], step.get("ras"))
+
 
 @dataclass(frozen=True)
-class Auto:
+class Auto(_NoCoordinates):
     """Automatic segmentation of a named structure (e.g. "LV", "Myo", "RV")."""
     target: str
     kind = "auto"
@@ -139,64 +225,70 @@ class Auto:
         if not str(self.target).strip():
             raise PromptError("an automatic prompt needs a structure name")
 
-    def map_coordinates(self, transform) -> "Auto":
-        return self
+    def to_json(self) -> dict:
+        return {"kind": "auto", "target": self.target}
+
+    @classmethod
+    def from_json(cls, step: dict) -> "Auto":
+        return cls(step["target"])
 
 
 @dataclass(frozen=True, eq=False)
-class MaskPrompt:
+class MaskPrompt(_NoCoordinates):
     """A starting mask (uint8, the image's shape); `path` is where it came from, if a file."""
     mask: np.ndarray | None = None
     path: str | None = None
     kind = "mask"
 
-    def map_coordinates(self, transform) -> "MaskPrompt":
-        return self
+    def check_inside(self, shape) -> None:
+        if self.mask is None or self.mask.shape != tuple(shape):
+            got = None if self.mask is None else self.mask.shape
+            raise PromptError(f"the starting mask has shape {got}, the image {tuple(shape)}")
+
+    def to_json(self) -> dict:
+        if self.path is None:
+            raise PromptFileError("a mask step must name the file that holds the mask")
+        return {"kind": "mask", "path": self.path}
+
+    @classmethod
+    def from_json(cls, step: dict) -> "MaskPrompt":
+        return cls(path=str(step["path"]))
+
+
+class _HistoryStep(_NoCoordinates):
+    """A step on the session's history rather than on the volume."""
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind}
+
+    @classmethod
+    def from_json(cls, step: dict):
+        return cls()
 
 
 @dataclass(frozen=True)
-class Undo:
+class Undo(_HistoryStep):
     kind = "undo"
 
-    def map_coordinates(self, transform) -> "Undo":
-        return self
-
 
 @dataclass(frozen=True)
-class Reset:
+class Reset(_HistoryStep):
     kind = "reset"
-
-    def map_coordinates(self, transform) -> "Reset":
-        return self
 
 
 Prompt = Point | Box | Scribble | Text | Auto | MaskPrompt | Undo | Reset
-PROMPT_KINDS = ("point", "box", "scribble", "text", "auto", "mask", "undo", "reset")
 
 
 # ---------------------------------------------------------------------------- JSON steps
+PROMPT_TYPES = {cls.kind: cls for cls in (Point, Box, Scribble, Text, Auto, MaskPrompt, Undo, Reset)}
+PROMPT_KINDS = tuple(PROMPT_TYPES)
+
+
 def step_to_json(prompt: Prompt) -> dict:
     """One step of a prompts file; coordinates are written as they are (RAS in files)."""
-    if isinstance(prompt, Point):
-        return {"kind": "point", "ras": list(prompt.position), "label": prompt.label}
-    if isinstance(prompt, Box):
-        return {"kind": "box", "ras_min": list(prompt.low), "ras_max": list(prompt.high)}
-    if isinstance(prompt, Scribble):
-        return {"kind": "scribble", "ras": [list(p) for p in prompt.points], "label": prompt.label}
-    if isinstance(prompt, Text):
-        step = {"kind": "text", "text": prompt.command}
-        if prompt.position is not None:
-            step["ras"] = list(prompt.position)
-        return step
-    if isinstance(prompt, Auto):
-        return {"kind": "auto", "target": prompt.target}
-    if isinstance(prompt, MaskPrompt):
-        if prompt.path is None:
-            raise PromptFileError("a mask step must name the file that holds the mask")
-        return {"kind": "mask", "path": prompt.path}
-    if isinstance(prompt, (Undo, Reset)):
-        return {"kind": prompt.kind}
-    raise PromptFileError(f"cannot record {type(prompt).__name__}")
+    if type(prompt) not in PROMPT_TYPES.values():
+        raise PromptFileError(f"cannot record {type(prompt).__name__}")
+    return prompt.to_json()
 
 
 def step_from_json(step: dict, index: int = 0) -> Prompt:
@@ -204,28 +296,14 @@ def step_from_json(step: dict, index: int = 0) -> Prompt:
     if not isinstance(step, dict) or "kind" not in step:
         raise PromptFileError(f"{where}: each step must be an object with a 'kind'")
     kind = step["kind"]
+    if kind not in PROMPT_TYPES:
+        raise PromptFileError(f"{where}: unknown kind {kind!r}; known: {', '.join(PROMPT_KINDS)}")
     try:
-        if kind == "point":
-            return Point(step["ras"], step.get("label", 1))
-        if kind == "box":
-            return Box(step["ras_min"], step["ras_max"])
-        if kind == "scribble":
-            return Scribble(step["ras"], step.get("label", 1))
-        if kind == "text":
-            return Text(step["text"], step.get("ras"))
-        if kind == "auto":
-            return Auto(step["target"])
-        if kind == "mask":
-            return MaskPrompt(path=str(step["path"]))
-        if kind == "undo":
-            return Undo()
-        if kind == "reset":
-            return Reset()
+        return PROMPT_TYPES[kind].from_json(step)
     except KeyError as missing:
         raise PromptFileError(f"{where} ({kind}): missing field {missing}") from None
     except PromptError as bad:
         raise PromptFileError(f"{where} ({kind}): {bad}") from None
-    raise PromptFileError(f"{where}: unknown kind {kind!r}; known: {', '.join(PROMPT_KINDS)}")
 
 
 # ---------------------------------------------------------------------------- sequences

@@ -12,7 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "InteractiveVesselSeg"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from PromptEngines.data.synthetic import random_rotation, vessel_volume  # noqa: E402
+from PromptEngines.data.synthetic.cta import vessel_volume  # noqa: E402
+from PromptEngines.data.synthetic.geometry import random_rotation  # noqa: E402
 from PromptEngines.data.volume import Volume, geometry_matrix  # noqa: E402
 
 

@@ -18,7 +18,7 @@ for path in (ROOT, ROOT / "InteractiveVesselSeg", ROOT / "Testing", ROOT / "Test
     sys.path.insert(0, str(path))
 
 from panel_setup import build_panel, settle  # noqa: E402
-from PromptEngines.data.synthetic import vessel_volume  # noqa: E402
+from PromptEngines.data.synthetic.cta import vessel_volume  # noqa: E402
 
 
 def measure_blocking(panel) -> dict:
@@ -41,12 +41,12 @@ def measure_blocking(panel) -> dict:
 
 
 def measure_cancel(panel, after_updates: int = 5) -> dict:
-    session = panel.widget.logic
+    logic = panel.widget.logic
     seen = []
     panel.widget.ui.resetButton.click()
     settle(panel.widget, panel.application)
     panel.widget.ui.traceButton.click()
-    session.session.on_update = lambda update: seen.append(time.perf_counter())
+    logic.session.on_update = lambda update: seen.append(time.perf_counter())
     while len(seen) < after_updates:
         panel.application.processEvents()
         time.sleep(0.002)

@@ -43,9 +43,9 @@ def train():
 
 
 def evaluate(cases: int = 10):
-    from PromptEngines.data.synthetic import vessel_volume
+    from PromptEngines.data.synthetic.cta import vessel_volume
     from PromptEngines.tracer3d.evaluate import HELD_OUT_FIRST_SEED, traced_report
-    from PromptEngines.tracer3d.engine import load_model
+    from PromptEngines.tracer3d.checkpoints import load_model
     from PromptEngines.tracer3d.tracking import TraceOptions
 
     models = {v: load_model(OUT / f"{v}.pt")[0] for v in VARIANTS}

@@ -11,8 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from PromptEngines.descriptor import BenchSettings  # noqa: E402
 from PromptEngines.tracer3d import benchmark  # noqa: E402
-from PromptEngines.tracer3d.engine import DEFAULT_WEIGHTS  # noqa: E402
+from PromptEngines.tracer3d.checkpoints import DEFAULT_WEIGHTS  # noqa: E402
 
 
 def main():
@@ -29,7 +30,8 @@ def main():
         results = json.loads((out / "tracer3d.json").read_text())
         benchmark.plot(results, out / "tracer3d.png")
     else:
-        results = benchmark.run(args.weights, out, args.cases, threads=args.threads)
+        results = benchmark.run(BenchSettings(out=str(out), weights=args.weights,
+                                              cases=args.cases, threads=args.threads))
     print(benchmark.table(results))
     if "speed" in results:
         print(json.dumps(results["speed"], indent=1))

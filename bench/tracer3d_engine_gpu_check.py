@@ -19,11 +19,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from PromptEngines.data.synthetic import vessel_volume  # noqa: E402
+from PromptEngines.data.synthetic.cta import vessel_volume  # noqa: E402
 from PromptEngines.evaluation import metrics  # noqa: E402
 from PromptEngines.prompts import Point  # noqa: E402
 from PromptEngines.tracer3d.engine import Tracer3DEngine  # noqa: E402
-from PromptEngines.tracer3d.graphs import GraphedCall  # noqa: E402
+from PromptEngines.backbones.graphs import GraphedCall  # noqa: E402
 
 
 def traces_on(device: str, case) -> tuple[dict, dict]:

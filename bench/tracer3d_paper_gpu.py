@@ -32,9 +32,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PromptEngines.errors import PromptError  # noqa: E402
-from PromptEngines.tracer3d.engine import DEFAULT_WEIGHTS, load_model  # noqa: E402
+from PromptEngines.tracer3d.checkpoints import DEFAULT_WEIGHTS, load_model  # noqa: E402
 from PromptEngines.tracer3d.evaluate import evaluate_tracer  # noqa: E402
-from PromptEngines.tracer3d.model import build_tracer  # noqa: E402
+from PromptEngines.tracer3d.build import build_tracer  # noqa: E402
 from PromptEngines.tracer3d.timing import median_speed, speed  # noqa: E402
 from PromptEngines.tracer3d.tracking import TraceOptions  # noqa: E402
 from PromptEngines.training.tasks import make_task  # noqa: E402

@@ -39,7 +39,7 @@ def train():
 
 
 def held_out(seed: int, slice_mm: float | None):
-    from PromptEngines.data.synthetic import vessel_volume
+    from PromptEngines.data.synthetic.cta import vessel_volume
 
     if slice_mm is None:
         return vessel_volume(seed)
@@ -48,7 +48,7 @@ def held_out(seed: int, slice_mm: float | None):
 
 
 def evaluate(cases: int = 10):
-    from PromptEngines.tracer3d.engine import load_model
+    from PromptEngines.tracer3d.checkpoints import load_model
     from PromptEngines.tracer3d.evaluate import HELD_OUT_FIRST_SEED, traced_report
     from PromptEngines.tracer3d.tracking import TraceOptions
 

@@ -6,22 +6,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PromptEngines.engine import available_engines, engine_class
 from PromptEngines.errors import IVSegError
-from PromptEngines.prompts import (TEXT_COMMANDS, Auto, Box, Point, PromptSequence, Scribble,
-                                   Text)
+from PromptEngines.prompts import TEXT_COMMAND_HELP, Auto, Box, Point, PromptSequence, Scribble, Text
+from PromptEngines.registry import available_engines, default_tracer, descriptor
 
 from . import recorder
 from .session import SegmentationSession
 
 TOOLS = ("point", "box", "scribble", "text", "auto")
-STRUCTURES = ("LV", "Myo", "RV")
 
 
 class VesselSegLogic:
     def __init__(self):
         self.session: SegmentationSession | None = None
-        self.engine_name = "tracer3d" if engine_class("tracer3d").ready() else "regiongrow"
+        self.engine_name = default_tracer()
         self.weights: str | None = None
         self.device: str | None = None
         self._inputs = (None, None, None)
@@ -33,9 +31,16 @@ class VesselSegLogic:
 
     def engine_tools(self, name: str | None = None) -> dict[str, str | None]:
         """For each tool, None if the engine takes it, else the reason it is disabled."""
-        cls = engine_class(name or self.engine_name)
-        return {tool: None if tool in cls.capabilities else
-                f"{cls.name} does not take {tool} prompts" for tool in TOOLS}
+        engine = descriptor(name or self.engine_name)
+        return {tool: None if tool in engine.capabilities else
+                f"{engine.name} does not take {tool} prompts" for tool in TOOLS}
+
+    def engine_vocabulary(self, name: str | None = None) -> dict[str, dict[str, str]]:
+        """The engine's text commands and structures, each with its tooltip: the panel
+        makes one button for each."""
+        engine = descriptor(name or self.engine_name)
+        return {"text": {c: TEXT_COMMAND_HELP[c] for c in engine.text_commands},
+                "auto": {s: f"{s} on the whole volume ({engine.name})" for s in engine.structures}}
 
     def set_engine(self, name: str, weights: str | None = None, device: str | None = None):
         self.engine_name, self.weights, self.device = name, weights, device
@@ -115,4 +120,4 @@ class VesselSegLogic:
         self.session = None
 
 
-__all__ = ["VesselSegLogic", "TEXT_COMMANDS", "STRUCTURES", "TOOLS"]
+__all__ = ["VesselSegLogic", "TOOLS"]

@@ -14,9 +14,12 @@ from typing import Callable
 
 import numpy as np
 
-from PromptEngines.engine import Update, get_engine, union_region
+from PromptEngines.annotation import Annotation
+from PromptEngines.data.segmentation_file import write_mask
+from PromptEngines.engine import Update, union_region
 from PromptEngines.prompts import MaskPrompt, Prompt, PromptSequence, Reset, Undo
-from PromptEngines.session import Session
+from PromptEngines.recording_files import segmentation_path_for
+from PromptEngines.registry import get_engine
 
 from . import recorder
 from .mrml_volume import volume_from_node
@@ -33,13 +36,13 @@ class SegmentationSession:
         self.engine = get_engine(engine_name, weights, device)
         self.writer = SegmentWriter(segmentation_node, segment_id, volume_node)
         segment_name = segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
-        self.session = Session(volume, self.engine, segment_name)
+        self.annotation = Annotation(volume, self.engine, segment_name)
         self.worker = worker or InferenceWorker()
         self._owns_worker = worker is None
         start = self.writer.read()
         if start.any():
             path = recorder.save_start_mask(segmentation_node, segment_id, start)
-            self.session.apply(MaskPrompt(mask=start, path=path))
+            self.annotation.apply(MaskPrompt(mask=start, path=path))
         self.on_update: Callable[[Update], None] | None = None
         self.last_error: BaseException | None = None
         self._written = None          # region written during the current job
@@ -48,12 +51,12 @@ class SegmentationSession:
     def submit(self, prompt: Prompt) -> None:
         """Start applying a RAS prompt on the worker; a prompt the engine cannot take raises
         here, at once, and nothing is submitted."""
-        self.session.check(prompt)
-        self.worker.submit(lambda: self.session.interact(prompt))
+        self.annotation.check(prompt)
+        self.worker.submit(lambda: self.annotation.interact(prompt))
 
     def submit_sequence(self, sequence: PromptSequence, base_dir=".") -> None:
         """Replay a recorded sequence on the worker (volume identity checked first)."""
-        self.worker.submit(lambda: self.session.replay_steps(
+        self.worker.submit(lambda: self.annotation.replay_steps(
             sequence, base_dir, resolve_mask=self.resolve_mask))
 
     def resolve_mask(self, path: str):
@@ -86,7 +89,7 @@ class SegmentationSession:
                         self.writer.write(written, self.engine.mask[written])
                     self.last_error = item.error
                     raise item.error
-                recorder.save(self.segmentation_node, self.segment_id, self.session.finish())
+                recorder.save(self.segmentation_node, self.segment_id, self.annotation.finish())
                 continue
             self.writer.write(item.region, item.patch)
             if item.patch.size:
@@ -110,28 +113,25 @@ class SegmentationSession:
     # ------------------------------------------------------------------ recording
     @property
     def sequence(self) -> PromptSequence:
-        return self.session.sequence
+        return self.annotation.sequence
 
     def export_prompts(self, path: str | Path) -> None:
         """The recorded sequence as a file `ivseg segment` replays: a starting mask kept in
         the scene is written beside it as a .seg.nrrd, and so is the accepted result
         (NAME.seg.nrrd), which makes the folder a training case (`ivseg train --sessions`)."""
-        from PromptEngines.session_files import segmentation_path_for
-        from PromptEngines.data.segmentation_file import write_mask
-
         path = Path(path)
-        sequence = self.session.finish()
+        sequence = self.annotation.finish()
         steps = list(sequence.steps)
         for index, step in enumerate(steps):
             if isinstance(step, MaskPrompt) and step.path and step.path.startswith(recorder.START_SCHEME):
                 name = path.name.replace(".prompts.json", "") + f".start{index}.seg.nrrd"
-                write_mask(path.with_name(name), step.mask, self.session.volume.ijk_to_ras)
+                write_mask(path.with_name(name), step.mask, self.annotation.volume.ijk_to_ras)
                 steps[index] = MaskPrompt(mask=step.mask, path=name)
         PromptSequence(steps=steps, volume=sequence.volume, engine=sequence.engine,
                        weights_sha256=sequence.weights_sha256, segment=sequence.segment,
                        result_voxels=sequence.result_voxels, result_sha256=sequence.result_sha256,
                        stopped_after=dict(sequence.stopped_after)).save(path)
-        write_mask(segmentation_path_for(path), self.session.mask, self.session.volume.ijk_to_ras,
+        write_mask(segmentation_path_for(path), self.annotation.mask, self.annotation.volume.ijk_to_ras,
                    sequence.segment)
 
     def close(self) -> None:

@@ -23,28 +23,39 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def read_state_dict(path: str | Path, trusted: bool = False) -> dict:
-    """The tensors of a weights file. `trusted` allows pickled non-tensor objects (PRISM's
-    numpy scalars) for files the user vouches for; otherwise torch's safe loader is used."""
-    import torch
+def read_weights_file(path: str | Path, trusted: bool = False):
+    """What a weights file holds, as saved. `trusted` allows pickled non-tensor objects
+    (PRISM's numpy scalars) for files the user vouches for; otherwise torch's safe loader is
+    used."""
+    import torch                  # keeps torch out of the import path of regiongrow
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=not trusted)
+        return torch.load(path, map_location="cpu", weights_only=not trusted)
     except Exception as error:     # torch raises many types for corrupt or foreign files
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"cannot read weights file {path.name}: {reason[:200]}") from None
+
+
+def state_dict_of(loaded, source: str) -> dict:
+    """The tensors of a loaded weights file, unwrapped from its training dict or
+    DataParallel prefix."""
     for key in WRAPPER_KEYS:
         if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
             loaded = loaded[key]
             break
     if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
-        raise CheckpointError(f"{path.name} does not hold a state dict")
+        raise CheckpointError(f"{source} does not hold a state dict")
     if loaded and all(k.startswith("module.") for k in loaded):
         loaded = {k[len("module."):]: v for k, v in loaded.items()}
     return loaded
+
+
+def read_state_dict(path: str | Path, trusted: bool = False) -> dict:
+    """The tensors of an official weights file."""
+    return state_dict_of(read_weights_file(path, trusted), Path(path).name)
 
 
 def _listing(keys) -> str:
@@ -79,25 +90,25 @@ def load_strict(module, state_dict: dict, source: str = "weights") -> None:
 CHECKPOINT_FORMAT = "InteractiveVesselSeg checkpoint"
 
 
-def read_checkpoint(path: str | Path, engine: str) -> dict:
-    """A checkpoint written by `ivseg train`: {"format", "engine", "config", "model", ...}."""
-    import torch
+def is_checkpoint(loaded) -> bool:
+    """Whether a loaded weights file is one of ours (written by `ivseg train`)."""
+    return isinstance(loaded, dict) and loaded.get("format") == CHECKPOINT_FORMAT
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"weights file not found: {path}")
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"cannot read weights file {path.name}: {reason[:200]}") from None
-    if not isinstance(loaded, dict) or loaded.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path.name} is not an InteractiveVesselSeg checkpoint "
+
+def checkpoint_of(loaded, source: str, engine: str) -> dict:
+    """A loaded checkpoint of ours, checked: {"format", "engine", "config", "model", ...}."""
+    if not is_checkpoint(loaded):
+        raise CheckpointError(f"{source} is not an InteractiveVesselSeg checkpoint "
                               "(official backbone weights go with the engine's paper config)")
     if loaded.get("engine") != engine:
-        raise CheckpointError(f"{path.name} holds weights for {loaded.get('engine')!r}, "
+        raise CheckpointError(f"{source} holds weights for {loaded.get('engine')!r}, "
                               f"not {engine!r}")
     for key in ("config", "model"):
         if not isinstance(loaded.get(key), dict):
-            raise CheckpointError(f"{path.name} has no {key!r} entry")
+            raise CheckpointError(f"{source} has no {key!r} entry")
     return loaded
+
+
+def read_checkpoint(path: str | Path, engine: str) -> dict:
+    """A checkpoint written by `ivseg train` for `engine`."""
+    return checkpoint_of(read_weights_file(path), Path(path).name, engine)

@@ -1,30 +1,20 @@
-"""Training volumes: our synthetic generators, a folder in the nnU-Net / Medical Segmentation
-Decathlon layout (imagesTr/CASE_0000.nii.gz, labelsTr/CASE.nii.gz, dataset.json), and
-sessions recorded by the Slicer module or `ivseg` (real interaction sequences).
+"""Training volumes: our synthetic generators and a folder in the nnU-Net / Medical
+Segmentation Decathlon layout (imagesTr/CASE_0000.nii.gz, labelsTr/CASE.nii.gz, dataset.json).
+Recorded sessions are in recordings.py; `training_source` (all of them) in training_sources.py.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import VolumeError
+from .labelled_case import LabelledCase
+from .synthetic.cta import vessel_volume
 from .volume import grid_mismatch, read_volume
 
 TRAINING_SEEDS_BELOW = 1000      # synthetic seeds >= 1000 are held out for evaluation
-
-
-@dataclass
-class LabelledCase:
-    name: str
-    image: np.ndarray            # (z, y, x) float32
-    label: np.ndarray            # (z, y, x) uint8, the structure to learn (binary)
-    spacing_zyx: tuple[float, float, float]
-    real: bool = True            # real scans get scanner-variation augmentation
-    click: tuple[int, int, int] | None = None   # where a user clicked first (index z, y, x)
-    steps: list = field(default_factory=list)   # the recorded prompts, in index coordinates
 
 
 class SyntheticVessels:
@@ -45,7 +35,7 @@ class SyntheticVessels:
     def describe(self) -> str:
         slices = "" if self.slice_mm is None else (
             f", slice spacing {self.slice_mm[0]}-{self.slice_mm[1]} mm")
-        return (f"synthetic vessel volumes (PromptEngines.data.synthetic.vessel_volume), seeds "
+        return (f"synthetic vessel volumes (PromptEngines.data.synthetic.cta.vessel_volume), seeds "
                 f"0-{self.count - 1}, shape {tuple(self.shape)}{slices}; evaluation seeds start "
                 f"at {TRAINING_SEEDS_BELOW}")
 
@@ -59,8 +49,6 @@ class SyntheticVessels:
         return (depth, *self.shape[1:]), (slice_mm, in_plane, in_plane)
 
     def __getitem__(self, index: int) -> LabelledCase:
-        from .synthetic import vessel_volume
-
         shape, spacing = self.geometry(index)
         case = vessel_volume(index, shape, spacing)
         return LabelledCase(f"synthetic-{index}", case.volume.array, case.label,
@@ -112,34 +100,3 @@ class NnUNetFolder:
             raise VolumeError(f"{label_path} is not on the grid of {image_path} ({mismatch})")
         return LabelledCase(case, image.array.astype(np.float32),
                             (label.array > 0).astype(np.uint8), image.spacing_zyx)
-
-
-class Combined:
-    """Several sources one after the other (e.g. synthetic volumes plus recorded sessions)."""
-
-    def __init__(self, sources):
-        self.sources = [s for s in sources if len(s)]
-
-    def __len__(self) -> int:
-        return sum(len(s) for s in self.sources)
-
-    def describe(self) -> str:
-        return "; ".join(s.describe() for s in self.sources)
-
-    def __getitem__(self, index: int) -> LabelledCase:
-        for source in self.sources:
-            if index < len(source):
-                return source[index]
-            index -= len(source)
-        raise IndexError(index)
-
-
-def training_source(data: str, count: int = 32, sessions=(), slice_mm=None):
-    from .recorded_sessions import RecordedSessions
-
-    if slice_mm is not None and data != "synthetic":
-        raise VolumeError("slice_mm (config section data) applies to synthetic data only")
-    base = SyntheticVessels(count, slice_mm=slice_mm) if data == "synthetic" else NnUNetFolder(data)
-    if not sessions:
-        return base
-    return Combined([base, *(RecordedSessions(folder) for folder in sessions)])

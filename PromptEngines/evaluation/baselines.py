@@ -10,6 +10,8 @@ import numpy as np
 from scipy import ndimage
 
 from ..data.regions import full_structure
+from ..prompts import Point
+from ..registry import get_engine
 from . import metrics
 
 
@@ -29,9 +31,6 @@ def tune_threshold(cases, candidates=np.linspace(0.2, 0.8, 13)) -> tuple[float, 
 
 
 def regiongrow_mask(case) -> np.ndarray:
-    from ..engine import get_engine
-    from ..prompts import Point
-
     engine = get_engine("regiongrow")
     engine.set_image(case.volume.array, case.volume.spacing_zyx)
     return engine.run(Point(case.seed_index)).astype(bool)

@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from ..data.synthetic import vessel_volume
-from ..engine import get_engine
+from ..data.synthetic.cta import vessel_volume
+from ..registry import get_engine
 from ..errors import PromptError
 from ..prompts import Point
 from . import metrics

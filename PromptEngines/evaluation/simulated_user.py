@@ -14,6 +14,7 @@ from scipy import ndimage
 
 from ..data.regions import deepest_point, full_structure as _structure, inner_distance
 from ..prompts import TEXT_COMMANDS
+from .metrics import skeleton
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,6 @@ def jittered_box(truth, rng, jitter: float = 0.1) -> tuple[tuple[float, ...], tu
 def error_scribble(pred, truth, rng, keep: float = 0.6) -> tuple[list[tuple[int, ...]], int] | None:
     """PRISM-style scribble on the largest error: its skeleton, broken by a blurred random
     mask, jittered by a smooth displacement and randomly thickened, kept inside the error."""
-    from ..evaluation.metrics import skeleton
-
     found = largest_error(pred, truth)
     if found is None:
         return None

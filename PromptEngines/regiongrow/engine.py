@@ -15,9 +15,9 @@ from scipy import ndimage
 
 from ..data import intensity
 from ..data.intensity import Levels, require_contrast
-from ..engine import Engine, register_engine
+from ..engine import Engine
 from ..errors import PromptError
-from ..prompts import Box, MaskPrompt, Point, Scribble
+from .descriptor import REGIONGROW
 
 BARRIER_RADIUS_MM = 2.0     # what a negative prompt blocks
 MAX_FILL = 0.5              # a region larger than this share of the volume has leaked
@@ -35,10 +35,8 @@ def _voxel(zyx, shape) -> tuple[int, int, int]:
     return tuple(int(np.clip(round(c), 0, n - 1)) for c, n in zip(zyx, shape))
 
 
-@register_engine
 class RegionGrowEngine(Engine):
-    name = "regiongrow"
-    capabilities = frozenset({"point", "box", "scribble", "mask"})
+    descriptor = REGIONGROW
 
     def _on_image(self) -> None:
         self._state = GrowState()
@@ -57,21 +55,16 @@ class RegionGrowEngine(Engine):
 
     def _with_prompt(self, state: GrowState, prompt) -> GrowState:
         shape = self.image.shape
-        if isinstance(prompt, Point):
-            voxel = (_voxel(prompt.position, shape),)
-            key = "positive" if prompt.label else "negative"
-            return replace(state, **{key: getattr(state, key) + voxel})
-        if isinstance(prompt, Scribble):
-            voxels = tuple(_voxel(p, shape) for p in prompt.points)
-            key = "positive" if prompt.label else "negative"
-            return replace(state, **{key: getattr(state, key) + voxels})
-        if isinstance(prompt, Box):
+        if prompt.kind == "box":
             low = _voxel(np.ceil(np.asarray(prompt.low) - 0.5 + 1e-6), shape)
             high = _voxel(np.floor(np.asarray(prompt.high) + 0.5 - 1e-6), shape)
             return replace(state, box=(low, high))
-        if isinstance(prompt, MaskPrompt):
+        if prompt.kind == "mask":
             return replace(state, base=(prompt.mask > 0).astype(np.uint8))
-        raise PromptError(f"regiongrow cannot take {prompt.kind} prompts")
+        # Points and scribbles: each of their positions is a seed of their polarity.
+        voxels = tuple(_voxel(p, shape) for p in prompt.positions())
+        key = "positive" if prompt.label else "negative"
+        return replace(state, **{key: getattr(state, key) + voxels})
 
     # ------------------------------------------------------------------ the algorithm
     def _smooth(self) -> np.ndarray:

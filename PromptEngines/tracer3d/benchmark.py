@@ -12,14 +12,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.synthetic import vessel_volume
+from ..data.synthetic.cta import vessel_volume
 from ..evaluation.baselines import regiongrow_mask, threshold_component, tune_threshold
 from ..evaluation.tables import markdown_table
-from .engine import load_model, normalised_volume
+from ..descriptor import BenchSettings
+from .checkpoints import DEFAULT_WEIGHTS, load_model
+from .normalise import normalised_volume
 from .evaluate import HELD_OUT_FIRST_SEED, case_report, trace_case
 from .timing import median_speed
 from .tracking import TraceOptions
 
+DEFAULT_CASES = 10
 METRICS = ("dice", "cldice", "hd95_mm", "betti0_error", "distractor_fraction", "seconds")
 
 
@@ -108,14 +111,15 @@ def table(results: dict) -> str:
          for name, s in results["accuracy"]["summary"].items()])
 
 
-def run(weights, out, cases: int = 10, with_speed: bool = True, threads: int = 2) -> dict:
-    torch.set_num_threads(threads)
+def run(settings: BenchSettings) -> dict:
+    torch.set_num_threads(settings.threads)
+    weights = settings.weights or DEFAULT_WEIGHTS
     model, checkpoint = load_model(weights)
     results = {"weights": str(weights), "weights_sha256": checkpoint.get("weights_sha256"),
-               "accuracy": accuracy(model, cases)}
-    if with_speed:
+               "accuracy": accuracy(model, settings.cases or DEFAULT_CASES)}
+    if settings.speed:
         results["speed"] = median_speed(model=model)
-    out = Path(out)
+    out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "tracer3d.json").write_text(json.dumps(results, indent=1) + "\n")
     plot(results, out / "tracer3d.png")

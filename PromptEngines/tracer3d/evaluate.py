@@ -5,8 +5,10 @@ import time
 
 import numpy as np
 
-from ..data.synthetic import vessel_volume
+from ..data.synthetic.cta import vessel_volume
 from ..evaluation import metrics
+from .normalise import normalised_volume
+from .tracking import SliceTracer, TraceOptions
 
 HELD_OUT_FIRST_SEED = 1000
 
@@ -14,9 +16,6 @@ HELD_OUT_FIRST_SEED = 1000
 def trace_case(model, case, options, device: str = "cpu") -> tuple[np.ndarray, float]:
     """The traced mask from the case's seed click, and the seconds it took (normalisation
     included)."""
-    from .engine import normalised_volume
-    from .tracking import SliceTracer
-
     started = time.perf_counter()
     volume = normalised_volume(case.volume.array, case.volume.spacing_zyx, case.seed_index)
     tracer = SliceTracer(model, volume, options, device)
@@ -41,8 +40,6 @@ def traced_report(model, case, options, device: str = "cpu") -> dict:
 
 def evaluate_tracer(model, trace_options: dict | None = None, cases: int = 4,
                     first_seed: int = HELD_OUT_FIRST_SEED) -> dict:
-    from .tracking import TraceOptions
-
     options = TraceOptions(**(trace_options or {}))
     device = str(next(model.parameters()).device)       # where the trainer left the model
     reports = []

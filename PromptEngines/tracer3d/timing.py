@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from ..data.regions import window
-from ..data.synthetic import vessel_volume
-from .engine import normalised_volume
-from .graphs import GraphedCall
+from ..data.synthetic.cta import vessel_volume
+from .normalise import normalised_volume
+from ..backbones.graphs import GraphedCall
 from .tracking import SliceCalls, SliceTracer, TraceOptions, slice_calls
 
 

@@ -38,7 +38,7 @@ from ..data.regions import (bounding_box, deepest_point, dilated_within, full_st
                             pieces_in_box, window)
 from ..errors import PromptError
 from .branches import keep_branches
-from .graphs import GraphedCall
+from ..backbones.graphs import GraphedCall
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,14 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from torch.utils.data.distributed import DistributedSampler
+
 from ..backbones.checkpoint import file_sha256
 from ..data.regions import deepest_point, full_structure, window
 from ..errors import IVSegError
-from .engine import NORMALISED_RANGE
-from .model import START_KEYS, build_tracer, freeze_pretrained
+from .build import START_KEYS, build_tracer, freeze_pretrained
+from .evaluate import evaluate_tracer
+from .normalise import NORMALISED_RANGE, normalised_volume
 
 VARIANTS = {
     "naive": dict(use_offset=False, use_local=False, use_global=False),
@@ -76,8 +79,6 @@ def _continuation(label_slice, previous) -> np.ndarray:
 def normalise_for_training(image, label, spacing, rng, click=None) -> np.ndarray:
     """As at inference (structure -> 1, surroundings -> 0), with the structure level taken
     at the user's recorded click, or near a random vessel voxel as a click would give it."""
-    from .engine import normalised_volume
-
     if click is None:
         inside = np.argwhere(ndimage.binary_erosion(label, iterations=1)) if label.sum() > 50 else np.argwhere(label)
         click = tuple(inside[rng.integers(len(inside))])
@@ -272,8 +273,6 @@ class Tracer3DTask:
     def __init__(self, source, options: TrainOptions = TrainOptions(), model: dict | None = None,
                  trace: dict | None = None, seed: int = 0, batch_size: int = 16,
                  evaluation_cases: int = 4, rank: int = 0, world: int = 1):
-        from torch.utils.data.distributed import DistributedSampler
-
         self.options, self.seed, self.batch_size = options, seed, batch_size
         self.config = {"crop": options.crop, **(model or {})}
         self._model_config = self._initial_weights = None
@@ -298,6 +297,11 @@ class Tracer3DTask:
             self.pool.append((volume, case.label.astype(bool), case.real))
         if not self.pool:
             raise IVSegError("no training case has a labelled structure")
+
+    @property
+    def epoch_samples(self) -> int:
+        """One pass over the data (`ivseg train --epochs`): 64 slice runs per volume."""
+        return 64 * len(self.pool)
 
     def _start(self) -> str | None:
         """The official weights training starts from, if any."""
@@ -347,10 +351,21 @@ class Tracer3DTask:
         return tracer_loss(model, batch, self.options)
 
     def evaluate(self, model) -> dict:
-        from .evaluate import evaluate_tracer
-
         model.eval()
         try:
             return evaluate_tracer(model, self.trace, cases=self.evaluation_cases)
         finally:
             model.train()
+
+
+def training_task(source, config: dict, seed: int, batch_size: int, rank: int = 0,
+                  world: int = 1) -> Tracer3DTask:
+    """`ivseg train --engine tracer3d`: the task for a config file's train / model / trace
+    sections (the descriptor's entry point)."""
+    try:
+        options = TrainOptions(**config.get("train", {}))
+        options.parts
+    except (TypeError, KeyError) as error:
+        raise IVSegError(f"bad tracer3d train options: {error}") from None
+    return Tracer3DTask(source, options, config.get("model"), config.get("trace"), seed,
+                        batch_size, rank=rank, world=world)

@@ -4,12 +4,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..data.training_sources import training_source
 from ..errors import IVSegError
+from ..registry import descriptor
+
+# Every engine's config may have a data section: how the shared training data is drawn.
+DATA_SECTION_KEYS = {"slice_mm"}
 
 
-def read_config(path: str | None) -> dict:
-    """An engine's training config file: {"model": {...}, "train": {...}, "trace": {...},
-    "data": {"slice_mm": [thinnest, thickest]}}."""
+def read_config(path: str | None, engine: str) -> dict:
+    """An engine's training config file: the sections its descriptor names (tracer3d:
+    {"model": {...}, "train": {...}, "trace": {...}}) and {"data": {"slice_mm": [thinnest,
+    thickest]}}."""
     if not path:
         return {}
     try:
@@ -18,12 +24,13 @@ def read_config(path: str | None) -> dict:
         raise IVSegError(f"config file not found: {path}") from None
     except json.JSONDecodeError as error:
         raise IVSegError(f"{path} is not valid JSON: {error}") from None
-    unknown = set(config) - {"model", "train", "trace", "data"}
+    known = set(descriptor(engine).config_sections) | {"data"}
+    unknown = set(config) - known
     if unknown:
-        raise IVSegError(f"{path}: unknown sections {sorted(unknown)} "
-                         "(known: model, train, trace, data)")
-    if set(config.get("data", {})) - {"slice_mm"}:
-        raise IVSegError(f"{path}: the data section knows only slice_mm")
+        raise IVSegError(f"{path}: unknown sections {sorted(unknown)} for {engine} "
+                         f"(known: {', '.join(sorted(known))})")
+    if set(config.get("data", {})) - DATA_SECTION_KEYS:
+        raise IVSegError(f"{path}: the data section knows only {', '.join(DATA_SECTION_KEYS)}")
     return config
 
 
@@ -31,9 +38,6 @@ def make_task(engine: str, data: str, config: dict, seed: int, batch_size: int, 
               rank: int = 0, world: int = 1, sessions=()):
     """The engine's training task, found through the engine registry; `sessions` are folders
     of recorded sessions added to the data."""
-    from ..data.datasets import training_source
-    from ..engine import engine_class
-
-    cls = engine_class(engine)                 # unknown names fail before data is loaded
+    described = descriptor(engine)             # unknown names fail before data is loaded
     source = training_source(data, pool, sessions, **config.get("data", {}))
-    return cls.training_task(source, config, seed, batch_size, rank, world)
+    return described.training_task(source, config, seed, batch_size, rank, world)

@@ -24,11 +24,13 @@ import torch
 
 from ..backbones.checkpoint import CHECKPOINT_FORMAT
 from ..errors import CheckpointError
+from .model_card import write_card
 from .prefetch import batch_source
 
 
 class TrainingTask(Protocol):
     engine: str
+    epoch_samples: int          # samples in one pass over the data (for --epochs)
 
     def build_model(self) -> torch.nn.Module: ...
     def model_config(self) -> dict: ...
@@ -225,7 +227,6 @@ def _save_final(settings, task, model, metrics, wall) -> dict:
             "command": settings.command, "torch": str(torch.__version__)}
     checkpoint.update(meta)
     _atomic_save(checkpoint, settings.out)
-    from .model_card import write_card
     write_card(settings.out)
     return {**meta, "weights_sha256": checkpoint["weights_sha256"]}
 

@@ -8,9 +8,10 @@ import pytest
 import SimpleITK as sitk
 
 from PromptEngines.cli import main
-from PromptEngines.session_files import prompts_path_for
+from PromptEngines.recording_files import prompts_path_for
 from PromptEngines.data.segmentation_file import read_mask, write_mask
-from PromptEngines.data.synthetic import vessel_correction_case, vessel_volume
+from PromptEngines.data.synthetic.cta import vessel_volume
+from PromptEngines.data.synthetic.fundus import vessel_correction_case
 from PromptEngines.data.volume import read_volume, write_volume
 from PromptEngines.prompts import sha256_array
 

@@ -3,16 +3,15 @@ update (like a tracer) and can be told to fail half way."""
 import numpy as np
 import pytest
 
-from PromptEngines.engine import (Engine, Update, available_engines, changed_region,
-                                  get_engine, resolve_device)
+from PromptEngines.engine import Engine, Update, changed_region, resolve_device
+from PromptEngines.registry import available_engines, get_engine
 from PromptEngines.errors import EngineError, PromptError
 from PromptEngines.prompts import Point, Reset, Text, Undo
+from registered_engine import registered
 
 
+@registered("slice-painter", {"point"}, needs_3d=True)
 class SlicePainter(Engine):
-    name = "slice-painter"
-    capabilities = frozenset({"point"})
-    needs_3d = True
     fail_after = None
 
     def _interact(self, prompt):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from PromptEngines.tracer3d.graphs import GraphedCall, host_waits
-from PromptEngines.tracer3d.model import build_tracer
+from PromptEngines.backbones.graphs import GraphedCall, host_waits
+from PromptEngines.tracer3d.build import build_tracer
 
 
 class Recording:
@@ -172,7 +172,8 @@ def test_a_trace_with_graphed_calls_equals_one_with_plain_calls(monkeypatch, ves
     """Encoder and decoder through GraphedCall (the stand-in recorder): the same mask, bit
     for bit; a graph per form: one chunk size here, the decode with and without logits."""
     monkeypatch.setattr(GraphedCall, "recorder", Recording)
-    from PromptEngines.tracer3d.engine import DEFAULT_WEIGHTS, load_model, normalised_volume
+    from PromptEngines.tracer3d.checkpoints import DEFAULT_WEIGHTS, load_model
+    from PromptEngines.tracer3d.normalise import normalised_volume
     from PromptEngines.tracer3d.tracking import SliceCalls, SliceTracer
 
     model = load_model(DEFAULT_WEIGHTS, "cpu")[0]

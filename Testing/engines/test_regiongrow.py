@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
 
-from PromptEngines.data.synthetic import tumour_volume, vessel_correction_case, vessel_volume
-from PromptEngines.engine import get_engine
+from PromptEngines.data.synthetic.cta import vessel_volume
+from PromptEngines.data.synthetic.fundus import vessel_correction_case
+from PromptEngines.data.synthetic.tumour import tumour_volume
+from PromptEngines.registry import get_engine
 from PromptEngines.errors import PromptError
 from PromptEngines.evaluation import metrics
 from PromptEngines.prompts import Box, MaskPrompt, Point, Scribble

@@ -7,7 +7,7 @@ import torch
 
 from PromptEngines.backbones.sam import build_sam_vit_b, resize_sam, sam_input
 from PromptEngines.backbones.sam_encoder import image_embeddings
-from PromptEngines.tracer3d.graphs import host_waits
+from PromptEngines.backbones.graphs import host_waits
 
 
 @pytest.fixture(scope="module")

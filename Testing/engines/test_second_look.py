@@ -3,10 +3,10 @@ with the embedded tiny model on a volume where the first pass misses a shallow b
 import numpy as np
 import pytest
 
-from PromptEngines.data.synthetic import vessel_volume
+from PromptEngines.data.synthetic.cta import vessel_volume
 from PromptEngines.evaluation import metrics
 from PromptEngines.tracer3d.branches import keep_branches
-from PromptEngines.tracer3d.engine import DEFAULT_WEIGHTS, load_model
+from PromptEngines.tracer3d.checkpoints import DEFAULT_WEIGHTS, load_model
 from PromptEngines.tracer3d.evaluate import trace_case
 from PromptEngines.tracer3d.tracking import TraceOptions
 
@@ -59,7 +59,7 @@ def test_second_look_finds_the_branch_the_first_pass_missed():
 @pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no embedded weights")
 def test_second_look_slices_come_last_and_are_marked():
     # The engine's progress message tells them apart ("branch kept by the second look").
-    from PromptEngines.tracer3d.engine import normalised_volume
+    from PromptEngines.tracer3d.normalise import normalised_volume
     from PromptEngines.tracer3d.tracking import SliceTracer
 
     model, _ = load_model(DEFAULT_WEIGHTS)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from PromptEngines.data.synthetic import CORRECTION_COMMANDS, vessel_correction_case
+from PromptEngines.data.synthetic.fundus import CORRECTION_COMMANDS, vessel_correction_case
 from PromptEngines.evaluation import simulated_user as user
 
 

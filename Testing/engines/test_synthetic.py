@@ -2,13 +2,17 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from PromptEngines.data import cta, synthetic
+from PromptEngines.data.synthetic.cardiac import cardiac_volume
+from PromptEngines.data.synthetic.cta import vessel_volume
+from PromptEngines.data.synthetic.cta_tissue import TISSUE_HU, path_distances
+from PromptEngines.data.synthetic.fundus import CORRECTION_COMMANDS, vessel_correction_case
+from PromptEngines.data.synthetic.tumour import tumour_volume
 from PromptEngines.evaluation import metrics
 
 
 def test_vessel_volume_is_deterministic_by_seed():
-    a, b = synthetic.vessel_volume(5, (40, 48, 48)), synthetic.vessel_volume(5, (40, 48, 48))
-    c = synthetic.vessel_volume(6, (40, 48, 48))
+    a, b = vessel_volume(5, (40, 48, 48)), vessel_volume(5, (40, 48, 48))
+    c = vessel_volume(6, (40, 48, 48))
     assert np.array_equal(a.volume.array, b.volume.array) and np.array_equal(a.label, b.label)
     np.testing.assert_array_equal(a.volume.ijk_to_ras, b.volume.ijk_to_ras)
     assert not np.array_equal(a.volume.array, c.volume.array)
@@ -44,8 +48,8 @@ def test_vessel_volume_has_every_feature_the_benchmarks_rely_on(vessel_case):
 
 
 def test_clinical_realism_dims_distal_vessels_and_puts_bone_against_the_wall():
-    case = synthetic.vessel_volume(7)
-    clean = synthetic.vessel_volume(7, realism="clean")
+    case = vessel_volume(7)
+    clean = vessel_volume(7, realism="clean")
     # Same anatomy and label; only the image differs.
     assert np.array_equal(case.label, clean.label) and np.array_equal(case.distractor, clean.distractor)
     image, label = case.volume.array, case.label.astype(bool)
@@ -54,14 +58,14 @@ def test_clinical_realism_dims_distal_vessels_and_puts_bone_against_the_wall():
     depth = ndimage.distance_transform_edt(label, sampling=spacing)
     core = depth >= 1.0
     # Contrast falls along the tree: the seed's trunk is much brighter than the far branches.
-    distances = cta.path_distances(case.branches[:-1])
+    distances = path_distances(case.branches[:-1])
     farthest = max(range(len(distances)), key=lambda i: distances[i].max())
     tip = np.round(case.branches[farthest].points[-3] / spacing).astype(int)
     near_tip = np.zeros_like(label)
     near_tip[tuple(slice(max(v - 3, 0), v + 4) for v in tip)] = True
     trunk_level = smooth[case.seed_index]
     tip_level = np.median(smooth[near_tip & label])
-    assert tip_level - cta.TISSUE_HU < 0.75 * (trunk_level - cta.TISSUE_HU)
+    assert tip_level - TISSUE_HU < 0.75 * (trunk_level - TISSUE_HU)
     assert trunk_level > 250
     # Bone touches the vessel: cortex-bright voxels right next to the lumen, outside the label.
     outside = ndimage.distance_transform_edt(~label, sampling=spacing)
@@ -73,12 +77,12 @@ def test_clinical_realism_dims_distal_vessels_and_puts_bone_against_the_wall():
     assert image[tissue].std() > clean.volume.array[tissue & (clean.volume.array < 150)].std()
     assert core.any()
     with pytest.raises(ValueError, match="unknown realism"):
-        synthetic.vessel_volume(7, realism="photoreal")
+        vessel_volume(7, realism="photoreal")
 
 
 def test_correction_cases_have_the_error_they_claim():
-    for error, command in synthetic.CORRECTION_COMMANDS.items():
-        case = synthetic.vessel_correction_case(3, error)
+    for error, command in CORRECTION_COMMANDS.items():
+        case = vessel_correction_case(3, error)
         assert case.command == command and case.image.shape == case.truth.shape == (1, 192, 192)
         fn = case.truth.astype(bool) & ~case.initial.astype(bool)
         fp = case.initial.astype(bool) & ~case.truth.astype(bool)
@@ -91,11 +95,11 @@ def test_correction_cases_have_the_error_they_claim():
         if error == "false_positive":
             assert metrics.components(case.initial) >= metrics.components(case.truth) + 1
     with pytest.raises(ValueError, match="unknown error kind"):
-        synthetic.vessel_correction_case(0, "crooked")
+        vessel_correction_case(0, "crooked")
 
 
 def test_cardiac_volume_anatomy():
-    case = synthetic.cardiac_volume(2)
+    case = cardiac_volume(2)
     assert case.volume.shape == (10, 128, 128) and case.volume.spacing_zyx[0] == pytest.approx(8.0)
     lv, myo, rv = case.mask("LV"), case.mask("Myo"), case.mask("RV")
     assert all(lv[s].any() and myo[s].any() for s in range(10))
@@ -109,7 +113,7 @@ def test_cardiac_volume_anatomy():
 
 
 def test_tumour_volume_has_a_faint_tumour_inside_the_organ():
-    case = synthetic.tumour_volume(1)
+    case = tumour_volume(1)
     organ, tumour = case.mask("organ"), case.mask("tumour")
     assert tumour.sum() > 500 and organ.sum() > 10 * tumour.sum()
     assert ndimage.binary_fill_holes(organ | tumour)[tumour > 0].all()

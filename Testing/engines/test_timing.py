@@ -5,8 +5,8 @@ import numpy as np
 import torch
 
 from PromptEngines.evaluation import metrics
-from PromptEngines.tracer3d.engine import normalised_volume
-from PromptEngines.tracer3d.model import build_tracer
+from PromptEngines.tracer3d.normalise import normalised_volume
+from PromptEngines.tracer3d.build import build_tracer
 from PromptEngines.tracer3d.timing import OracleTracer, median_speed, speed
 
 

@@ -2,12 +2,13 @@
 import numpy as np
 import pytest
 
-from PromptEngines.data.synthetic import vessel_volume
-from PromptEngines.engine import get_engine
+from PromptEngines.data.synthetic.cta import vessel_volume
+from PromptEngines.registry import get_engine
 from PromptEngines.errors import EngineError, PromptError
 from PromptEngines.evaluation import metrics
 from PromptEngines.prompts import Point
-from PromptEngines.tracer3d.engine import DEFAULT_WEIGHTS, Tracer3DEngine
+from PromptEngines.tracer3d.checkpoints import DEFAULT_WEIGHTS
+from PromptEngines.tracer3d.engine import Tracer3DEngine
 
 pytestmark = pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no embedded weights")
 

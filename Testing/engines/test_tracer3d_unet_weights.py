@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from PromptEngines.backbones.scribbleprompt_unet import ScribblePromptUNet
 from PromptEngines.errors import CheckpointError, IVSegError
 from PromptEngines.tracer3d.engine import Tracer3DEngine
-from PromptEngines.tracer3d.model import build_tracer
+from PromptEngines.tracer3d.build import build_tracer
 from PromptEngines.tracer3d.unet_model import UNetTracer
 from official_weights import fine_tune, save_random, with_renamed_key
 

@@ -4,10 +4,10 @@ branch that turns back along z, in-plane runs, and no jump to the unconnected ne
 import numpy as np
 import pytest
 
-from PromptEngines.data.synthetic import vessel_volume
+from PromptEngines.data.synthetic.cta import vessel_volume
 from PromptEngines.errors import PromptError
 from PromptEngines.evaluation import metrics
-from PromptEngines.tracer3d.engine import normalised_volume
+from PromptEngines.tracer3d.normalise import normalised_volume
 from PromptEngines.tracer3d.tracking import SliceTracer, TraceOptions
 from oracle_slice_model import ThresholdSliceModel
 

@@ -12,21 +12,22 @@ import vtk
 from InteractiveVesselSegLib import recorder
 from InteractiveVesselSegLib.mrml_volume import image_array, numpy_to_matrix
 from InteractiveVesselSegLib.session import SegmentationSession
-from PromptEngines.data.synthetic import random_rotation, vessel_volume
+from PromptEngines.annotation import Annotation
+from PromptEngines.data.synthetic.cta import vessel_volume
+from PromptEngines.data.synthetic.geometry import random_rotation
 from PromptEngines.data.volume import Volume
-from PromptEngines.engine import Engine, Update, register_engine
+from PromptEngines.engine import Engine, Update
 from PromptEngines.errors import PromptError
 from PromptEngines.prompts import Auto, Box, Point, Scribble, Text
-from PromptEngines.session import Session
+from registered_engine import registered
 from slicer_scene import new_scene
 
 
-@register_engine
+@registered("recording", {"point", "box", "scribble", "text", "auto", "mask"},
+            text_commands=("make thicker",), structures=("LV",))
 class RecordingEngine(Engine):
     """Records what it receives; a point paints a 2x2 square on five slices, one update per
     slice, slowly enough for the test to watch; `fail_at` raises half way."""
-    name = "recording"
-    capabilities = frozenset({"point", "box", "scribble", "text", "auto", "mask"})
     fail_at = None
 
     def _on_image(self):
@@ -195,8 +196,8 @@ def test_recording_survives_mrb_and_replays_bit_for_bit(tmp_path):
     sequence = recorder.load(loaded_segmentation, segment)
     assert [s.kind for s in sequence.steps] == ["mask", "point", "point"]
     from InteractiveVesselSegLib.mrml_volume import volume_from_node
-    from PromptEngines.engine import get_engine
-    replay = Session(volume_from_node(loaded_volume), get_engine("regiongrow"), "vessel")
+    from PromptEngines.registry import get_engine
+    replay = Annotation(volume_from_node(loaded_volume), get_engine("regiongrow"), "vessel")
     for _ in replay.replay_steps(sequence, resolve_mask=lambda path: recorder.load_start_mask(
             loaded_segmentation, path)):
         pass
@@ -219,7 +220,7 @@ def test_recording_survives_mrb_and_replays_bit_for_bit(tmp_path):
 
     # The export is a training case: its accepted segment, its volume (found under the node's
     # name) and the user's first positive click.
-    from PromptEngines.data.recorded_sessions import RecordedSessions
+    from PromptEngines.data.recordings import RecordedSessions
     write_volume(case.volume, tmp_path / f"{node.GetName()}.nrrd")
     sessions = RecordedSessions(tmp_path)
     exported = next(sessions[i] for i in range(len(sessions)) if sessions[i].name == "exported")

@@ -7,20 +7,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from PromptEngines.data.synthetic import vessel_volume
-from PromptEngines.engine import Engine, Update, register_engine
+from PromptEngines.data.synthetic.cta import vessel_volume
+from PromptEngines.engine import Engine, Update
 from PromptEngines.evaluation import metrics
+from PromptEngines.prompts import TEXT_COMMAND_HELP, TEXT_COMMANDS
+from registered_engine import registered
 import slicer_standin
 from panel_setup import build_panel, settle
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@register_engine
+@registered("all-tools", {"point", "box", "scribble", "text", "auto", "mask"},
+            text_commands=TEXT_COMMANDS, structures=("LV", "Myo", "RV"))
 class AllToolsEngine(Engine):
     """Takes every tool and records it; a point marks its voxel, so effects are visible."""
-    name = "all-tools"
-    capabilities = frozenset({"point", "box", "scribble", "text", "auto", "mask"})
 
     def _on_image(self):
         self.received = getattr(self, "received", [])
@@ -34,11 +35,9 @@ class AllToolsEngine(Engine):
             yield self._final_update(mask)
 
 
-@register_engine
+@registered("slow-painter", {"point"})
 class SlowPainter(Engine):
     """Paints one slice per update, slowly: something to cancel."""
-    name = "slow-painter"
-    capabilities = frozenset({"point"})
 
     def _interact(self, prompt):
         z, y, x = (int(round(c)) for c in prompt.position)
@@ -48,10 +47,9 @@ class SlowPainter(Engine):
                          np.ones((1, 2, 2), np.uint8))
 
 
-@register_engine
+@registered("failing-painter", {"point"})
 class FailingPainter(SlowPainter):
     """Paints two slices, then fails: a worker exception."""
-    name = "failing-painter"
 
     def _interact(self, prompt):
         for count, update in enumerate(super()._interact(prompt)):
@@ -130,26 +128,30 @@ def test_box_and_scribble_buttons(panel, case):
 def test_tools_an_engine_cannot_take_are_disabled_with_the_reason(panel):
     widget = panel[0]
     ui = widget.ui
-    for button in (ui.extendButton, ui.removeButton, ui.thinnerButton, ui.thickerButton,
-                   ui.connectButton):
-        assert not button.isEnabled() and button.toolTip() == "regiongrow does not take text prompts"
-    for button in (ui.lvButton, ui.myoButton, ui.rvButton):
-        assert not button.isEnabled() and "does not take auto prompts" in button.toolTip()
+    ui.engineComboBox.setCurrentText("slow-painter")
+    assert not ui.boxButton.isEnabled() and ui.boxButton.toolTip() == "slow-painter does not take box prompts"
+    ui.engineComboBox.setCurrentText("regiongrow")
     assert ui.traceButton.isEnabled() and ui.boxButton.isEnabled()
+    # Text and structure buttons are the engine's own words: regiongrow declares none.
+    assert widget.text_buttons() == {} and widget.structure_buttons() == {}
+    assert ui.textCollapsibleButton.isHidden() and ui.structuresCollapsibleButton.isHidden()
 
 
 def test_text_and_structure_buttons_reach_the_engine(panel, case):
     widget, *_, application = panel
     ui = widget.ui
     ui.engineComboBox.setCurrentText("all-tools")
-    assert ui.extendButton.isEnabled() and ui.lvButton.isEnabled()
-    for button in (ui.extendButton, ui.removeButton, ui.thinnerButton, ui.thickerButton,
-                   ui.connectButton, ui.lvButton, ui.myoButton, ui.rvButton):
+    assert list(widget.text_buttons()) == list(TEXT_COMMANDS)        # as the engine declares
+    assert list(widget.structure_buttons()) == ["LV", "Myo", "RV"]
+    assert widget.text_buttons()["extend"].toolTip() == TEXT_COMMAND_HELP["extend"]
+    assert not ui.textCollapsibleButton.isHidden()
+    order = ["extend", "remove", "make thinner", "make thicker", "make a connection"]
+    for button in [widget.text_buttons()[c] for c in order] + list(widget.structure_buttons().values()):
+        assert button.isEnabled()
         button.click()
         settle(widget, application)
     received = widget.logic.session.engine.received
-    assert [p.command for p in received[:5]] == ["extend", "remove", "make thinner",
-                                                 "make thicker", "make a connection"]
+    assert [p.command for p in received[:5]] == order
     np.testing.assert_allclose(received[0].position, case.seed_index, atol=1e-6)
     assert [p.target for p in received[5:]] == ["LV", "Myo", "RV"]
 
@@ -188,8 +190,8 @@ def test_errors_show_one_message_and_keep_the_segment(panel):
 
 def test_screenshot_of_the_panel_in_use(panel, tmp_path, case):
     widget, *_, application = panel
-    from PromptEngines.engine import engine_class
-    if engine_class("tracer3d").ready():
+    from PromptEngines.registry import descriptor
+    if descriptor("tracer3d").ready():
         widget.ui.engineComboBox.setCurrentText("tracer3d")
     widget.ui.traceButton.click()
     settle(widget, application)

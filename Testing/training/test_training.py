@@ -130,7 +130,7 @@ def test_bad_data_folders_name_the_file(tmp_path, capsys):
 
 
 def test_folder_data_trains_with_monai_augmentation_deterministically(tmp_path, capsys):
-    from PromptEngines.data.synthetic import vessel_volume
+    from PromptEngines.data.synthetic.cta import vessel_volume
     from PromptEngines.data.volume import write_volume
     from PromptEngines.tracer3d.train import monai_intensity, draw_sample
     root = tmp_path / "Dataset001_Vessels"
@@ -163,9 +163,9 @@ def test_folder_data_trains_with_monai_augmentation_deterministically(tmp_path, 
 def test_recorded_sessions_become_training_cases_checked_against_their_record(tmp_path, capsys):
     import shutil
 
-    from PromptEngines.data.recorded_sessions import RecordedSessions
+    from PromptEngines.data.recordings import RecordedSessions
     from PromptEngines.data.segmentation_file import read_mask, write_mask
-    from PromptEngines.data.synthetic import vessel_volume
+    from PromptEngines.data.synthetic.cta import vessel_volume
     from PromptEngines.data.volume import write_volume
     from PromptEngines.errors import VolumeError
     case = vessel_volume(501, shape=(40, 64, 64))

@@ -1,4 +1,4 @@
-"""The slice model's calls replayed from CUDA graphs.
+"""A model's calls replayed from CUDA graphs (tracer3d's slice model first; any SAM-based engine).
 
 On a GPU the per-slice decode is bound by launching its kernels (a few hundred small ones for
 SAM's two-way transformer, each a Python call), not by running them; the encoder of a chunk of

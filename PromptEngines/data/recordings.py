@@ -16,8 +16,8 @@ import numpy as np
 
 from ..errors import VolumeError
 from ..prompts import Point, PromptSequence, map_all, sha256_array
-from ..session_files import PROMPTS_SUFFIX, segmentation_path_for, session_name
-from .datasets import LabelledCase
+from ..recording_files import PROMPTS_SUFFIX, recording_name, segmentation_path_for
+from .labelled_case import LabelledCase
 from .segmentation_file import read_mask
 from .volume import grid_mismatch, read_volume
 
@@ -76,6 +76,6 @@ class RecordedSessions:
         steps = map_all(sequence.steps, volume.ras_to_index)
         click = next((volume.voxel_of(step.position) for step in sequence.steps
                       if isinstance(step, Point) and step.label == 1), None)
-        return LabelledCase(session_name(prompts), volume.array.astype(np.float32),
+        return LabelledCase(recording_name(prompts), volume.array.astype(np.float32),
                             (mask > 0).astype(np.uint8), volume.spacing_zyx, real=True,
                             click=click, steps=steps)

@@ -1,4 +1,4 @@
-"""How a session's files are named: NAME.seg.nrrd (the accepted segmentation) beside
+"""How a recording's files are named: NAME.seg.nrrd (the accepted segmentation) beside
 NAME.prompts.json (the prompts that made it), whichever of the two is known."""
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ def prompts_path_for(segmentation: str | Path) -> Path:
 
 
 def segmentation_path_for(prompts: str | Path) -> Path:
-    """NAME.prompts.json -> NAME.seg.nrrd beside it: where a session's accepted result lives."""
+    """NAME.prompts.json -> NAME.seg.nrrd beside it: where a recording's accepted result lives."""
     prompts = Path(prompts)
-    return prompts.with_name(session_name(prompts) + SEGMENTATION_SUFFIX)
+    return prompts.with_name(recording_name(prompts) + SEGMENTATION_SUFFIX)
 
 
-def session_name(prompts: str | Path) -> str:
+def recording_name(prompts: str | Path) -> str:
     """NAME of NAME.prompts.json."""
     return Path(prompts).name[: -len(PROMPTS_SUFFIX)]

@@ -1,8 +1,8 @@
-"""An interactive session on one volume: RAS prompts in, engine updates out, every step
-recorded in a PromptSequence that replays to the same mask bit for bit.
+"""One annotation of one volume by one engine: RAS prompts in, engine updates out, every
+step recorded in a PromptSequence that replays to the same mask bit for bit.
 
-The CLI and the Slicer module both drive engines through this class, so conversion from RAS,
-validation and recording happen the same way everywhere.
+The CLI and the Slicer module's session both drive engines through this class, so
+conversion from RAS, validation and recording happen the same way everywhere.
 """
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from .data.segmentation_file import read_mask
 from .data.volume import Volume, grid_mismatch
 from .engine import Engine, Update
 from .errors import PromptError, PromptFileError
-from .prompts import Box, MaskPrompt, Point, Prompt, PromptSequence, Scribble, Text, sha256_array
+from .prompts import MaskPrompt, Prompt, PromptSequence, sha256_array
 
 _END = object()
 
 
-class Session:
+class Annotation:
     def __init__(self, volume: Volume, engine: Engine, segment: str = "vessel"):
         self.volume = volume.validated()
         self.engine = engine
@@ -34,7 +34,7 @@ class Session:
 
     def to_index(self, prompt: Prompt) -> Prompt:
         """The prompt in the engine's voxel index frame; points must fall inside the volume."""
-        for ras in _positions(prompt):
+        for ras in prompt.positions():
             self.volume.voxel_of(ras)          # raises a PromptError naming the point
         return prompt.map_coordinates(self.volume.ras_to_index)
 
@@ -117,15 +117,3 @@ class Session:
         if mismatch:
             raise PromptError(f"{Path(path).name} does not share the volume's grid ({mismatch})")
         return MaskPrompt(mask=mask, path=str(record_as or path))
-
-
-def _positions(prompt: Prompt) -> list:
-    if isinstance(prompt, Point):
-        return [prompt.position]
-    if isinstance(prompt, Scribble):
-        return list(prompt.points)
-    if isinstance(prompt, Text) and prompt.position is not None:
-        return [prompt.position]
-    if isinstance(prompt, Box):
-        return []            # a box may reach past the volume; the engine clips it
-    return []

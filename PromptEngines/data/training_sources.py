@@ -1,0 +1,37 @@
+"""The data a training run reads: a base source (synthetic volumes or an nnU-Net folder) plus
+any folders of recorded sessions, one after the other."""
+from __future__ import annotations
+
+from ..errors import VolumeError
+from .datasets import NnUNetFolder, SyntheticVessels
+from .labelled_case import LabelledCase
+from .recordings import RecordedSessions
+
+
+class Combined:
+    """Several sources one after the other (e.g. synthetic volumes plus recorded sessions)."""
+
+    def __init__(self, sources):
+        self.sources = [s for s in sources if len(s)]
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.sources)
+
+    def describe(self) -> str:
+        return "; ".join(s.describe() for s in self.sources)
+
+    def __getitem__(self, index: int) -> LabelledCase:
+        for source in self.sources:
+            if index < len(source):
+                return source[index]
+            index -= len(source)
+        raise IndexError(index)
+
+
+def training_source(data: str, count: int = 32, sessions=(), slice_mm=None):
+    if slice_mm is not None and data != "synthetic":
+        raise VolumeError("slice_mm (config section data) applies to synthetic data only")
+    base = SyntheticVessels(count, slice_mm=slice_mm) if data == "synthetic" else NnUNetFolder(data)
+    if not sessions:
+        return base
+    return Combined([base, *(RecordedSessions(folder) for folder in sessions)])
