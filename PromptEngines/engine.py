@@ -61,6 +61,39 @@ def _size(region: Region) -> int:
     return int(np.prod([s.stop - s.start for s in region]))
 
 
+def _all_finite(image: np.ndarray, slab: int = 16) -> bool:
+    """No NaN or infinity (integers have none); checked a slab at a time, so a clinical
+    volume needs no whole-volume temporary."""
+    if not np.issubdtype(image.dtype, np.floating):
+        return True
+    return all(np.isfinite(image[z:z + slab]).all() for z in range(0, image.shape[0], slab))
+
+
+class _MaskBefore:
+    """What the mask held before an interaction, kept slice by slice as updates first touch
+    them, so a click on a clinical volume does not start with a whole-mask copy."""
+
+    def __init__(self, mask: np.ndarray):
+        self.mask, self.slices = mask, {}
+
+    def keep(self, region: Region) -> None:
+        for z in range(region[0].start, region[0].stop):
+            if z not in self.slices:
+                self.slices[z] = self.mask[z].copy()
+
+    def restore(self) -> None:
+        for z, old in self.slices.items():
+            self.mask[z] = old
+
+    def of(self, region: Region) -> np.ndarray:
+        """The region as it was."""
+        old = self.mask[region].copy()
+        for z in range(region[0].start, region[0].stop):
+            if z in self.slices:
+                old[z - region[0].start] = self.slices[z][region[1:]]
+        return old
+
+
 def resolve_device(device=None) -> str:
     """CUDA when available unless told otherwise."""
     if device not in (None, "", "auto"):
@@ -106,7 +139,7 @@ class Engine:
         if self.descriptor.needs_3d and image.shape[0] < 2:
             raise EngineError(f"engine {self.name!r} needs a 3D volume; this image is a "
                               "single 2D slice")
-        if image.size == 0 or not np.isfinite(image).all():
+        if image.size == 0 or not _all_finite(image):
             raise PromptError("the image is empty or contains NaN/infinite voxels")
         spacing = tuple(float(s) for s in spacing_zyx)
         if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
@@ -141,13 +174,14 @@ class Engine:
             yield self.reset()
             return
         self.check(prompt)
-        before = self._mask.copy()
+        before = _MaskBefore(self._mask)
         state = self._save_state()
         touched: Region = tuple(slice(0, 0) for _ in range(3))
         work = (self._start_from(prompt) if isinstance(prompt, MaskPrompt)
                 and "mask" not in self.capabilities else self._interact(prompt))
         try:
             for update in work:
+                before.keep(update.region)
                 self._mask[update.region] = update.patch
                 if _size(update.region):       # a progress-only update touches nothing
                     touched = (union_region(touched, update.region) if _size(touched)
@@ -156,12 +190,12 @@ class Engine:
         except GeneratorExit:
             pass                       # cancelled by the caller: keep what was done
         except BaseException:
-            self._mask[...] = before
+            before.restore()
             self._restore_state(state)
             raise
         # Every finished or cancelled interaction is one undo step, even one that changed
         # nothing, so that "undo" always means "take back the last prompt".
-        self._history.append((touched, before[touched].copy(), state))
+        self._history.append((touched, before.of(touched), state))
 
     def check(self, prompt: Prompt) -> None:
         """The cheap checks `interact` starts with (kind accepted, inside the image), for

@@ -16,12 +16,23 @@ from ..errors import PromptError
 SEED_RADIUS_MM = 1.0        # intensity sample around a click
 WINDOW_MM = 20.0            # half-width of the surroundings window
 MIN_CONTRAST = 2.0          # in raw-noise standard deviations: below it, nothing stands out
+GAUSSIAN_TRUNCATE = 4.0     # scipy's default: the kernel reaches 4 sigma
 
 
-def smoothed(image: np.ndarray, spacing_zyx) -> np.ndarray:
-    """Light Gaussian smoothing, 0.7 of the finest voxel size, in millimetres."""
+def smoothed(image: np.ndarray, spacing_zyx, region=None) -> np.ndarray:
+    """Light Gaussian smoothing, 0.7 of the finest voxel size, in millimetres: of the whole
+    image, or only of `region` (slices). A region is filtered together with the filter's reach
+    around it, so its values equal the whole image's smoothing there, bit for bit, at the cost
+    of the region alone."""
     sigma = 0.7 * min(spacing_zyx) / np.asarray(spacing_zyx, float)
-    return ndimage.gaussian_filter(image.astype(np.float32), sigma)
+    if region is None:
+        return ndimage.gaussian_filter(image.astype(np.float32), sigma)
+    reach = [int(GAUSSIAN_TRUNCATE * s + 0.5) for s in sigma]      # scipy's kernel radius
+    grown = tuple(slice(max(r.start - k, 0), min(r.stop + k, n))
+                  for r, k, n in zip(region, reach, image.shape))
+    smooth = ndimage.gaussian_filter(image[grown].astype(np.float32), sigma,
+                                     truncate=GAUSSIAN_TRUNCATE)
+    return smooth[tuple(slice(r.start - g.start, r.stop - g.start) for r, g in zip(region, grown))]
 
 
 def ball(centre, radius_mm: float, shape, spacing_zyx) -> tuple[tuple[slice, ...], np.ndarray]:
@@ -48,9 +59,10 @@ def window(voxels, shape, spacing_zyx, half_width_mm: float = WINDOW_MM) -> tupl
     return tuple(slice(lo, hi) for lo, hi in zip(low, high))
 
 
-def noise_level(image, smooth, region) -> float:
-    """Robust noise: MAD of the raw image minus its smoothed version, in the region."""
-    residual = image[region].astype(np.float32) - smooth[region]
+def noise_level(image, smooth) -> float:
+    """Robust noise: MAD of the raw image minus its smoothed version (both of one region),
+    floored at a millionth of the region's range (noise-free images)."""
+    residual = image.astype(np.float32) - smooth
     mad = float(np.median(np.abs(residual - np.median(residual))))
     return max(1.4826 * mad, 1e-6 * (float(np.ptp(image)) or 1.0))
 
@@ -71,10 +83,13 @@ class Levels:
         return ((image.astype(np.float32) - self.surroundings) / scale).astype(np.float32)
 
 
-def levels_at(image, smooth, voxel, spacing_zyx) -> Levels:
+def levels_at(image, voxel, spacing_zyx) -> Levels:
+    """The levels the click says, from its neighbourhood only (the window around it)."""
     region = window([voxel], image.shape, spacing_zyx)
-    structure = float(np.median(sample_balls(smooth, [voxel], SEED_RADIUS_MM, spacing_zyx)))
-    return Levels(structure, float(np.median(smooth[region])), noise_level(image, smooth, region))
+    smooth = smoothed(image, spacing_zyx, region)
+    local = tuple(int(v) - r.start for v, r in zip(voxel, region))
+    structure = float(np.median(sample_balls(smooth, [local], SEED_RADIUS_MM, spacing_zyx)))
+    return Levels(structure, float(np.median(smooth)), noise_level(image[region], smooth))
 
 
 def require_contrast(levels: Levels, what: str = "vessel or structure") -> None:

@@ -67,67 +67,104 @@ class RegionGrowEngine(Engine):
         return replace(state, **{key: getattr(state, key) + voxels})
 
     # ------------------------------------------------------------------ the algorithm
-    def _smooth(self) -> np.ndarray:
-        if self._smoothed is None:
-            self._smoothed = intensity.smoothed(self.image, self.spacing_zyx)
-        return self._smoothed
-
-    def _level(self, image, voxel) -> float:
-        return float(np.median(intensity.sample_balls(image, [voxel], intensity.SEED_RADIUS_MM,
+    # Work only where the prompts are: statistics from their neighbourhood, and the growth in a
+    # box around them, doubled while what grows reaches the box's side (not the volume's
+    # edge), so the result is the whole volume's at the cost of the region.
+    def _level(self, voxel) -> float:
+        region, _ = intensity.ball(voxel, intensity.SEED_RADIUS_MM, self.image.shape,
+                                   self.spacing_zyx)
+        smooth = intensity.smoothed(self.image, self.spacing_zyx, region)
+        local = tuple(v - r.start for v, r in zip(voxel, region))
+        return float(np.median(intensity.sample_balls(smooth, [local], intensity.SEED_RADIUS_MM,
                                                       self.spacing_zyx)))
 
+    def _barriers(self, state: GrowState):
+        """(region, ball) of each negative prompt: what it blocks."""
+        return [intensity.ball(v, BARRIER_RADIUS_MM, self.image.shape, self.spacing_zyx)
+                for v in state.negative]
+
     def _grow(self, state: GrowState) -> np.ndarray:
-        base = state.base if state.base is not None else np.zeros(self.image.shape, np.uint8)
         seeds = list(state.positive)
         if state.box is not None and not seeds:
             seeds = [tuple((lo + hi) // 2 for lo, hi in zip(*state.box))]
-        barrier = np.zeros(self.image.shape, bool)
-        for voxel in state.negative:
-            region, inside = intensity.ball(voxel, BARRIER_RADIUS_MM, self.image.shape,
-                                            self.spacing_zyx)
-            barrier[region] |= inside
-        grown = np.zeros(self.image.shape, bool)
+        mask = np.zeros(self.image.shape, bool)        # pages untouched outside the growth
         if seeds:
-            grown = self._grown_region(seeds, state, barrier)
-        mask = (base > 0) | grown
-        mask &= ~barrier
+            box, grown = self._grown_region(seeds, state)
+            mask[box] = grown
+        if state.base is not None:
+            mask |= state.base > 0
+        for region, ball in self._barriers(state):
+            mask[region] &= ~ball
         # Negative prompts on a starting mask remove the piece of it they land in.
-        if state.negative and base.any():
+        if state.negative and state.base is not None and state.base.any():
             pieces, _ = ndimage.label(mask)
             hit = {pieces[v] for v in state.negative} - {0}
             mask &= ~np.isin(pieces, list(hit))
         return mask.astype(np.uint8)
 
-    def _grown_region(self, seeds, state, barrier) -> np.ndarray:
-        image = self._smooth()
-        region = intensity.window(seeds, image.shape, self.spacing_zyx)
-        background = float(np.median(image[region]))
-        noise = intensity.noise_level(self.image, image, region)
-        levels = [self._level(image, s) for s in seeds]
+    def _grown_region(self, seeds, state) -> tuple[tuple[slice, ...], np.ndarray]:
+        """The grown region in a box: (box, its voxels)."""
+        shape, spacing = self.image.shape, self.spacing_zyx
+        region = intensity.window(seeds, shape, spacing)
+        smooth = intensity.smoothed(self.image, spacing, region)
+        background = float(np.median(smooth))
+        noise = intensity.noise_level(self.image[region], smooth)
+        levels = [self._level(s) for s in seeds]
         for level in levels:          # every positive prompt must sit on something distinct
             require_contrast(Levels(level, background, noise))
         foreground = float(np.median(levels))
+        negatives = [self._level(v) for v in state.negative]
+        if state.box is not None:                      # nothing grows outside a box prompt
+            box = tuple(slice(lo, hi + 1) for lo, hi in zip(*state.box))
+        else:
+            box = region
+        while True:
+            grown = self._grown_in(box, seeds, state, foreground, background, noise, negatives)
+            wider = _widened(box, grown, shape)
+            if wider == box or state.box is not None:
+                break
+            box = wider
+        if grown.sum() > MAX_FILL * self.image.size:
+            raise PromptError("region growing filled more than half of the volume; "
+                              "add a negative point or a box to contain it")
+        return box, grown
+
+    def _grown_in(self, box, seeds, state, foreground, background, noise, negatives):
+        image = intensity.smoothed(self.image, self.spacing_zyx, box)
         # A band around the structure's level reaching half way to the background, as a
         # threshold range in Slicer's editor; negative prompts whose intensity differs add
         # classes the band must stay nearer to the structure than (e.g. calcium, bone).
         accept = np.abs(image - foreground) < abs(foreground - background) / 2
-        for voxel in state.negative:
-            level = self._level(image, voxel)
+        for level in negatives:
             if abs(level - foreground) >= intensity.MIN_CONTRAST * noise:
                 accept &= np.abs(image - foreground) < np.abs(image - level)
-        accept &= ~barrier
-        if state.box is not None:
-            inside = np.zeros_like(accept)
-            inside[tuple(slice(lo, hi + 1) for lo, hi in zip(*state.box))] = True
-            accept &= inside
+        for region, ball in self._barriers(state):
+            inner = tuple(slice(max(r.start, b.start), min(r.stop, b.stop))
+                          for r, b in zip(region, box))
+            if all(i.start < i.stop for i in inner):
+                part = tuple(slice(i.start - r.start, i.stop - r.start) for i, r in zip(inner, region))
+                accept[tuple(slice(i.start - b.start, i.stop - b.start)
+                             for i, b in zip(inner, box))] &= ~ball[part]
         pieces, _ = ndimage.label(accept)
-        keep = {pieces[s] for s in seeds} - {0}
+        local = [tuple(v - b.start for v, b in zip(s, box)) for s in seeds]
+        keep = {pieces[s] for s in local
+                if all(0 <= c < n for c, n in zip(s, pieces.shape))} - {0}
         if not keep and state.box is not None:          # box only: its largest piece
             sizes = np.bincount(pieces.ravel())
             sizes[0] = 0
             keep = {int(np.argmax(sizes))} if sizes.max() > 0 else set()
-        grown = np.isin(pieces, list(keep))
-        if grown.mean() > MAX_FILL:
-            raise PromptError("region growing filled more than half of the volume; "
-                              "add a negative point or a box to contain it")
-        return grown
+        return np.isin(pieces, list(keep))
+
+
+def _widened(box, grown, shape) -> tuple[slice, ...]:
+    """The box twice as wide along every axis where `grown` reaches a side of it that is not
+    the volume's edge; the same box if it reaches none."""
+    wider = []
+    for axis, (part, size) in enumerate(zip(box, shape)):
+        others = tuple(a for a in range(grown.ndim) if a != axis)
+        along = grown.any(axis=others)
+        width = part.stop - part.start
+        low = part.start - width if along[0] and part.start > 0 else part.start
+        high = part.stop + width if along[-1] and part.stop < size else part.stop
+        wider.append(slice(max(low, 0), min(high, size)))
+    return tuple(wider)

@@ -19,6 +19,7 @@ from ..descriptor import BenchSettings
 from .checkpoints import DEFAULT_WEIGHTS, load_model
 from .normalise import normalised_volume
 from .evaluate import HELD_OUT_FIRST_SEED, case_report, trace_case
+from . import size_sweep
 from .timing import median_speed
 from .tracking import TraceOptions
 
@@ -103,12 +104,15 @@ def plot_per_case(per_method: dict, title: str, path: Path) -> None:
 
 
 def table(results: dict) -> str:
-    return markdown_table(
+    accuracy = markdown_table(
         ["method", "Dice", "clDice", "HD95 mm", "β0 error", "on distractor", "s/volume"],
         [[name, f"{s['median_dice']:.3f}", f"{s['median_cldice']:.3f}",
           f"{s['median_hd95_mm']:.2f}", f"{s['median_betti0_error']:.0f}",
           f"{100 * s['median_distractor_fraction']:.1f} %", f"{s['median_seconds']:.2f}"]
          for name, s in results["accuracy"]["summary"].items()])
+    if "clinical_size" not in results:
+        return accuracy
+    return accuracy + "\n\n" + size_sweep.table(results["clinical_size"])
 
 
 def run(settings: BenchSettings) -> dict:
@@ -119,6 +123,8 @@ def run(settings: BenchSettings) -> dict:
                "accuracy": accuracy(model, settings.cases or DEFAULT_CASES)}
     if settings.speed:
         results["speed"] = median_speed(model=model)
+        # The same tree in clinical-size volumes, each in a fresh process.
+        results["clinical_size"] = size_sweep.run(settings.out, weights, settings.threads)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "tracer3d.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -6,12 +6,11 @@ from pathlib import Path
 import numpy as np
 
 from ..backbones.checkpoint import file_sha256
-from ..data import intensity
 from ..engine import Engine, Update
 from ..errors import EngineError, PromptError
 from .checkpoints import DEFAULT_WEIGHTS, load_model
 from .descriptor import TRACER3D
-from .normalise import normalised_volume
+from .normalise import click_normalised
 from .tracking import SliceTracer, TraceOptions, slice_calls
 
 
@@ -33,17 +32,13 @@ class Tracer3DEngine(Engine):
         # in each trace.
         self._calls = slice_calls(self.model, self.options, self.device)
 
-    def _on_image(self) -> None:
-        self._smooth = None              # computed on the first click, kept for the next
-
     def _interact(self, prompt):
         if prompt.label != 1:
             raise PromptError("tracer3d traces from positive clicks only; erase with undo or "
                               "another engine")
         z, y, x = (int(np.clip(round(c), 0, n - 1)) for c, n in zip(prompt.position, self.image.shape))
-        if self._smooth is None:
-            self._smooth = intensity.smoothed(self.image, self.spacing_zyx)
-        volume = normalised_volume(self.image, self.spacing_zyx, (z, y, x), self._smooth)
+        # Normalised where the tracker reads it: the click costs what the vessel costs.
+        volume = click_normalised(self.image, self.spacing_zyx, (z, y, x))
         tracer = SliceTracer(self.model, volume, self.options, self.device, self._calls)
         depth = self.image.shape[0]
         empty = tuple(slice(0, 0) for _ in range(3))

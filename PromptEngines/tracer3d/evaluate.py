@@ -7,7 +7,7 @@ import numpy as np
 
 from ..data.synthetic.cta import vessel_volume
 from ..evaluation import metrics
-from .normalise import normalised_volume
+from .normalise import click_normalised
 from .tracking import SliceTracer, TraceOptions
 
 HELD_OUT_FIRST_SEED = 1000
@@ -17,7 +17,7 @@ def trace_case(model, case, options, device: str = "cpu") -> tuple[np.ndarray, f
     """The traced mask from the case's seed click, and the seconds it took (normalisation
     included)."""
     started = time.perf_counter()
-    volume = normalised_volume(case.volume.array, case.volume.spacing_zyx, case.seed_index)
+    volume = click_normalised(case.volume.array, case.volume.spacing_zyx, case.seed_index)
     tracer = SliceTracer(model, volume, options, device)
     mask = np.zeros(case.volume.shape, bool)
     for result in tracer.trace(case.seed_index[1:], case.seed_index[0]):

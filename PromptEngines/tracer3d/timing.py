@@ -16,10 +16,10 @@ import time
 import numpy as np
 import torch
 
+from ..backbones.graphs import GraphedCall
 from ..data.regions import window
 from ..data.synthetic.cta import vessel_volume
-from .normalise import normalised_volume
-from ..backbones.graphs import GraphedCall
+from .normalise import click_normalised
 from .tracking import SliceCalls, SliceTracer, TraceOptions, slice_calls
 
 
@@ -93,7 +93,7 @@ def speed(model, shape=(200, 256, 256), seed=1100, device: str = "cpu",
     (`first_trace_ms_per_slice`, `graph_capture_s`), the second is `ms_per_slice`."""
     case = _volume(seed, tuple(shape))
     started = time.perf_counter()
-    volume = normalised_volume(case.volume.array, case.volume.spacing_zyx, case.seed_index)
+    volume = click_normalised(case.volume.array, case.volume.spacing_zyx, case.seed_index)
     normalise_s = time.perf_counter() - started
     cuda = device.startswith("cuda")
     if cuda:

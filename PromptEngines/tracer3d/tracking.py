@@ -102,17 +102,23 @@ def slice_calls(model, options: TraceOptions, device: str) -> SliceCalls:
     return SliceCalls(model.encode, model.decode)
 
 
+def _shifted(part: slice, by: int) -> slice:
+    return slice(part.start + by, part.stop + by)
+
+
 class TileCache:
     """Encoder features of fixed tiles: `model.crop` pixels square, on a grid of
-    `model.stride` in the padded slice, so what is encoded never depends on a prompt and a
-    tile is encoded exactly as in training (a crop on its own, normalisation statistics
-    included). A tile is encoded together with the same tile on the following slices of its
-    chunk (a track moves along z), in one batch, and kept (LRU)."""
+    `model.stride` in the slice padded by `pad` (zeros), so what is encoded never depends on
+    a prompt and a tile is encoded exactly as in training (a crop on its own, normalisation
+    statistics included). A tile is encoded together with the same tile on the following
+    slices of its chunk (a track moves along z), in one batch, and kept (LRU). Tiles are cut
+    from `volume` as they are asked for (an array, or a view that normalises what is read),
+    so nothing of the volume is copied or padded whole."""
 
-    def __init__(self, model, encode, volume: torch.Tensor, pad: int, chunk: int,
-                 capacity: int):
+    def __init__(self, model, encode, volume, pad: int, chunk: int, capacity: int,
+                 device: str = "cpu"):
         self.model, self.encode, self.chunk, self.capacity = model, encode, chunk, capacity
-        self.padded = torch.nn.functional.pad(volume[:, None], (pad, pad, pad, pad))
+        self.volume, self.pad, self.device = volume, pad, device
         self._tiles: OrderedDict[tuple, list] = OrderedDict()
         self.encoded = 0
 
@@ -120,10 +126,9 @@ class TileCache:
         key = (z, *origin)
         if key not in self._tiles:
             start = z - z % self.chunk
-            stop = min(start + self.chunk, self.padded.shape[0])
-            (y, x), size = origin, self.model.crop
+            stop = min(start + self.chunk, self.volume.shape[0])
             with torch.no_grad():
-                features = self.encode(self.padded[start:stop, :, y:y + size, x:x + size])
+                features = self.encode(self.cut(start, stop, origin))
             for offset, zz in enumerate(range(start, stop)):
                 self._tiles[(zz, *origin)] = [level[offset] for level in features]
             self.encoded += stop - start
@@ -131,6 +136,19 @@ class TileCache:
                 self._tiles.popitem(last=False)
         self._tiles.move_to_end(key)
         return self._tiles[key]
+
+    def cut(self, start: int, stop: int, origin) -> torch.Tensor:
+        """Slices start..stop of the tile at `origin` (padded slice pixels), (N, 1, S, S);
+        zeros where it reaches past the volume, as the zero padding gives."""
+        size, (height, width) = self.model.crop, self.volume.shape[1:]
+        top, left = origin[0] - self.pad, origin[1] - self.pad        # in slice pixels
+        rows = slice(max(top, 0), min(top + size, height))
+        cols = slice(max(left, 0), min(left + size, width))
+        tiles = np.zeros((stop - start, 1, size, size), np.float32)
+        if rows.start < rows.stop and cols.start < cols.stop:
+            tiles[:, 0, rows.start - top:rows.stop - top, cols.start - left:cols.stop - left] = \
+                self.volume[start:stop, rows, cols]
+        return torch.from_numpy(tiles).to(self.device)
 
 
 class SliceTracer:
@@ -146,9 +164,12 @@ class SliceTracer:
         # `calls`: kept across traces (the engine's), so their graphs are captured once.
         calls = calls if calls is not None else slice_calls(model, options, device)
         self.decode = calls.decode
-        self.tiles = TileCache(model, calls.encode, torch.from_numpy(volume).to(device),
-                               self.pad, options.chunk, options.cached_tiles)
+        self.tiles = TileCache(model, calls.encode, volume, self.pad, options.chunk,
+                               options.cached_tiles, device)
+        # Allocated whole but touched only where the trace goes (pages stay unused); every
+        # whole-trace step works in `extent`, the box of what is traced.
         self.traced = np.zeros(volume.shape, bool)
+        self.extent: tuple[slice, slice, slice] | None = None
         self.slices_traced = 0
 
     # ------------------------------------------------------------------ geometry
@@ -223,9 +244,8 @@ class SliceTracer:
 
         half = self.size // 2
         y0, x0 = (int(round(p)) - half for p in point)
-        volume = self.tiles.padded[:, 0, self.pad:-self.pad, self.pad:-self.pad].cpu().numpy()
-        fixed_np = window(volume[z], (y0, x0), self.size)
-        moving_np = window(volume[previous_z], (y0, x0), self.size)
+        fixed_np = window(self.volume[z], (y0, x0), self.size)
+        moving_np = window(self.volume[previous_z], (y0, x0), self.size)
         if fixed_np.std() < 1e-6 or moving_np.std() < 1e-6:
             return point
         fixed, moving = sitk.GetImageFromArray(fixed_np), sitk.GetImageFromArray(moving_np)
@@ -277,7 +297,7 @@ class SliceTracer:
             raise PromptError("no vessel at the seed: the model finds no vessel where you "
                               "clicked")
         kept = pieces == label
-        self.traced[seed_z, rows, cols] |= kept
+        self._commit(seed_z, rows, cols, kept)
         self.slices_traced = 1
         queue = deque()
         self._spread(queue, seed_z, kept, rows, cols, logits, origin, None, forward=None)
@@ -292,27 +312,39 @@ class SliceTracer:
         parent's cross-section) is never a track of its own. Once the trace is complete,
         the arms are what reaches past the neighbouring slices: trace on from them
         tentatively and keep what `keep_branches` accepts."""
-        committed = self.traced
-        self.traced = committed.copy()
+        before, kept_before = self.extent, self.traced[self.extent].copy()
         nothing = slice(0, 0)
         for tried in self._run(self._tracks_from_traced(), started):
             if heartbeat:
                 yield SliceResult(tried.z, nothing, nothing, np.zeros((0, 0), bool),
                                   tried.tracks, tentative=True)
-        found = keep_branches(committed, self.traced & ~committed, self.volume, self.options)
-        self.traced = committed | found
+        # What the tentative tracks added, judged in the box of all that is traced now.
+        box = self.extent
+        committed = np.zeros([s.stop - s.start for s in box], bool)
+        committed[tuple(slice(b.start - a.start, b.stop - a.start)
+                        for a, b in zip(box, before))] = kept_before
+        found = keep_branches(committed, self.traced[box] & ~committed, self.volume[box],
+                              self.options)
+        self.traced[box] = committed | found
         for z in np.nonzero(found.reshape(found.shape[0], -1).any(axis=1))[0]:
             rows, cols = bounding_box(found[z])
-            yield SliceResult(int(z), rows, cols, found[z, rows, cols].copy(), 0, second_look=True)
+            yield SliceResult(int(z) + box[0].start, _shifted(rows, box[1].start),
+                              _shifted(cols, box[2].start), found[z, rows, cols].copy(), 0,
+                              second_look=True)
 
     def _tracks_from_traced(self) -> deque:
         """A track onto each neighbouring slice wherever a slice's traced mask reaches past
         the neighbour's by `min_backward_pixels`, prompted with that piece of the mask."""
         queue, margin = deque(), self.options.overlap_margin
-        for z in np.nonzero(self.traced.reshape(self.shape[0], -1).any(axis=1))[0].tolist():
+        zs, ys, xs = self.extent
+        for z in range(zs.start, zs.stop):
+            in_extent = self.traced[z, ys, xs]
+            if not in_extent.any():
+                continue
             # Only the box around slice z's traced mask matters, and the neighbour's mask
             # within reach of it (whole-slice dilations were a tenth of the trace's time).
-            rows, cols = bounding_box(self.traced[z])
+            rows, cols = bounding_box(in_extent)
+            rows, cols = _shifted(rows, ys.start), _shifted(cols, xs.start)
             for direction in (1, -1):
                 neighbour = z + direction
                 if not 0 <= neighbour < self.shape[0]:
@@ -342,6 +374,17 @@ class SliceTracer:
         inside = piece[top[0] - corner[0]:max(rows.stop - corner[0], 0),
                        top[1] - corner[1]:max(cols.stop - corner[1], 0)]
         self._continue(queue, z, direction, inside, top, logits, origin, None)
+
+    def _commit(self, z, rows, cols, kept) -> None:
+        """Mark `kept` (slice z's window) traced and grow the extent to hold it."""
+        self.traced[z, rows, cols] |= kept
+        if not kept.any():
+            return
+        ys, xs = bounding_box(kept)
+        box = (slice(z, z + 1), slice(rows.start + ys.start, rows.start + ys.stop),
+               slice(cols.start + xs.start, cols.start + xs.stop))
+        self.extent = box if self.extent is None else tuple(
+            slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(self.extent, box))
 
     def _capped(self, started) -> bool:
         return (self.slices_traced >= self.options.max_slices
@@ -461,7 +504,7 @@ class SliceTracer:
         new = kept & ~self.traced[z, rows, cols]
         if new.sum() < options.min_new_pixels:
             return None                                   # joined what is already traced
-        self.traced[z, rows, cols] |= kept
+        self._commit(z, rows, cols, kept)
         self.slices_traced += 1
         self._spread(queue, z, kept, rows, cols, logits, origin, bottleneck, track.direction)
         return SliceResult(z, rows, cols, kept, len(queue))

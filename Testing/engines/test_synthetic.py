@@ -1,9 +1,15 @@
+import hashlib
+
 import numpy as np
 import pytest
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
+from PromptEngines.data.regions import full_structure
 from PromptEngines.data.synthetic.cardiac import cardiac_volume
 from PromptEngines.data.synthetic.cta import vessel_volume
+from PromptEngines.data.synthetic.cta_neighbours import tube_gaps
+from PromptEngines.data.synthetic.thick_slices import resliced
 from PromptEngines.data.synthetic.cta_tissue import TISSUE_HU, path_distances
 from PromptEngines.data.synthetic.fundus import CORRECTION_COMMANDS, vessel_correction_case
 from PromptEngines.data.synthetic.tumour import tumour_volume
@@ -120,3 +126,152 @@ def test_tumour_volume_has_a_faint_tumour_inside_the_organ():
     image = case.volume.array
     contrast = image[organ > 0].mean() - image[tumour > 0].mean()
     assert 10 < contrast < 40                                  # ambiguous, not invisible
+
+
+# sha256 (first 16 hex digits) of volume.array, label and distractor bytes with the default
+# arguments, recorded before `neighbours` existed: the tracer benchmark (seeds 1000-1009) and
+# the shipped model were made from exactly these volumes. Bit for bit, so a different numpy /
+# scipy / CPU that rounds differently shows up here too.
+DEFAULT_VOLUME_SHA256 = {
+    0: ("3e0a8c0979c82a88", "e067adce2029419d", "7e68cbd3f296d1dd"),
+    5: ("4b504de2051272b2", "1a192cdcfd1a6f63", "6f6052609b6c7605"),
+    1000: ("33a8fbcf19911659", "88d25322913ac71b", "0d019700af412c84"),
+    1005: ("7ef3990705e52e19", "0e23b1b210a2e546", "351259be79a46f4f"),
+    1009: ("bde4a8b44c06602d", "4678ab50c3099bab", "ba2398314f6ea89d"),
+}
+
+
+def _sha(array) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("seed", sorted(DEFAULT_VOLUME_SHA256))
+def test_default_vessel_volumes_are_bit_identical_to_the_benchmark_tables(seed):
+    case = vessel_volume(seed)
+    assert (_sha(case.volume.array), _sha(case.label), _sha(case.distractor)) == \
+        DEFAULT_VOLUME_SHA256[seed]
+    assert case.other_vessels is case.distractor and set(case.other_kinds) == {"distractor"}
+
+
+@pytest.fixture(scope="module", params=[(2101, (1.2, 0.62, 0.62)), (2102, None)],
+                ids=["2101 at 1.2x0.62x0.62 mm", "2102 own spacing"])
+def paired_case(request):
+    seed, spacing = request.param
+    case = vessel_volume(seed, spacing_zyx=spacing, neighbours="paired")
+    case.arguments = dict(seed=seed, spacing_zyx=spacing)
+    return case
+
+
+def test_paired_neighbours_keep_the_clicked_tree_and_its_click(paired_case):
+    case = paired_case
+    classic = vessel_volume(**case.arguments)
+    assert np.array_equal(classic.label, case.label) and classic.seed_index == case.seed_index
+    assert classic.volume.spacing_zyx == pytest.approx(case.volume.spacing_zyx)
+    label, other = case.label.astype(bool), case.other_vessels.astype(bool)
+    assert metrics.components(case.label) == 1 and label[case.seed_index]
+    assert not (label & other).any()
+    assert case.distractor is case.other_vessels           # fraction_on(mask, distractor) works
+    union = np.zeros_like(other)
+    for mask in case.other_kinds.values():
+        union |= mask.astype(bool)
+    assert np.array_equal(union, other)
+    assert {"adjacent_vein", "crossing_vein", "second_tree"} <= set(case.other_kinds)
+    assert not np.array_equal(case.volume.array, classic.volume.array)
+
+
+def test_adjacent_vein_runs_beside_the_trunk_1_to_3_5_mm_wall_to_wall(paired_case):
+    case = paired_case
+    spacing = np.asarray(case.volume.spacing_zyx)
+    label = case.label.astype(bool)
+    vein = case.other_kinds["adjacent_vein"].astype(bool)
+    adjacent = next(o for o in case.others if o.kind == "adjacent_vein")
+    # Geometry: the wall-to-wall gap to the trunk (centre distance minus both radii).
+    assert 1.0 <= adjacent.gap_mm[0] <= adjacent.gap_mm[1] <= 3.5
+    # Masks: tissue between the walls everywhere (voxel-centre distances never undercut the
+    # gap between the tube surfaces) ...
+    to_tree = ndimage.distance_transform_edt(~label, sampling=spacing)
+    assert to_tree[vein].min() >= 1.0
+    # ... and along the whole trunk (middle 80 %) the vein is never more than 3.5 mm away:
+    # the closest vein voxel near each trunk point, up to one in-plane voxel of sampling.
+    trunk = case.branches[0]
+    veins = cKDTree(np.argwhere(vein) * spacing)
+    gaps = to_tree[vein]
+    reach = trunk.radii.max() + 2 * adjacent.branches[0].radii.max() + 4.5
+    n = len(trunk.points)
+    local = [gaps[veins.query_ball_point(point, reach)].min()
+             for point in trunk.points[n // 10: n - n // 10]]
+    assert 1.0 <= min(local) and max(local) <= 3.5 + spacing[1:].max()
+    # Brightness: 0.6-1.0 of the artery's contrast over tissue, measured near the click.
+    assert 0.6 <= adjacent.contrast <= 1.0
+    z = case.seed_index[0]
+    slab = np.zeros_like(label)
+    slab[max(z - 6, 0):z + 7] = True
+    grid = np.moveaxis(np.indices(label.shape), 0, -1) * spacing
+    offset = (grid - np.asarray(case.seed_index) * spacing)[..., 1:]
+    near_click = np.linalg.norm(offset, axis=-1) < 6.0
+    core = {name: ndimage.distance_transform_edt(mask, sampling=spacing) >= 1.0
+            for name, mask in (("artery", label), ("vein", vein))}
+    image = case.volume.array
+    artery_hu = np.median(image[core["artery"] & slab & near_click])
+    vein_hu = np.median(image[core["vein"] & slab])
+    ratio = (vein_hu - TISSUE_HU) / (artery_hu - TISSUE_HU)
+    assert abs(ratio - adjacent.contrast) < 0.08 and 0.55 < ratio < 1.05
+
+
+def test_crossing_veins_touch_the_tree_at_one_place_without_sharing_a_voxel(paired_case):
+    case = paired_case
+    label = case.label.astype(bool)
+    near_label = ndimage.binary_dilation(label, full_structure(3))
+    crossings = [o for o in case.others if o.kind == "crossing_vein"]
+    assert 1 <= len(crossings) <= 2
+    for crossing in crossings:
+        vein = signed_depth_mask(case, crossing.branches)
+        assert not (vein & label).any()                        # no shared lumen
+        assert (vein & near_label).any()                       # 26-neighbour contact
+        touching = label & ndimage.binary_dilation(vein, full_structure(3))
+        assert metrics.components(touching) == 1               # at one place
+        branch = case.branches[crossing.artery]
+        vein_branch = crossing.branches[0]
+        assert tube_gaps(vein_branch.points, vein_branch.radii, [branch]).min() == \
+            pytest.approx(0.05, abs=0.02)
+
+
+def signed_depth_mask(case, branches) -> np.ndarray:
+    from PromptEngines.data.synthetic.tubes import signed_depth
+
+    return signed_depth(case.label.shape, case.volume.spacing_zyx, branches) >= 0
+
+
+def test_second_artery_tree_is_nearby_but_not_connected(paired_case):
+    case = paired_case
+    spacing = case.volume.spacing_zyx
+    label = case.label.astype(bool)
+    second = case.other_kinds["second_tree"].astype(bool)
+    assert second.sum() > 200
+    assert metrics.components(label | second) == metrics.components(second) + 1
+    gap = ndimage.distance_transform_edt(~label, sampling=spacing)[second].min()
+    assert 1.5 <= gap <= 12.0 + max(spacing)
+    roles = [b.role for b in case.branches]
+    assert "second_trunk" in roles and "vein" in roles and "crossing_vein" in roles
+    with pytest.raises(ValueError, match="unknown neighbours"):
+        vessel_volume(0, neighbours="crowded")
+
+
+def test_paired_clean_realism_and_reslicing_to_thick_slices():
+    case = vessel_volume(2103, shape=(60, 96, 96), realism="clean", neighbours="paired")
+    assert metrics.components(case.label) == 1
+    thick = resliced(case, 2.5)
+    spacing = case.volume.spacing_zyx
+    assert thick.volume.spacing_zyx == pytest.approx((2.5, *spacing[1:]))
+    assert thick.volume.shape[0] == int((case.volume.shape[0] - 1) * spacing[0] / 2.5) + 1
+    np.testing.assert_allclose(thick.volume.ijk_to_ras[:, [0, 1, 3]],
+                               case.volume.ijk_to_ras[:, [0, 1, 3]])
+    # The same place in the patient: slice k of the thick volume is at k * 2.5 mm.
+    np.testing.assert_allclose(thick.volume.index_to_ras((4, 10, 20)),
+                               case.volume.index_to_ras((4 * 2.5 / spacing[0], 10, 20)))
+    assert thick.label[thick.seed_index] == 1
+    assert not (thick.label & thick.other_vessels).any()
+    assert thick.distractor is thick.other_vessels
+    assert set(thick.other_kinds) == set(case.other_kinds)
+    # Slab averaging: the mean of the image is kept (up to the ends' partial slabs).
+    assert abs(thick.volume.array.mean() - case.volume.array.mean()) < 2.0

@@ -21,4 +21,8 @@ Shared, below the domains:
 - `tubes`: vessel trees as polylines with radii, grown at random and rasterised in 2D or 3D.
 - `cta_tissue`: what makes a CT angiogram hard to threshold (falling contrast, touching
   bone, wall plaque, vein), used by `cta`.
+- `cta_neighbours`: the vessels around an artery in real CTA (`vessel_volume(...,
+  neighbours="paired")`): a vein beside the trunk, veins crossing and touching a branch, a
+  second artery tree.
+- `thick_slices`: a case resliced to thick slices (clinical reconstructions), same anatomy.
 """

@@ -1,0 +1,111 @@
+"""Work only where the trace goes: the click's levels from its neighbourhood, the volume
+normalised where it is read, tiles cut as they are asked for, the second look in the box of
+the trace, the mask saved slice by slice. Each gives exactly what the whole-volume way gave."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from PromptEngines.data import intensity
+from PromptEngines.data.synthetic.cta import vessel_volume
+from PromptEngines.engine import Engine, Update
+from PromptEngines.prompts import Point
+from PromptEngines.tracer3d.checkpoints import DEFAULT_WEIGHTS, load_model
+from PromptEngines.tracer3d.normalise import NORMALISED_RANGE, click_normalised
+from PromptEngines.tracer3d.tracking import SliceTracer, TileCache, TraceOptions
+from registered_engine import registered
+
+
+@pytest.fixture(scope="module")
+def case():
+    return vessel_volume(1004, shape=(40, 72, 64), spacing_zyx=(1.4, 0.6, 0.8))
+
+
+@pytest.mark.parametrize("region", [(slice(0, 9), slice(0, 20), slice(50, 64)),        # corner
+                                    (slice(12, 30), slice(20, 41), slice(7, 33)),      # inside
+                                    (slice(39, 40), slice(71, 72), slice(0, 64))])     # a line
+def test_a_region_is_smoothed_as_the_whole_volume_is_there(case, region):
+    image, spacing = case.volume.array, case.volume.spacing_zyx
+    whole = intensity.smoothed(image, spacing)
+    assert np.array_equal(intensity.smoothed(image, spacing, region), whole[region])
+
+
+def test_the_normalised_view_equals_the_whole_normalised_volume(case):
+    image, spacing = case.volume.array, case.volume.spacing_zyx
+    view = click_normalised(image, spacing, case.seed_index)
+    levels = view.levels
+    whole = np.clip(((image.astype(np.float32) - levels.surroundings)
+                     / (levels.structure - levels.surroundings)).astype(np.float32),
+                    *NORMALISED_RANGE)
+    assert view.shape == image.shape and view[...].dtype == np.float32
+    assert np.array_equal(view[...], whole)
+    assert np.array_equal(view[3:9, 10:30, 5:6], whole[3:9, 10:30, 5:6])
+    assert np.array_equal(view[7], whole[7])
+    # The click's levels: structure bright, surroundings near tissue, noise positive.
+    assert levels.structure > levels.surroundings + 5 * levels.noise > levels.surroundings
+
+
+def test_tiles_are_cut_as_the_padded_volume_gave_them(case):
+    volume = click_normalised(case.volume.array, case.volume.spacing_zyx, case.seed_index)[...]
+    padded = F.pad(torch.from_numpy(volume)[:, None], (40, 40, 40, 40))
+    cache = TileCache(None, None, volume, pad=40, chunk=8, capacity=4)
+    cache.model = type("Model", (), {"crop": 64})()
+    for start, stop, origin in [(0, 8, (0, 0)), (32, 40, (48, 80)), (8, 16, (88, 16)),
+                                (16, 24, (80, 80))]:          # corners, inside, past the edge
+        y, x = origin
+        expected = padded[start:stop, :, y:y + 64, x:x + 64]
+        assert torch.equal(cache.cut(start, stop, origin), expected)
+
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no embedded weights")
+@pytest.mark.parametrize("seed", [1000, 2008])          # 2008: the second look keeps a branch
+def test_tracing_the_view_equals_tracing_the_whole_normalised_volume(seed):
+    case = vessel_volume(seed)
+    model = load_model(DEFAULT_WEIGHTS)[0]
+    view = click_normalised(case.volume.array, case.volume.spacing_zyx, case.seed_index)
+    masks = []
+    for volume in (view, view[...]):
+        mask = np.zeros(case.volume.shape, bool)
+        for result in SliceTracer(model, volume, TraceOptions()).trace(case.seed_index[1:],
+                                                                       case.seed_index[0]):
+            mask[result.z, result.rows, result.cols] |= result.mask
+        masks.append(mask)
+    assert masks[0].sum() > 500 and np.array_equal(masks[0], masks[1])
+
+
+@registered("scatter-painter", {"point"})
+class ScatterPainter(Engine):
+    """Paints a voxel on every other slice, one update each; `fail_at` raises there."""
+    fail_at = None
+
+    def _interact(self, prompt):
+        for count, z in enumerate(range(0, self.image.shape[0], 2)):
+            if count == self.fail_at:
+                raise RuntimeError("failed half way")
+            yield Update((slice(z, z + 1), slice(1, 3), slice(2, 4)),
+                         np.full((1, 2, 2), 1 + count % 2, np.uint8))
+
+
+def test_the_mask_before_a_prompt_is_kept_slice_by_slice_and_restored_exactly():
+    engine = ScatterPainter()
+    engine.set_image(np.zeros((9, 5, 6), np.int16))
+    engine._mask[4, 0, 0] = engine._mask[1, 4, 5] = 7        # the user's earlier work
+    start = engine.mask.copy()
+    engine.fail_at = 3
+    with pytest.raises(RuntimeError):
+        engine.run(Point((0, 0, 0)))
+    assert np.array_equal(engine.mask, start)
+    engine.fail_at = None
+    engine.run(Point((0, 0, 0)))
+    assert engine.mask[8, 1, 2] == 1 and engine.mask[4, 0, 0] == 7
+    engine.undo()
+    assert np.array_equal(engine.mask, start)
+
+
+def test_integer_volumes_are_not_scanned_for_nan_and_float_ones_are_slab_by_slab():
+    engine = ScatterPainter()
+    engine.set_image(np.zeros((40, 3, 3), np.int16))
+    image = np.zeros((40, 3, 3), np.float32)
+    image[37, 1, 1] = np.inf                               # in the last slab only
+    with pytest.raises(Exception, match="NaN/infinite"):
+        engine.set_image(image)
