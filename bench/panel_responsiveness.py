@@ -1,7 +1,9 @@
 """Responsiveness of the panel during a one-click trace (offscreen, the real widget class):
-the longest the event loop is blocked, and how many slices still arrive after Cancel.
+the time from the click to the first visible update, the longest the event loop is blocked,
+and how many slices still arrive after Cancel.
 
     python bench/panel_responsiveness.py [--engine tracer3d] [--out bench/results]
+    python bench/panel_responsiveness.py --clinical 440 512 512    # the size sweep's volume
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,13 +22,27 @@ for path in (ROOT, ROOT / "InteractiveVesselSeg", ROOT / "Testing", ROOT / "Test
 
 from panel_setup import build_panel, settle  # noqa: E402
 from PromptEngines.data.synthetic.cta import vessel_volume  # noqa: E402
+from PromptEngines.data.volume import Volume  # noqa: E402
+from PromptEngines.tracer3d import size_sweep  # noqa: E402
+
+
+def clinical_case(shape):
+    """The size sweep's tree (tracer3d/size_sweep.py) in a volume of `shape`, with the tree
+    volume's geometry."""
+    image, _, _, seed = size_sweep.embedded(tuple(shape))
+    tree = vessel_volume(size_sweep.TREE_SEED, shape=size_sweep.TREE_SHAPE)
+    volume = Volume(image, tree.volume.ijk_to_ras)
+    return SimpleNamespace(volume=volume, seed_ras=volume.index_to_ras(seed))
 
 
 def measure_blocking(panel) -> dict:
     """Ticks of a 10 ms timer during a trace: the largest gap is the longest stall."""
     import qt
 
-    ticks = []
+    ticks, first = [], []
+    shown = panel.widget.onUpdate
+    panel.widget.onUpdate = lambda update: (first or first.append(time.perf_counter()),
+                                            shown(update))
     ticker = qt.QTimer()
     ticker.setInterval(10)
     ticker.timeout.connect(lambda: ticks.append(time.perf_counter()))
@@ -35,7 +52,9 @@ def measure_blocking(panel) -> dict:
     settle(panel.widget, panel.application, timeout=600)
     ticker.stop()
     gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    panel.widget.onUpdate = shown
     return {"trace_seconds": time.perf_counter() - started, "ticks": len(ticks),
+            "click_to_first_update_ms": 1000 * (first[0] - started),
             "max_gap_ms": 1000 * max(gaps), "p99_gap_ms": 1000 * sorted(gaps)[int(0.99 * (len(gaps) - 1))],
             "slices": len(panel.widget.logic.session.engine.mask.any(axis=(1, 2)).nonzero()[0])}
 
@@ -61,14 +80,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", default="tracer3d")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--clinical", nargs=3, type=int, metavar=("Z", "Y", "X"),
+                        help="the size sweep's tree in a volume of this shape instead")
     args = parser.parse_args()
-    case = vessel_volume(1009, shape=(120, 192, 192))
+    case = clinical_case(args.clinical) if args.clinical else vessel_volume(1009, shape=(120, 192, 192))
     panel = build_panel(case, args.engine)
     result = {"engine": args.engine, "volume": list(case.volume.shape),
               "blocking": measure_blocking(panel), "cancel": measure_cancel(panel)}
     panel.widget.cleanup()
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "panel_responsiveness.json").write_text(json.dumps(result, indent=1) + "\n")
+    name = "panel_responsiveness" + ("_clinical" if args.clinical else "")
+    (Path(args.out) / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 
 

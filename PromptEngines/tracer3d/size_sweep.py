@@ -113,8 +113,14 @@ def run(out, weights=None, threads: int = 2, shapes=SHAPES) -> dict:
     results = {"sizes": rows, "threads": threads,
                "hardware": f"{platform.processor() or platform.machine()}, {threads} CPU threads"}
     (out / "clinical_size.json").write_text(json.dumps(results, indent=1) + "\n")
-    plot(results, out / "clinical_size.png")
+    plot(results, out / "clinical_size.png", _before(out))
     return results
+
+
+def _before(out: Path) -> dict | None:
+    """An earlier version's sweep kept beside the results (clinical_size_before.json)."""
+    path = out / "clinical_size_before.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def table(results: dict) -> str:
@@ -127,18 +133,23 @@ def table(results: dict) -> str:
           f"{r['dice']:.3f}"] for r in results["sizes"]])
 
 
-def plot(results: dict, path: Path) -> None:
+def plot(results: dict, path: Path, before: dict | None = None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = results["sizes"]
-    voxels = [r["voxels"] / 1e6 for r in rows]
     fig, axis = plt.subplots(figsize=(6.5, 4))
-    axis.plot(voxels, [r["trace_s"] for r in rows], "o-", label="whole trace (s)")
-    axis.plot(voxels, [r["click_to_first_update_ms"] / 1000 for r in rows], "s-",
-              label="click → first update (s)")
-    axis.plot(voxels, [r["set_image_ms"] / 1000 for r in rows], "^-", label="set_image (s)")
+    for run, style, when in ((results, "-", ""), (before, "--", ", previous version")):
+        if run is None:
+            continue
+        rows = run["sizes"]
+        voxels = [r["voxels"] / 1e6 for r in rows]
+        axis.plot(voxels, [r["trace_s"] for r in rows], "o" + style, color="C0",
+                  label=f"whole trace{when}")
+        axis.plot(voxels, [r["click_to_first_update_ms"] / 1000 for r in rows], "s" + style,
+                  color="C1", label=f"click → first update{when}")
+        axis.plot(voxels, [r["set_image_ms"] / 1000 for r in rows], "^" + style, color="C2",
+                  label=f"set_image{when}")
     axis.set_xlabel("volume size (million voxels)")
     axis.set_ylabel("seconds")
     axis.set_ylim(bottom=0)

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .cta_tissue import (CORTEX_HU, CORTEX_MM, MARROW_HU, PLAQUE_HU, TISSUE_HU, ellipsoid_depth,
-                         lumen_along_tree)
-from .tubes import Branch, grow_branch, occupancy, perpendicular, point_at, signed_depth, \
-    smooth_field, turned, unit
+from .cta_tissue import PLAQUE_HU, TISSUE_HU, ellipsoid_depth, lumen_along_tree, paint_bone
+from .tubes import (Branch, grow_branch, occupancy, perpendicular, point_at, signed_depth,
+                    turned, unit)
 
 ADJACENT_GAP_MM = (1.0, 3.5)          # wall to wall, adjacent and companion veins
 VEIN_CONTRAST = (0.6, 1.0)            # vein contrast over tissue / the artery's, locally
@@ -379,13 +378,7 @@ def bone_beside(image, rng, spacing, trunk: Branch, grid, avoid: list[Branch], t
         if margin >= 0.5:
             break
     _, centre, axes, semi = best
-    depth = ellipsoid_depth(grid, centre, axes, semi)
-    voxel_mm = float(np.min(spacing))
-    bone = occupancy(depth, voxel_mm)
-    marrow = occupancy(depth - CORTEX_MM, voxel_mm)
-    marrow_hu = MARROW_HU + smooth_field(image.shape, rng, sigma=2, amplitude=50.0)
-    image = image + bone * (CORTEX_HU - image)
-    return image + marrow * (marrow_hu - image)
+    return paint_bone(image, rng, spacing, ellipsoid_depth(grid, centre, axes, semi))
 
 
 def plaques_beside(image, rng, spacing, branch: Branch, grid, count: int, avoid: list[Branch]):

@@ -64,6 +64,11 @@ def add_touching_bone(image, rng, spacing, trunk: Branch, grid) -> np.ndarray:
     along, across = rng.uniform(10.0, 16.0), rng.uniform(6.0, 9.0)
     centre = position + side * (radius + across + rng.uniform(0.0, 0.4))
     depth = ellipsoid_depth(grid, centre, [direction, side, third], [along, across, across])
+    return paint_bone(image, rng, spacing, depth)
+
+
+def paint_bone(image, rng, spacing, depth) -> np.ndarray:
+    """A bone's cortex and its lumen-bright marrow, from its signed depth (mm, > 0 inside)."""
     voxel_mm = float(np.min(spacing))
     bone = occupancy(depth, voxel_mm)
     marrow = occupancy(depth - CORTEX_MM, voxel_mm)
