@@ -15,7 +15,8 @@ from .data.segmentation_file import read_mask
 from .data.volume import Volume, grid_mismatch
 from .engine import Engine, Update
 from .errors import PromptError, PromptFileError
-from .prompts import MaskPrompt, Prompt, PromptSequence, sha256_array
+from .prompts import MaskPrompt, Prompt, PromptSequence, VolumeIdentity
+from .threads import InBackground
 
 _END = object()
 
@@ -25,8 +26,22 @@ class Annotation:
         self.volume = volume.validated()
         self.engine = engine
         engine.set_image(volume.array, volume.spacing_zyx)
-        self.sequence = PromptSequence(volume=volume.identity(), engine=engine.name,
-                                       weights_sha256=engine.weights_sha256, segment=segment)
+        # The record names the volume by a hash of its voxels: half a second at clinical
+        # size, so it is computed beside the first prompt, not before it.
+        self._identity = InBackground(volume.identity)
+        self._sequence = PromptSequence(engine=engine.name, weights_sha256=engine.weights_sha256,
+                                        segment=segment)
+
+    @property
+    def identity(self) -> VolumeIdentity:
+        return self._identity.result()
+
+    @property
+    def sequence(self) -> PromptSequence:
+        """The record so far (with the volume's identity, waited for if still hashing)."""
+        if self._sequence.volume is None:
+            self._sequence.volume = self.identity
+        return self._sequence
 
     @property
     def mask(self) -> np.ndarray:
@@ -49,8 +64,8 @@ class Annotation:
         many, so that replay stops at the same place and gives the same mask."""
         updates = self.engine.interact(self.to_index(prompt))
         item = next(updates, _END)             # validation errors surface here, unrecorded
-        index = len(self.sequence.steps)
-        self.sequence.append(prompt)
+        index = len(self._sequence.steps)
+        self._sequence.append(prompt)
         applied = 0
         try:
             # The engine has applied an update to its mask by the time it yields it, so the
@@ -65,12 +80,12 @@ class Annotation:
             raise
         except BaseException:
             # The engine restored its mask; the step did not happen.
-            del self.sequence.steps[index]
+            del self._sequence.steps[index]
             item = _END
             raise
         finally:
             if item is not _END:
-                self.sequence.stopped_after[index] = applied
+                self._sequence.stopped_after[index] = applied
             updates.close()
 
     def apply(self, prompt: Prompt) -> np.ndarray:
@@ -100,7 +115,7 @@ class Annotation:
             if tuple(recorded.shape) != self.volume.shape:
                 raise PromptFileError(f"the prompts were recorded on a volume of shape "
                                       f"{tuple(recorded.shape)}, this one is {self.volume.shape}")
-            if recorded.sha256 != sha256_array(self.volume.array):
+            if recorded.sha256 != self.identity.sha256:
                 raise PromptFileError("the prompts were recorded on a different volume "
                                       "(voxel sha256 differs)")
         for index, step in enumerate(sequence.steps):

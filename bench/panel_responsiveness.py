@@ -48,6 +48,7 @@ def measure_blocking(panel) -> dict:
     ticker.timeout.connect(lambda: ticks.append(time.perf_counter()))
     ticker.start()
     started = time.perf_counter()
+    ticks.append(started)             # the click's own handler counts as a stall too
     panel.widget.ui.traceButton.click()
     settle(panel.widget, panel.application, timeout=600)
     ticker.stop()

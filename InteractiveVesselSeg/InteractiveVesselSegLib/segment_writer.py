@@ -24,9 +24,9 @@ class SegmentWriter:
         segmentation = segmentation_node.GetSegmentation()
         if segmentation.GetSegment(segment_id) is None:
             raise KeyError(f"segmentation has no segment {segment_id!r}")
-        current = self.read()
+        self.initial = self.read()         # what the segment held before this session
         segmentation.SeparateSegmentLabelmap(segment_id)   # its own layer: writes touch only it
-        self._place_on_grid(current)
+        self._place_on_grid(self.initial)
         self.writes = 0
 
     @property

@@ -39,7 +39,7 @@ class SegmentationSession:
         self.annotation = Annotation(volume, self.engine, segment_name)
         self.worker = worker or InferenceWorker()
         self._owns_worker = worker is None
-        start = self.writer.read()
+        start, self.writer.initial = self.writer.initial, None    # not kept: a whole volume
         if start.any():
             path = recorder.save_start_mask(segmentation_node, segment_id, start)
             self.annotation.apply(MaskPrompt(mask=start, path=path))

@@ -97,7 +97,10 @@ class Volume:
                               sha256_array(self.array))
 
     def validated(self) -> "Volume":
-        """Refuse volumes no engine can work on: empty, non-finite or constant."""
+        """Refuse volumes no engine can work on: empty, non-finite or constant (checked once
+        per Volume: its voxels are not to be changed after)."""
+        if getattr(self, "_valid", False):
+            return self
         if self.array.size == 0:
             raise VolumeError("the volume is empty (no voxels)")
         if not np.issubdtype(self.array.dtype, np.number) or np.iscomplexobj(self.array):
@@ -106,6 +109,7 @@ class Volume:
             raise VolumeError("the volume contains NaN or infinite voxels")
         if self.array.min() == self.array.max():
             raise VolumeError("the volume is constant (all voxels have the same value)")
+        self._valid = True
         return self
 
 
