@@ -33,6 +33,7 @@ test: setup
 bench: setup
 	$(PY) bench/tracer3d_bench.py
 	$(PY) bench/panel_responsiveness.py
+	$(PY) bench/tracer3d_vein_stress.py
 
 clean:
 	rm -rf $(BUILD) demo_out

@@ -119,15 +119,24 @@ def source_fingerprint() -> dict:
             "uncommitted": [line[3:] for line in dirty if line.strip()]}
 
 
-def evaluate(threads: int = 1, note: str | None = None) -> dict:
+def evaluate(threads: int = 1, note: str | None = None, candidate: Path | None = None) -> dict:
+    """`candidate`: another tracer3d weights file traced beside the shipped one (a model in
+    training for this stress set)."""
     import torch
 
     from PromptEngines.tracer3d.checkpoints import DEFAULT_WEIGHTS, load_model
+    from PromptEngines.tracer3d.evaluate import trace_case
+    from PromptEngines.tracer3d.tracking import TraceOptions
 
     torch.set_num_threads(threads)
     model, checkpoint = load_model(DEFAULT_WEIGHTS)
     threshold = tuned_threshold()
     runs = methods(model, threshold)
+    if candidate is not None:
+        other, saved = load_model(candidate)
+        options = TraceOptions(**saved.get("trace_options", {}))
+        runs[f"tracer3d {Path(candidate).stem} (candidate)"] = \
+            lambda case: trace_case(other, case, options)
     results = {"seeds": [SEEDS.start, SEEDS.stop - 1], "limit": LIMIT, "threshold": threshold,
                "weights": str(Path(DEFAULT_WEIGHTS).relative_to(ROOT)),
                "weights_sha256": checkpoint.get("weights_sha256"),
@@ -237,6 +246,7 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=OUT, help="results folder")
     parser.add_argument("--note", help="saved in the JSON (e.g. which code traced)")
+    parser.add_argument("--candidate", type=Path, help="another tracer3d weights file to trace")
     args = parser.parse_args()
     OUT = args.out
-    evaluate(args.threads, args.note)
+    evaluate(args.threads, args.note, args.candidate)

@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import VolumeError
 from .labelled_case import LabelledCase
 from .synthetic.cta import vessel_volume
+from .synthetic.cta_neighbours import NoRoom
 from .volume import grid_mismatch, read_volume
 
 TRAINING_SEEDS_BELOW = 1000      # synthetic seeds >= 1000 are held out for evaluation
@@ -20,14 +21,21 @@ TRAINING_SEEDS_BELOW = 1000      # synthetic seeds >= 1000 are held out for eval
 class SyntheticVessels:
     """Synthetic vessel volumes; case i is seed i (all below the held-out range).
     `slice_mm` = (thinnest, thickest): each case's slice spacing drawn from that range (the
-    volume keeps its physical extent), for models that must cope with thick-slice CT."""
+    volume keeps its physical extent), for models that must cope with thick-slice CT.
+    `paired_fraction`: the share of cases drawn with the vessels that lie around an artery in
+    real CTA (`neighbours="paired"`: veins beside and across it, a second artery tree), hard
+    negatives for a model that must keep to the clicked vessel."""
 
-    def __init__(self, count: int, shape=(80, 112, 112), slice_mm=None):
+    def __init__(self, count: int, shape=(80, 112, 112), slice_mm=None,
+                 paired_fraction: float = 0.0):
         if count > TRAINING_SEEDS_BELOW:
             raise ValueError(f"at most {TRAINING_SEEDS_BELOW} training seeds")
         if slice_mm is not None and not 0 < slice_mm[0] <= slice_mm[1]:
             raise VolumeError(f"slice_mm must be (thinnest, thickest) in mm, got {slice_mm}")
+        if not 0.0 <= paired_fraction <= 1.0:
+            raise VolumeError(f"paired_fraction must be between 0 and 1, got {paired_fraction}")
         self.count, self.shape, self.slice_mm = count, shape, slice_mm
+        self.paired_fraction = paired_fraction
 
     def __len__(self) -> int:
         return self.count
@@ -35,9 +43,16 @@ class SyntheticVessels:
     def describe(self) -> str:
         slices = "" if self.slice_mm is None else (
             f", slice spacing {self.slice_mm[0]}-{self.slice_mm[1]} mm")
+        paired = "" if not self.paired_fraction else (
+            f", {self.paired_fraction:.0%} with paired neighbours (veins, a second tree)")
         return (f"synthetic vessel volumes (PromptEngines.data.synthetic.cta.vessel_volume), seeds "
-                f"0-{self.count - 1}, shape {tuple(self.shape)}{slices}; evaluation seeds start "
-                f"at {TRAINING_SEEDS_BELOW}")
+                f"0-{self.count - 1}, shape {tuple(self.shape)}{slices}{paired}; evaluation "
+                f"seeds start at {TRAINING_SEEDS_BELOW}")
+
+    def neighbours(self, index: int) -> str:
+        """Which neighbours case `index` is drawn with (decided by its seed alone)."""
+        paired = np.random.default_rng([index, 23]).random() < self.paired_fraction
+        return "paired" if paired else "classic"
 
     def geometry(self, index: int):
         """(shape, spacing_zyx) of case `index`; None spacing: the generator's own."""
@@ -50,7 +65,10 @@ class SyntheticVessels:
 
     def __getitem__(self, index: int) -> LabelledCase:
         shape, spacing = self.geometry(index)
-        case = vessel_volume(index, shape, spacing)
+        try:
+            case = vessel_volume(index, shape, spacing, neighbours=self.neighbours(index))
+        except NoRoom:                      # a short volume: the classic neighbour instead
+            case = vessel_volume(index, shape, spacing)
         return LabelledCase(f"synthetic-{index}", case.volume.array, case.label,
                             case.volume.spacing_zyx, real=False)
 

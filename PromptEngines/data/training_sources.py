@@ -28,10 +28,14 @@ class Combined:
         raise IndexError(index)
 
 
-def training_source(data: str, count: int = 32, sessions=(), slice_mm=None):
-    if slice_mm is not None and data != "synthetic":
-        raise VolumeError("slice_mm (config section data) applies to synthetic data only")
-    base = SyntheticVessels(count, slice_mm=slice_mm) if data == "synthetic" else NnUNetFolder(data)
+def training_source(data: str, count: int = 32, sessions=(), slice_mm=None,
+                    paired_fraction: float = 0.0):
+    """`slice_mm` and `paired_fraction`: how synthetic volumes are drawn (SyntheticVessels)."""
+    if (slice_mm is not None or paired_fraction) and data != "synthetic":
+        raise VolumeError("slice_mm and paired_fraction (config section data) apply to "
+                          "synthetic data only")
+    base = (SyntheticVessels(count, slice_mm=slice_mm, paired_fraction=paired_fraction)
+            if data == "synthetic" else NnUNetFolder(data))
     if not sessions:
         return base
     return Combined([base, *(RecordedSessions(folder) for folder in sessions)])

@@ -9,13 +9,13 @@ from ..errors import IVSegError
 from ..registry import descriptor
 
 # Every engine's config may have a data section: how the shared training data is drawn.
-DATA_SECTION_KEYS = {"slice_mm"}
+DATA_SECTION_KEYS = {"slice_mm", "paired_fraction"}
 
 
 def read_config(path: str | None, engine: str) -> dict:
     """An engine's training config file: the sections its descriptor names (tracer3d:
     {"model": {...}, "train": {...}, "trace": {...}}) and {"data": {"slice_mm": [thinnest,
-    thickest]}}."""
+    thickest], "paired_fraction": 0.5}}."""
     if not path:
         return {}
     try:
@@ -30,7 +30,8 @@ def read_config(path: str | None, engine: str) -> dict:
         raise IVSegError(f"{path}: unknown sections {sorted(unknown)} for {engine} "
                          f"(known: {', '.join(sorted(known))})")
     if set(config.get("data", {})) - DATA_SECTION_KEYS:
-        raise IVSegError(f"{path}: the data section knows only {', '.join(DATA_SECTION_KEYS)}")
+        raise IVSegError(f"{path}: the data section knows only "
+                         f"{', '.join(sorted(DATA_SECTION_KEYS))}")
     return config
 
 

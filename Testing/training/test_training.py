@@ -246,15 +246,35 @@ def test_synthetic_slice_range_sets_each_case_spacing_and_keeps_the_extent():
     assert SyntheticVessels(2).geometry(0) == ((80, 112, 112), None)
 
 
+def test_a_share_of_synthetic_cases_has_the_veins_and_second_tree_of_real_cta():
+    from PromptEngines.data.datasets import SyntheticVessels
+    from PromptEngines.data.synthetic.cta import vessel_volume
+
+    source = SyntheticVessels(40, shape=(40, 64, 64), paired_fraction=0.5)
+    kinds = [source.neighbours(i) for i in range(40)]
+    assert kinds == [source.neighbours(i) for i in range(40)] and 12 <= kinds.count("paired") <= 28
+    assert set(SyntheticVessels(5).neighbours(i) for i in range(5)) == {"classic"}
+    index = kinds.index("paired")
+    case, expected = source[index], vessel_volume(index, (40, 64, 64), neighbours="paired")
+    assert np.array_equal(case.image, expected.volume.array)
+    assert np.array_equal(case.label, expected.label)          # the veins are background
+    assert expected.other_vessels.any() and not (case.label & expected.other_vessels).any()
+    assert "50% with paired neighbours" in source.describe()
+    # A volume too short for the paired vessels (seed 39 at 2.9 mm slices) gets the classic one.
+    short = SyntheticVessels(48, slice_mm=(1, 3), paired_fraction=0.5)
+    assert short.neighbours(39) == "paired" and short.geometry(39)[0][0] == 36
+    assert np.array_equal(short[39].label, vessel_volume(39, *short.geometry(39)).label)
+
+
 def test_data_config_section_is_checked(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text('{"data": {"thickness": [1, 3]}}')
     assert main(["train", *SMALL, "--steps", "1", "--config", str(bad), "--out", str(tmp_path / "a.pt")]) == 2
-    assert "the data section knows only slice_mm" in capsys.readouterr().err
+    assert "the data section knows only paired_fraction, slice_mm" in capsys.readouterr().err
     folder = tmp_path / "folder"
     make_folder(folder)
     good = tmp_path / "good.json"
     good.write_text('{"data": {"slice_mm": [1, 3]}}')
     assert main(["train", *SMALL, "--steps", "1", "--config", str(good), "--data", str(folder),
                  "--out", str(tmp_path / "b.pt")]) == 2
-    assert "applies to synthetic data only" in capsys.readouterr().err
+    assert "apply to synthetic data only" in capsys.readouterr().err

@@ -274,6 +274,10 @@ def second_tree(rng, tree: list[Branch], avoid, extent, clearance=SECOND_TREE_CL
     return None
 
 
+class NoRoom(RuntimeError):
+    """The volume leaves no room for the paired neighbours of this tree (a short volume)."""
+
+
 def neighbours_of(rng, tree: list[Branch], extent, spacing) -> list[OtherVessel]:
     """The adjacent vein, maybe a companion vein, a second tree and one or two crossing veins.
     The second tree keeps more than a voxel diagonal from the clicked tree, so the two masks
@@ -287,7 +291,7 @@ def neighbours_of(rng, tree: list[Branch], extent, spacing) -> list[OtherVessel]
 
     adjacent = companion_vein(rng, tree[0], tree, 0, [], extent, whole_length=True)
     if adjacent is None:
-        raise RuntimeError("no side of the trunk leaves room for an adjacent vein")
+        raise NoRoom("no side of the trunk leaves room for an adjacent vein")
     others.append(adjacent)
     main = [i for i, b in enumerate(tree) if b.parent == 0 and b.children]
     if main and rng.uniform() < 0.5:
