@@ -43,6 +43,7 @@ class EngineDescriptor:
     text_commands: tuple[str, ...] = ()            # the text commands it understands
     structures: tuple[str, ...] = ()               # names its automatic prompts take
     needs_3d: bool = False                         # refuses single-slice (2D) images
+    takes_weights: bool = False                    # a model: weights file, device
     default_weights: str | None = None             # file in PromptEngines/weights/
     trace_preference: int | None = None            # one-click tracing rank, lowest first
     training: str | None = None                    # "module:function" -> `ivseg train` task
@@ -53,16 +54,16 @@ class EngineDescriptor:
         unknown = set(self.capabilities) - set(PROMPT_KINDS)
         if unknown:
             raise ValueError(f"{self.name}: unknown prompt kinds {sorted(unknown)}")
-        if set(self.text_commands) - set(TEXT_COMMANDS):
-            raise ValueError(f"{self.name}: text commands must be among {TEXT_COMMANDS}")
+        unknown = set(self.text_commands) - set(TEXT_COMMANDS)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown text commands {sorted(unknown)}; text "
+                             f"commands must be among {TEXT_COMMANDS}")
         if self.text_commands and "text" not in self.capabilities:
             raise ValueError(f"{self.name}: declares text commands but takes no text prompts")
         if self.structures and "auto" not in self.capabilities:
             raise ValueError(f"{self.name}: declares structures but takes no auto prompts")
-
-    @property
-    def takes_weights(self) -> bool:
-        return self.default_weights is not None
+        if self.default_weights and not self.takes_weights:
+            raise ValueError(f"{self.name}: has default weights but takes no weights")
 
     @property
     def weights_path(self) -> Path | None:

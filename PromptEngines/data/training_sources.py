@@ -31,9 +31,11 @@ class Combined:
 def training_source(data: str, count: int = 32, sessions=(), slice_mm=None,
                     paired_fraction: float = 0.0):
     """`slice_mm` and `paired_fraction`: how synthetic volumes are drawn (SyntheticVessels)."""
-    if (slice_mm is not None or paired_fraction) and data != "synthetic":
-        raise VolumeError("slice_mm and paired_fraction (config section data) apply to "
-                          "synthetic data only")
+    given = [name for name, value in (("slice_mm", slice_mm), ("paired_fraction", paired_fraction))
+             if value]
+    if given and data != "synthetic":
+        raise VolumeError(f"{' and '.join(given)} (config section data) "
+                          f"appl{'y' if len(given) > 1 else 'ies'} to synthetic data only")
     base = (SyntheticVessels(count, slice_mm=slice_mm, paired_fraction=paired_fraction)
             if data == "synthetic" else NnUNetFolder(data))
     if not sessions:

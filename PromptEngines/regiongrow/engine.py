@@ -40,7 +40,6 @@ class RegionGrowEngine(Engine):
 
     def _on_image(self) -> None:
         self._state = GrowState()
-        self._smoothed = None
 
     def _save_state(self):
         return self._state

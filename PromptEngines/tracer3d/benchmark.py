@@ -121,12 +121,19 @@ def run(settings: BenchSettings) -> dict:
     model, checkpoint = load_model(weights)
     results = {"weights": str(weights), "weights_sha256": checkpoint.get("weights_sha256"),
                "accuracy": accuracy(model, settings.cases or DEFAULT_CASES)}
-    if settings.speed:
-        results["speed"] = median_speed(model=model)
-        # The same tree in clinical-size volumes, each in a fresh process.
-        results["clinical_size"] = size_sweep.run(settings.out, weights, settings.threads)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "tracer3d.json").write_text(json.dumps(results, indent=1) + "\n")
+
+    def save():                             # accuracy kept whatever the timings do
+        (out / "tracer3d.json").write_text(json.dumps(results, indent=1) + "\n")
+
+    save()
+    if settings.speed:
+        results["speed"] = median_speed(model=model)
+        save()
+        if size_sweep.measurable():
+            # The same tree in clinical-size volumes, each in a fresh process.
+            results["clinical_size"] = size_sweep.run(out, weights, settings.threads)
+            save()
     plot(results, out / "tracer3d.png")
     return results

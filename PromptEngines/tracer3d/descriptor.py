@@ -7,6 +7,7 @@ TRACER3D = EngineDescriptor(
     engine="PromptEngines.tracer3d.engine:Tracer3DEngine",
     capabilities=frozenset({"point"}),
     needs_3d=True,
+    takes_weights=True,
     default_weights="tracer3d_tiny.pt",
     trace_preference=0,
     training="PromptEngines.tracer3d.train:training_task",

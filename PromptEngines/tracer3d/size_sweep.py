@@ -52,6 +52,11 @@ def embedded(shape, tree_seed: int = TREE_SEED):
     return image, label, case.volume.spacing_zyx, seed
 
 
+def measurable() -> bool:
+    """Peak memory is read from Linux's /proc; elsewhere the sweep is skipped."""
+    return Path("/proc/self/status").is_file() and Path("/proc/self/clear_refs").exists()
+
+
 def _resident_mb(field: str) -> float:
     """VmRSS (now) or VmHWM (peak since the last reset) of this process, MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -80,7 +85,8 @@ def measure(image_path: str, label_path: str, spacing, seed, weights=None, threa
     peak_above = _resident_mb("VmHWM") - before
     traced = engine.mask > 0
     return {"shape": list(image.shape), "voxels": int(image.size),
-            "set_image_ms": 1000 * set_image_s, "click_to_first_update_ms": 1000 * first,
+            "set_image_ms": 1000 * set_image_s,
+            "click_to_first_update_ms": None if first is None else 1000 * first,
             "trace_s": trace_s, "updates": updates,
             "peak_memory_above_volume_mb": peak_above,
             "volume_int16_mb": image.nbytes / 2**20, "volume_float32_mb": image.size * 4 / 2**20,
@@ -104,9 +110,11 @@ def run(out, weights=None, threads: int = 2, shapes=SHAPES) -> dict:
                        str(image_path), str(label_path), "--spacing", *map(str, spacing),
                        "--seed", *map(str, seed), "--threads", str(threads)]
             if weights:
-                command += ["--weights", str(weights)]
-            done = subprocess.run(command, capture_output=True, text=True, check=True,
+                command += ["--weights", str(Path(weights).resolve())]
+            done = subprocess.run(command, capture_output=True, text=True,
                                   cwd=Path(__file__).resolve().parents[2])
+            if done.returncode:
+                raise RuntimeError(f"size sweep at {shape} failed:\n{done.stderr[-2000:]}")
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(f"{shape}: {rows[-1]['click_to_first_update_ms']:.0f} ms to the first update, "
                   f"trace {rows[-1]['trace_s']:.2f} s", flush=True)
@@ -139,10 +147,10 @@ def plot(results: dict, path: Path, before: dict | None = None) -> None:
     import matplotlib.pyplot as plt
 
     fig, axis = plt.subplots(figsize=(6.5, 4))
-    for run, style, when in ((results, "-", ""), (before, "--", ", previous version")):
-        if run is None:
+    for sweep, style, when in ((results, "-", ""), (before, "--", ", previous version")):
+        if sweep is None:
             continue
-        rows = run["sizes"]
+        rows = sweep["sizes"]
         voxels = [r["voxels"] / 1e6 for r in rows]
         axis.plot(voxels, [r["trace_s"] for r in rows], "o" + style, color="C0",
                   label=f"whole trace{when}")

@@ -40,5 +40,7 @@ def make_task(engine: str, data: str, config: dict, seed: int, batch_size: int, 
     """The engine's training task, found through the engine registry; `sessions` are folders
     of recorded sessions added to the data."""
     described = descriptor(engine)             # unknown names fail before data is loaded
+    if described.training is None:
+        raise IVSegError(f"engine {engine!r} has nothing to train")
     source = training_source(data, pool, sessions, **config.get("data", {}))
     return described.training_task(source, config, seed, batch_size, rank, world)

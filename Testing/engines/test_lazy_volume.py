@@ -109,3 +109,71 @@ def test_integer_volumes_are_not_scanned_for_nan_and_float_ones_are_slab_by_slab
     image[37, 1, 1] = np.inf                               # in the last slab only
     with pytest.raises(Exception, match="NaN/infinite"):
         engine.set_image(image)
+
+
+def whole_volume_region_growing(engine, state) -> np.ndarray:
+    """regiongrow's algorithm as it was before it worked in a box: the whole volume smoothed,
+    banded and labelled (the reference the boxed growth must equal)."""
+    from scipy import ndimage
+
+    from PromptEngines.regiongrow.engine import BARRIER_RADIUS_MM
+
+    image, spacing = intensity.smoothed(engine.image, engine.spacing_zyx), engine.spacing_zyx
+    seeds = list(state.positive) or [tuple((lo + hi) // 2 for lo, hi in zip(*state.box))]
+    region = intensity.window(seeds, image.shape, spacing)
+    background = float(np.median(image[region]))
+    level = lambda v: float(np.median(intensity.sample_balls(image, [v], 1.0, spacing)))  # noqa: E731
+    foreground = float(np.median([level(s) for s in seeds]))
+    noise = intensity.noise_level(engine.image[region], image[region])
+    barrier = np.zeros(image.shape, bool)
+    for voxel in state.negative:
+        where, ball = intensity.ball(voxel, BARRIER_RADIUS_MM, image.shape, spacing)
+        barrier[where] |= ball
+    accept = np.abs(image - foreground) < abs(foreground - background) / 2
+    for voxel in state.negative:
+        if abs(level(voxel) - foreground) >= intensity.MIN_CONTRAST * noise:
+            accept &= np.abs(image - foreground) < np.abs(image - level(voxel))
+    accept &= ~barrier
+    if state.box is not None:
+        inside = np.zeros_like(accept)
+        inside[tuple(slice(lo, hi + 1) for lo, hi in zip(*state.box))] = True
+        accept &= inside
+    pieces, _ = ndimage.label(accept)
+    keep = {pieces[s] for s in seeds} - {0}
+    if not keep and state.box is not None:
+        sizes = np.bincount(pieces.ravel())
+        sizes[0] = 0
+        keep = {int(np.argmax(sizes))}
+    grown = np.isin(pieces, list(keep))
+    return ((grown | (state.base > 0 if state.base is not None else False)) & ~barrier)
+
+
+@pytest.mark.parametrize("seed", [1000, 1003, 1007])
+def test_region_growing_in_a_box_equals_growing_in_the_whole_volume(seed):
+    from PromptEngines.prompts import Box
+    from PromptEngines.registry import get_engine
+
+    case = vessel_volume(seed, shape=(48, 72, 72))
+    s = case.seed_index
+    engine = get_engine("regiongrow")
+    engine.set_image(case.volume.array, case.volume.spacing_zyx)
+    for prompt in (Point(s), Point((s[0] + 6, s[1], s[2]), 0), Box((2, 5, 5), (40, 60, 60))):
+        engine.run(prompt)
+        expected = whole_volume_region_growing(engine, engine._state)
+        assert np.array_equal(engine.mask > 0, expected)
+    assert engine.mask.sum() > 1000        # the tree reaches far past the first 20 mm box
+
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no embedded weights")
+@pytest.mark.parametrize("seed, voxels, digest", [(1000, 4151, "5cd1621afedc1d7f"),
+                                                  (2008, 2266, "e918f071d09017fb")])
+def test_traces_are_those_the_whole_volume_version_gave(seed, voxels, digest):
+    """Hashes recorded with the version that smoothed, normalised and padded the whole volume
+    (commit 204c874; 2008: the second look keeps a branch there)."""
+    import hashlib
+
+    from PromptEngines.tracer3d.evaluate import trace_case
+
+    mask, _ = trace_case(load_model(DEFAULT_WEIGHTS)[0], vessel_volume(seed), TraceOptions())
+    assert int(mask.sum()) == voxels
+    assert hashlib.sha256(np.packbits(mask).tobytes()).hexdigest()[:16] == digest

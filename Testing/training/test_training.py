@@ -277,4 +277,4 @@ def test_data_config_section_is_checked(tmp_path, capsys):
     good.write_text('{"data": {"slice_mm": [1, 3]}}')
     assert main(["train", *SMALL, "--steps", "1", "--config", str(good), "--data", str(folder),
                  "--out", str(tmp_path / "b.pt")]) == 2
-    assert "apply to synthetic data only" in capsys.readouterr().err
+    assert "slice_mm (config section data) applies to synthetic data only" in capsys.readouterr().err
