@@ -20,7 +20,7 @@ class Tracer3DEngine(Engine):
     def __init__(self, weights=None, device=None, options: TraceOptions | None = None):
         super().__init__(weights=weights, device=device)
         path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-        if weights is None and not path.is_file():
+        if weights is None and not self.descriptor.ready():
             raise EngineError(f"tracer3d has no weights: {path} is missing; train them with "
                               "`ivseg train --engine tracer3d`")
         self.model, checkpoint = load_model(path, self.device)

@@ -135,16 +135,14 @@ def vessel_volume(seed: int = 0, shape=(80, 112, 112), spacing_zyx=None,
     paint = _clinical_cta if realism == "clinical" else _clean_cta
     image = paint(rng, shape, spacing, branches, tree_depth, distractor_depth)
 
-    trunk = branches[0]
-    seed_point = trunk.points[int(0.25 * (len(trunk.points) - 1))]
-    seed_index = tuple(int(v) for v in np.round(seed_point / spacing))
     volume = Volume(image.astype(np.float32), random_geometry(rng, spacing_zyx, oblique))
     return VesselCase(volume, (tree_depth >= 0).astype(np.uint8),
-                      (distractor_depth >= 0).astype(np.uint8), seed_index,
+                      (distractor_depth >= 0).astype(np.uint8), _seed_of(branches, spacing),
                       branches + distractor_branches)
 
 
 def _seed_of(branches, spacing) -> tuple[int, int, int]:
+    """Where the user clicks: a quarter of the way along the trunk."""
     trunk = branches[0]
     seed_point = trunk.points[int(0.25 * (len(trunk.points) - 1))]
     return tuple(int(v) for v in np.round(seed_point / spacing))
