@@ -44,6 +44,11 @@ class Annotation:
         return self._sequence
 
     @property
+    def steps_recorded(self) -> int:
+        """Steps recorded so far (without waiting for the volume's identity)."""
+        return len(self._sequence.steps)
+
+    @property
     def mask(self) -> np.ndarray:
         return self.engine.mask
 

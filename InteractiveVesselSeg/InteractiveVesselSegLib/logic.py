@@ -44,12 +44,25 @@ class VesselSegLogic:
 
     def set_engine(self, name: str, weights: str | None = None, device: str | None = None):
         self.engine_name, self.weights, self.device = name, weights, device
-        self.session = None                      # rebuilt on the next prompt
+        self.close()
+        self.prepare()
 
     def set_inputs(self, volume_node, segmentation_node, segment_id) -> None:
         if (volume_node, segmentation_node, segment_id) != self._inputs:
             self.close()
         self._inputs = (volume_node, segmentation_node, segment_id)
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Once a volume, a segment and an engine are chosen, make the session at once: the
+        engine loads and takes the volume on the worker while the user finds the vessel, so
+        the first click waits for none of it. A volume or engine that fails here says so on
+        the first prompt."""
+        if self.session is None and all(self._inputs):
+            try:
+                self.current_session()
+            except IVSegError:
+                pass                    # said again, where the user acts, by the first prompt
 
     def current_session(self) -> SegmentationSession:
         volume_node, segmentation_node, segment_id = self._inputs

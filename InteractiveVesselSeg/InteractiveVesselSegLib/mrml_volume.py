@@ -45,6 +45,8 @@ def image_array(image) -> np.ndarray:
 
 
 def volume_from_node(volume_node) -> Volume:
+    """The node's voxels (copied) and world geometry; their values are checked where the
+    engine takes them (`Annotation`, on the worker), not on the main thread."""
     if volume_node is None:
         raise VolumeError("no input volume selected")
     image = volume_node.GetImageData()
@@ -55,7 +57,7 @@ def volume_from_node(volume_node) -> Volume:
                           f"{image.GetNumberOfScalarComponents()} components; a scalar volume is needed")
     # A copy: the engine keeps the image while the node's memory may be reallocated.
     return Volume(image_array(image).copy(), ijk_to_world(volume_node),
-                  path=source_path(volume_node)).validated()
+                  path=source_path(volume_node))
 
 
 def source_path(volume_node) -> str:

@@ -28,15 +28,18 @@ def recorded_segments(segmentation_node) -> list[str]:
 
 
 # ---------------------------------------------------------------------- starting masks
-# A session that starts on a segment that already holds a mask records a mask step; the mask
+# A session that starts on a segment that already holds a mask records a mask step, and so
+# does one that finds the segment edited by another tool between two prompts; the mask
 # itself is kept on the node too (bit-packed, zlib, base64), so the .mrb holds everything
 # replay needs.
 START_PREFIX = "InteractiveVesselSeg.Start."
 START_SCHEME = "mrml-attribute:"
 
 
-def save_start_mask(segmentation_node, segment_id: str, mask) -> str:
-    """Store the mask; returns the path to record in the mask step."""
+def save_start_mask(segmentation_node, segment_id: str, mask, step: int = 0) -> str:
+    """Store the mask of mask step `step` (the first step: the segment's mask when the
+    session started; a later one: edits made with other tools); returns the path to record
+    in the step."""
     import base64
     import zlib
 
@@ -45,8 +48,9 @@ def save_start_mask(segmentation_node, segment_id: str, mask) -> str:
     packed = np.packbits(np.asarray(mask, bool).ravel())
     payload = {"shape": list(mask.shape),
                "data": base64.b64encode(zlib.compress(packed.tobytes(), 9)).decode()}
-    segmentation_node.SetAttribute(START_PREFIX + segment_id, json.dumps(payload))
-    return START_SCHEME + START_PREFIX + segment_id
+    name = START_PREFIX + segment_id + (f".{step}" if step else "")
+    segmentation_node.SetAttribute(name, json.dumps(payload))
+    return START_SCHEME + name
 
 
 def load_start_mask(segmentation_node, path: str):

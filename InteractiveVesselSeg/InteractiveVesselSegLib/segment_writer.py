@@ -2,7 +2,9 @@
 
 The segment gets its own labelmap layer on the volume's grid (full extent), so an update's
 (z, y, x) region indexes it directly; after a write the segment is marked modified, which
-is what Slicer's views and 3D surface generation listen to.
+is what Slicer's views and 3D surface generation listen to. Edits made to the segment by
+anything else (Segment Editor, a script) between two prompts are noticed from the labelmap's
+modification time, so the session can take them up instead of writing over them.
 """
 from __future__ import annotations
 
@@ -25,9 +27,31 @@ class SegmentWriter:
         if segmentation.GetSegment(segment_id) is None:
             raise KeyError(f"segmentation has no segment {segment_id!r}")
         self.initial = self.read()         # what the segment held before this session
-        segmentation.SeparateSegmentLabelmap(segment_id)   # its own layer: writes touch only it
-        self._place_on_grid(self.initial)
+        self._own_layer(self.initial)
         self.writes = 0
+
+    def _own_layer(self, mask: np.ndarray) -> None:
+        """The segment on a labelmap layer of its own (writes touch no other segment), on
+        the volume's full grid, holding `mask`."""
+        self.node.GetSegmentation().SeparateSegmentLabelmap(self.segment_id)
+        self._place_on_grid(mask)
+
+    def _stamp(self):
+        """What changes when anything but this writer edits the segment's labelmap."""
+        labelmap = self.node.GetBinaryLabelmapInternalRepresentation(self.segment_id)
+        return (labelmap, labelmap.GetMTime()) if labelmap is not None else None
+
+    def edited_outside(self) -> bool:
+        return self._stamp() != self._seen
+
+    def take_edits(self) -> np.ndarray | None:
+        """The segment's mask if something else edited it since this writer last wrote (the
+        segment is put back on a layer of its own); None if nothing did."""
+        if not self.edited_outside():
+            return None
+        mask = self.read()
+        self._own_layer(mask)
+        return mask
 
     @property
     def segment(self):
@@ -64,6 +88,7 @@ class SegmentWriter:
         else:
             labelmap.DeepCopy(full)
         self.segment.Modified()
+        self._seen = self._stamp()
 
     def _array(self) -> np.ndarray:
         labelmap = self.node.GetBinaryLabelmapInternalRepresentation(self.segment_id)
@@ -80,6 +105,7 @@ class SegmentWriter:
         value = self.segment.GetLabelValue()
         array[region] = np.where(patch > 0, value, 0).astype(array.dtype)
         self.segment.Modified()
+        self._seen = self._stamp()
         self.writes += 1
 
     def write_all(self, mask: np.ndarray) -> None:

@@ -4,7 +4,12 @@ Prompts arrive in world RAS (from markups or slice-view clicks). Engine work run
 persistent worker; `pump()` (called by a timer on the main thread, or a loop in tests)
 writes each update's region into the segment as it comes. The prompt sequence is recorded
 on the segmentation node after every step. If the segment already holds a mask when the
-session starts, the engine starts from it (recorded as a mask step), so nothing is lost.
+session starts, or something else (Segment Editor) edited it between two prompts, the
+engine takes it up first (recorded as a mask step), so nothing is lost.
+
+Only MRML work is done on the main thread when the session is made (reading the segment,
+giving it a layer of its own); the engine is loaded and given the volume on the worker
+right away, so a session made when the inputs are chosen is ready before the first click.
 """
 from __future__ import annotations
 
@@ -33,31 +38,71 @@ class SegmentationSession:
         self.volume_node, self.segmentation_node = volume_node, segmentation_node
         self.segment_id = segment_id
         volume = volume_from_node(volume_node)
-        self.engine = get_engine(engine_name, weights, device)
         self.writer = SegmentWriter(segmentation_node, segment_id, volume_node)
         segment_name = segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
-        self.annotation = Annotation(volume, self.engine, segment_name)
         self.worker = worker or InferenceWorker()
         self._owns_worker = worker is None
         start, self.writer.initial = self.writer.initial, None    # not kept: a whole volume
-        if start.any():
-            path = recorder.save_start_mask(segmentation_node, segment_id, start)
-            self.annotation.apply(MaskPrompt(mask=start, path=path))
+        start_path = (recorder.save_start_mask(segmentation_node, segment_id, start)
+                      if start.any() else None)
+
+        def prepare() -> Annotation:                  # on the worker
+            annotation = Annotation(volume, get_engine(engine_name, weights, device), segment_name)
+            if start_path is not None:
+                annotation.apply(MaskPrompt(mask=start, path=start_path))
+            return annotation
+
+        self._prepared = self.worker.call(prepare)
         self.on_update: Callable[[Update], None] | None = None
         self.last_error: BaseException | None = None
         self._written = None          # region written during the current job
 
+    @property
+    def ready(self) -> bool:
+        """The engine is loaded and has the volume (or failed to: `annotation` raises)."""
+        return self._prepared.done()
+
+    @property
+    def annotation(self) -> Annotation:
+        """Waits for the worker to prepare it; raises what went wrong there (a volume the
+        engine refuses, weights that do not load)."""
+        return self._prepared.result()
+
+    @property
+    def engine(self):
+        return self.annotation.engine
+
     # ------------------------------------------------------------------ prompts
     def submit(self, prompt: Prompt) -> None:
         """Start applying a RAS prompt on the worker; a prompt the engine cannot take raises
-        here, at once, and nothing is submitted."""
-        self.annotation.check(prompt)
-        self.worker.submit(lambda: self.annotation.interact(prompt))
+        here, at once, and nothing is submitted (while the engine is still being prepared,
+        the worker checks it and `pump` raises)."""
+        if self.ready:
+            self.annotation.check(prompt)
+        edits = self._edits()
+        self.worker.submit(lambda: self._steps(edits, self.annotation.interact(prompt)))
+
+    def _edits(self) -> MaskPrompt | None:
+        """What another tool did to the segment since our last write, as a mask step to take
+        up before the next prompt (None when the segment is as the engine left it)."""
+        if self.writer.edited_outside():
+            mask = self.writer.take_edits()
+            if not np.array_equal(mask, self.annotation.mask):
+                step = self.annotation.steps_recorded
+                return MaskPrompt(mask=mask, path=recorder.save_start_mask(
+                    self.segmentation_node, self.segment_id, mask, step))
+        return None
+
+    def _steps(self, edits: MaskPrompt | None, updates):
+        if edits is not None:
+            yield from self.annotation.interact(edits)
+        yield from updates
 
     def submit_sequence(self, sequence: PromptSequence, base_dir=".") -> None:
         """Replay a recorded sequence on the worker (volume identity checked first)."""
-        self.worker.submit(lambda: self.annotation.replay_steps(
-            sequence, base_dir, resolve_mask=self.resolve_mask))
+        edits = self._edits()
+        self.worker.submit(lambda: self._steps(edits, self.annotation.replay_steps(
+            sequence, base_dir, resolve_mask=self.resolve_mask)))
 
     def resolve_mask(self, path: str):
         return recorder.load_start_mask(self.segmentation_node, path)

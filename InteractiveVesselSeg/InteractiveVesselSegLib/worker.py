@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -35,6 +36,14 @@ class InferenceWorker:
         self._cancel.clear()
         self._jobs.put(job)
 
+    def call(self, function: Callable[[], object]) -> Future:
+        """Run `function` on the worker before any job submitted after it, without making
+        the worker busy: its result or exception is in the returned future (preparing an
+        engine while the user has not clicked yet)."""
+        future: Future = Future()
+        self._jobs.put(FutureCall(function, future))
+        return future
+
     def cancel(self) -> None:
         self._cancel.set()
 
@@ -58,6 +67,9 @@ class InferenceWorker:
             job = self._jobs.get()
             if job is None:
                 return
+            if isinstance(job, FutureCall):
+                job()
+                continue
             cancelled, error = False, None
             stream = None
             try:
@@ -77,3 +89,18 @@ class InferenceWorker:
     def shutdown(self) -> None:
         self._jobs.put(None)
         self._thread.join(timeout=5)
+
+
+class FutureCall:
+    """A call whose outcome goes to a future, not to the updates queue."""
+
+    def __init__(self, function, future: Future):
+        self.function, self.future = function, future
+
+    def __call__(self) -> None:
+        if not self.future.set_running_or_notify_cancel():
+            return
+        try:
+            self.future.set_result(self.function())
+        except BaseException as failure:          # for whoever asks the future
+            self.future.set_exception(failure)

@@ -60,7 +60,7 @@ class TraceOptions:
     max_slices: int = 4000             # traced slices, all tracks together
     max_seconds: float = 120.0
     chunk: int = 8                     # slices whose tile is encoded in one batch
-    cached_tiles: int = 1024
+    cache_mb: float = 256.0            # encoder features kept (LRU): a SAM tile-slice is ~4 MB
     cuda_graphs: bool = True           # on a GPU, replay encoder and decoder from CUDA graphs
 
 
@@ -106,20 +106,29 @@ def _shifted(part: slice, by: int) -> slice:
     return slice(part.start + by, part.stop + by)
 
 
+def _nbytes(levels) -> int:
+    return sum(level.numel() * level.element_size() for level in levels)
+
+
 class TileCache:
     """Encoder features of fixed tiles: `model.crop` pixels square, on a grid of
     `model.stride` in the slice padded by `pad` (zeros), so what is encoded never depends on
     a prompt and a tile is encoded exactly as in training (a crop on its own, normalisation
     statistics included). A tile is encoded together with the same tile on the following
-    slices of its chunk (a track moves along z), in one batch, and kept (LRU). Tiles are cut
-    from `volume` as they are asked for (an array, or a view that normalises what is read),
-    so nothing of the volume is copied or padded whole."""
+    slices of its chunk (a track moves along z), in one batch, and kept (LRU) up to
+    `budget_mb` of features: memory bounded whatever the backbone (a tiny model's tile-slice
+    is 0.27 MB, SAM ViT-B's 4 MB). Tiles are cut from `volume` as they are asked for (an
+    array, or a view that normalises what is read), so nothing of the volume is copied or
+    padded whole. Which tiles are kept changes the time only: a tile encodes the same way
+    whenever it is encoded."""
 
-    def __init__(self, model, encode, volume, pad: int, chunk: int, capacity: int,
+    def __init__(self, model, encode, volume, pad: int, chunk: int, budget_mb: float,
                  device: str = "cpu"):
-        self.model, self.encode, self.chunk, self.capacity = model, encode, chunk, capacity
+        self.model, self.encode, self.chunk = model, encode, chunk
+        self.budget = int(budget_mb * 2**20)
         self.volume, self.pad, self.device = volume, pad, device
         self._tiles: OrderedDict[tuple, list] = OrderedDict()
+        self.bytes = 0                 # of the kept features (views into their chunk's batch)
         self.encoded = 0
 
     def __call__(self, z: int, origin) -> list[torch.Tensor]:
@@ -130,12 +139,20 @@ class TileCache:
             with torch.no_grad():
                 features = self.encode(self.cut(start, stop, origin))
             for offset, zz in enumerate(range(start, stop)):
-                self._tiles[(zz, *origin)] = [level[offset] for level in features]
+                self._keep((zz, *origin), [level[offset] for level in features])
             self.encoded += stop - start
-            while len(self._tiles) > self.capacity:
-                self._tiles.popitem(last=False)
+            # Never evict the tile asked for, even when one chunk is over the budget.
+            while self.bytes > self.budget and next(iter(self._tiles)) != key:
+                self.bytes -= _nbytes(self._tiles.popitem(last=False)[1])
         self._tiles.move_to_end(key)
         return self._tiles[key]
+
+    def _keep(self, key, levels) -> None:
+        old = self._tiles.pop(key, None)
+        if old is not None:
+            self.bytes -= _nbytes(old)
+        self._tiles[key] = levels
+        self.bytes += _nbytes(levels)
 
     def cut(self, start: int, stop: int, origin) -> torch.Tensor:
         """Slices start..stop of the tile at `origin` (padded slice pixels), (N, 1, S, S);
@@ -165,7 +182,7 @@ class SliceTracer:
         calls = calls if calls is not None else slice_calls(model, options, device)
         self.decode = calls.decode
         self.tiles = TileCache(model, calls.encode, volume, self.pad, options.chunk,
-                               options.cached_tiles, device)
+                               options.cache_mb, device)
         # Allocated whole but touched only where the trace goes (pages stay unused); every
         # whole-trace step works in `extent`, the box of what is traced.
         self.traced = np.zeros(volume.shape, bool)

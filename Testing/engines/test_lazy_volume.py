@@ -48,7 +48,7 @@ def test_the_normalised_view_equals_the_whole_normalised_volume(case):
 def test_tiles_are_cut_as_the_padded_volume_gave_them(case):
     volume = click_normalised(case.volume.array, case.volume.spacing_zyx, case.seed_index)[...]
     padded = F.pad(torch.from_numpy(volume)[:, None], (40, 40, 40, 40))
-    cache = TileCache(None, None, volume, pad=40, chunk=8, capacity=4)
+    cache = TileCache(None, None, volume, pad=40, chunk=8, budget_mb=1)
     cache.model = type("Model", (), {"crop": 64})()
     for start, stop, origin in [(0, 8, (0, 0)), (32, 40, (48, 80)), (8, 16, (88, 16)),
                                 (16, 24, (80, 80))]:          # corners, inside, past the edge
@@ -177,3 +177,22 @@ def test_traces_are_those_the_whole_volume_version_gave(seed, voxels, digest):
     mask, _ = trace_case(load_model(DEFAULT_WEIGHTS)[0], vessel_volume(seed), TraceOptions())
     assert int(mask.sum()) == voxels
     assert hashlib.sha256(np.packbits(mask).tobytes()).hexdigest()[:16] == digest
+
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no embedded weights")
+def test_a_small_feature_budget_costs_time_only():
+    """The cache's budget bounds the features kept; the trace is the same bit for bit."""
+    case = vessel_volume(1000)
+    model = load_model(DEFAULT_WEIGHTS)[0]
+    view = click_normalised(case.volume.array, case.volume.spacing_zyx, case.seed_index)
+    masks, caches = [], []
+    for budget in (256.0, 4.0):
+        tracer = SliceTracer(model, view, TraceOptions(cache_mb=budget))
+        mask = np.zeros(case.volume.shape, bool)
+        for result in tracer.trace(case.seed_index[1:], case.seed_index[0]):
+            mask[result.z, result.rows, result.cols] |= result.mask
+            assert tracer.tiles.bytes <= max(budget * 2**20, 8 * 0.27 * 2**20 + 1)
+        masks.append(mask)
+        caches.append(tracer.tiles)
+    assert masks[0].sum() > 500 and np.array_equal(masks[0], masks[1])
+    assert caches[1].encoded > caches[0].encoded          # evicted tiles were encoded again

@@ -2,6 +2,7 @@
 voxel indices (oblique, anisotropic volume under a transform), a trace fills the segment
 live and only where it changed, undo is exact, errors leave the segment as it was, and the
 recording survives an .mrb round trip and replays bit for bit."""
+import threading
 import time
 
 import numpy as np
@@ -32,6 +33,7 @@ class RecordingEngine(Engine):
 
     def _on_image(self):
         self.received = getattr(self, "received", [])
+        self.given_image_on = threading.current_thread()
 
     def _interact(self, prompt):
         self.received.append(prompt)
@@ -227,3 +229,79 @@ def test_recording_survives_mrb_and_replays_bit_for_bit(tmp_path):
     np.testing.assert_array_equal(exported.label, replayed)
     assert exported.click == tuple(case.seed_index)
     assert [s.kind for s in exported.steps] == ["mask", "point", "point"]
+
+
+def test_the_session_is_ready_before_the_first_click(oblique_volume):
+    """Choosing the inputs makes the session: the engine is loaded and given the volume on
+    the worker, not on the main thread and not at the click."""
+    from InteractiveVesselSegLib.logic import VesselSegLogic
+    scene = new_scene()
+    node = add_volume(scene, oblique_volume.array, oblique_volume.ijk_to_ras)
+    segmentation, segment = add_segment(scene)
+    logic = VesselSegLogic()
+    logic.set_engine("recording")
+    assert logic.session is None                         # no inputs yet
+    logic.set_inputs(node, segmentation, segment)
+    session = logic.session
+    assert session is not None
+    engine = session.engine                              # waits for the worker
+    assert session.ready and engine.given_image_on is session.worker._thread
+    logic.trace(oblique_volume.index_to_ras((1, 3, 4)))
+    session.wait()
+    assert logic.session is session and engine.received[0].kind == "point"
+    logic.close()
+
+
+def test_edits_made_with_other_tools_are_taken_up_not_written_over(oblique_volume, tmp_path):
+    """Between two prompts the user paints with another tool (as Segment Editor writes): the
+    next prompt starts from the edited segment, records it as a mask step, and undo of that
+    prompt gives the edited segment back; the recording replays to the same mask."""
+    scene = new_scene()
+    node = add_volume(scene, oblique_volume.array, oblique_volume.ijk_to_ras)
+    segmentation, segment = add_segment(scene)
+    session = SegmentationSession(node, segmentation, segment, "recording")
+    session.run(Point(oblique_volume.index_to_ras((1, 3, 4))))
+    painted = session.writer.read()
+    painted[4:6, 0:2, 0:2] = 1
+    edit = session.writer._oriented(painted)
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    logic.SetBinaryLabelmapToSegment(edit, segmentation, segment, logic.MODE_REPLACE)
+    session.run(Point(oblique_volume.index_to_ras((2, 7, 9))))
+    assert [s.kind for s in session.sequence.steps] == ["point", "mask", "point"]
+    after = segment_array(segmentation, segment)
+    assert after[4:6, 0:2, 0:2].all() and after[2:7, 7:9, 9:11].all()
+    assert after[1:6, 3:5, 4:6].all() and after.sum() == 20 + 8 + 20
+    np.testing.assert_array_equal(session.engine.mask, after)
+    session.undo()
+    session.wait()
+    np.testing.assert_array_equal(segment_array(segmentation, segment), painted)
+    session.run(Point(oblique_volume.index_to_ras((3, 1, 1))))   # no edit: no mask step
+    assert [s.kind for s in session.sequence.steps] == ["point", "mask", "point", "undo", "point"]
+    recorded = recorder.load(segmentation, segment)
+    replay = Annotation(session.annotation.volume, session.engine.__class__(), "vessel")
+    for _ in replay.replay_steps(recorded, resolve_mask=lambda path: recorder.load_start_mask(
+            segmentation, path)):
+        pass
+    np.testing.assert_array_equal(replay.mask, session.engine.mask)
+    session.close()
+
+
+def test_a_volume_the_engine_refuses_says_so_on_the_first_prompt(oblique_volume):
+    """A NaN voxel is found on the worker when the session is prepared; the first prompt
+    raises it by name and the segment keeps what it had."""
+    from PromptEngines.errors import VolumeError
+    array = oblique_volume.array.astype(np.float32)
+    array[3, 4, 5] = np.nan
+    scene = new_scene()
+    node = add_volume(scene, array, oblique_volume.ijk_to_ras)
+    segmentation, segment = add_segment(scene)
+    session = SegmentationSession(node, segmentation, segment, "recording")
+    session.writer.write_all(np.ones(array.shape, np.uint8))
+    with pytest.raises(VolumeError, match="NaN"):        # from the worker, or at once if ready
+        session.submit(Point(oblique_volume.index_to_ras((1, 3, 4))))
+        session.wait()
+    assert session.ready
+    with pytest.raises(VolumeError, match="NaN"):        # and on every prompt after it
+        session.submit(Point(oblique_volume.index_to_ras((1, 3, 4))))
+    assert segment_array(segmentation, segment).all()
+    session.close()

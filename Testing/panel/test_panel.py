@@ -232,6 +232,7 @@ def test_engine_without_weights_and_2d_images_are_refused_in_the_panel(panel, tm
     ui.weightsPathLineEdit.setText(str(tmp_path / "missing.pt"))
     ui.engineComboBox.setCurrentText("tracer3d")
     ui.traceButton.click()
+    settle(widget, application)     # the engine is loaded on the worker: its error comes there
     assert ui.statusLabel.text() == f"Error: weights file not found: {tmp_path / 'missing.pt'}"
     assert segment_mask_or_empty(widget, segmentation, segment) == 0
     # A single 2D slice with the 3D tracer (default weights).
@@ -249,6 +250,7 @@ def test_engine_without_weights_and_2d_images_are_refused_in_the_panel(panel, tm
     ui.inputVolumeSelector.setCurrentNode(flat)
     widget.onInputsChanged()
     ui.traceButton.click()
+    settle(widget, application)
     assert ui.statusLabel.text() == ("Error: engine 'tracer3d' needs a 3D volume; this image is "
                                      "a single 2D slice")
 
