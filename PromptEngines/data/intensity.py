@@ -92,6 +92,29 @@ def levels_at(image, voxel, spacing_zyx) -> Levels:
     return Levels(structure, float(np.median(smooth)), noise_level(image[region], smooth))
 
 
+def brightest_near(image, voxel, spacing_zyx, radius_mm: float) -> tuple[int, int, int]:
+    """For a click that misses a bright (contrast-filled) vessel: in the click's slice, the
+    smoothed image's brightest voxel within `radius_mm`, then uphill (8 neighbours) to the
+    top of the structure it is on, so the answer is the vessel's middle, not its edge."""
+    z, y, x = (int(v) for v in voxel)
+    spacing = np.asarray(spacing_zyx, float)
+    reach = np.ceil((radius_mm + 4.0) / spacing[1:]).astype(int)   # room to climb
+    region = (slice(z, z + 1), slice(max(y - reach[0], 0), min(y + reach[0] + 1, image.shape[1])),
+              slice(max(x - reach[1], 0), min(x + reach[1] + 1, image.shape[2])))
+    smooth = smoothed(image, spacing_zyx, region)[0]
+    ys, xs = np.ogrid[region[1], region[2]]
+    inside = ((ys - y) * spacing[1]) ** 2 + ((xs - x) * spacing[2]) ** 2 <= radius_mm ** 2
+    at = np.unravel_index(int(np.argmax(np.where(inside, smooth, -np.inf))), smooth.shape)
+    while True:                                # each step strictly brighter: it ends
+        rows = slice(max(at[0] - 1, 0), at[0] + 2)
+        cols = slice(max(at[1] - 1, 0), at[1] + 2)
+        step = np.unravel_index(int(np.argmax(smooth[rows, cols])), smooth[rows, cols].shape)
+        best = (rows.start + step[0], cols.start + step[1])
+        if smooth[best] <= smooth[at]:
+            return z, int(at[0] + region[1].start), int(at[1] + region[2].start)
+        at = best
+
+
 def require_contrast(levels: Levels, what: str = "vessel or structure") -> None:
     if levels.contrast < MIN_CONTRAST:
         raise PromptError(f"no {what} at the seed: its intensity ({levels.structure:.0f}) does "

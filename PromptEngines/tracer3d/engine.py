@@ -1,17 +1,21 @@
 """`tracer3d`: one click, the whole vessel tree, streamed slice by slice."""
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 
 from ..backbones.checkpoint import file_sha256
+from ..data.intensity import brightest_near
 from ..engine import Engine, Update
 from ..errors import EngineError, PromptError
 from .checkpoints import DEFAULT_WEIGHTS, load_model
 from .descriptor import TRACER3D
 from .normalise import click_normalised
 from .tracking import SliceTracer, TraceOptions, slice_calls
+
+SNAP_MM = 2.0        # a click this close to a vessel (in its slice) is moved onto it
 
 
 class Tracer3DEngine(Engine):
@@ -36,13 +40,25 @@ class Tracer3DEngine(Engine):
         if prompt.label != 1:
             raise PromptError("tracer3d traces from positive clicks only; erase with undo or "
                               "another engine")
-        z, y, x = (int(np.clip(round(c), 0, n - 1)) for c, n in zip(prompt.position, self.image.shape))
-        # Normalised where the tracker reads it: the click costs what the vessel costs.
-        volume = click_normalised(self.image, self.spacing_zyx, (z, y, x))
-        tracer = SliceTracer(self.model, volume, self.options, self.device, self._calls)
+        click = tuple(int(np.clip(round(c), 0, n - 1))
+                      for c, n in zip(prompt.position, self.image.shape))
+        try:
+            tracer, results = self._start(click, prompt.position[1:])
+            moved = ""
+        except PromptError as refused:
+            # A click that misses a small vessel by a little: the vessel's middle nearby.
+            nearby = brightest_near(self.image, click, self.spacing_zyx, SNAP_MM)
+            if nearby == click:
+                raise
+            try:
+                tracer, results = self._start(nearby, nearby[1:])
+            except PromptError:
+                raise refused from None
+            distance = float(np.linalg.norm(np.subtract(nearby, click) * self.spacing_zyx))
+            moved = f"click moved {distance:.1f} mm onto the nearest vessel; "
         depth = self.image.shape[0]
         empty = tuple(slice(0, 0) for _ in range(3))
-        for result in tracer.trace((prompt.position[1], prompt.position[2]), z, heartbeat=True):
+        for result in results:
             if result.tentative:                       # progress only; a place to cancel
                 yield Update(empty, np.zeros((0, 0, 0), np.uint8),
                              progress=min(tracer.slices_traced / depth, 1.0),
@@ -53,6 +69,15 @@ class Tracer3DEngine(Engine):
             stage = ("branch kept by the second look" if result.second_look
                      else f"{result.tracks} tracks waiting")
             yield Update(region, patch, progress=min(tracer.slices_traced / depth, 1.0),
-                         message=f"slice {result.z}: {stage}")
+                         message=f"{moved}slice {result.z}: {stage}")
         yield Update(empty, np.zeros((0, 0, 0), np.uint8), final=True, progress=1.0,
-                     message=f"traced {tracer.slices_traced} slices")
+                     message=f"{moved}traced {tracer.slices_traced} slices")
+
+    def _start(self, voxel, seed_yx):
+        """Normalise where the tracker reads it (the click costs what the vessel costs) and
+        trace from `voxel` up to its first slice, which raises if there is no vessel."""
+        volume = click_normalised(self.image, self.spacing_zyx, voxel)
+        tracer = SliceTracer(self.model, volume, self.options, self.device, self._calls)
+        results = tracer.trace(seed_yx, voxel[0], heartbeat=True)
+        first = next(results)
+        return tracer, itertools.chain([first], results)

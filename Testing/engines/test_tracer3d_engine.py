@@ -108,3 +108,32 @@ def test_bad_clicks_are_refused_and_the_mask_kept(engine, case):
 def test_2d_images_are_refused():
     with pytest.raises(EngineError, match="needs a 3D volume"):
         get_engine("tracer3d").set_image(np.zeros((1, 64, 64)), (1, 1, 1))
+
+
+@pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no embedded weights")
+def test_a_click_just_beside_a_vessel_snaps_onto_it_and_says_so():
+    """A click 1.2 or 2 mm off the trunk's wall (in its slice, across the vessel) traces what
+    a click on it traces, and the messages say the click moved; 4 mm off is refused as any
+    click on tissue is."""
+    case = vessel_volume(1000)
+    spacing = np.asarray(case.volume.spacing_zyx)
+    trunk = case.branches[0]
+    k = len(trunk.points) // 2
+    along = trunk.points[k + 1] - trunk.points[k - 1]
+    across = np.array([0.0, -along[2], along[1]]) / np.hypot(along[1], along[2])   # mm, in-plane
+    centre = trunk.points[k] / spacing
+    engine = get_engine("tracer3d")
+    engine.set_image(case.volume.array, case.volume.spacing_zyx)
+    on_vessel = engine.run(Point(tuple(centre))).copy()
+    assert metrics.dice(on_vessel, case.label) > 0.9
+    for gap_mm in (1.2, 2.0):
+        click = centre + across * (trunk.radii[k] + gap_mm) / spacing
+        engine.set_image(case.volume.array, case.volume.spacing_zyx)
+        messages = [update.message for update in engine.interact(Point(tuple(click)))]
+        assert all(m.startswith("click moved") for m in messages if m.startswith(("slice", "click", "traced")))
+        assert "onto the nearest vessel" in messages[-1]
+        assert metrics.dice(engine.mask, on_vessel) > 0.99
+    engine.set_image(case.volume.array, case.volume.spacing_zyx)
+    with pytest.raises(PromptError, match="no vessel at the seed"):
+        engine.run(Point(tuple(centre + across * (trunk.radii[k] + 4.0) / spacing)))
+    assert engine.mask.sum() == 0
