@@ -70,27 +70,51 @@ def _all_finite(image: np.ndarray, slab: int = 16) -> bool:
 
 
 class _MaskBefore:
-    """What the mask held before an interaction, kept slice by slice as updates first touch
-    them, so a click on a clinical volume does not start with a whole-mask copy."""
+    """What the mask held before an interaction, kept slice by slice in the box that updates
+    have touched there (grown as they touch more), so a click on a clinical volume copies
+    what its vessel covers, not the mask or its whole slices."""
 
     def __init__(self, mask: np.ndarray):
-        self.mask, self.slices = mask, {}
+        self.mask = mask
+        self.boxes: dict[int, tuple[slice, slice, np.ndarray]] = {}
 
     def keep(self, region: Region) -> None:
+        rows, cols = region[1:]
+        if rows.stop <= rows.start or cols.stop <= cols.start:
+            return
         for z in range(region[0].start, region[0].stop):
-            if z not in self.slices:
-                self.slices[z] = self.mask[z].copy()
+            kept = self.boxes.get(z)
+            if kept is None:
+                self.boxes[z] = (rows, cols, self.mask[z, rows, cols].copy())
+                continue
+            old_rows, old_cols, old = kept
+            grown = (slice(min(rows.start, old_rows.start), max(rows.stop, old_rows.stop)),
+                     slice(min(cols.start, old_cols.start), max(cols.stop, old_cols.stop)))
+            if grown == (old_rows, old_cols):
+                continue
+            # Outside the old box nothing was touched yet: the mask still holds it.
+            values = self.mask[z][grown].copy()
+            values[old_rows.start - grown[0].start:old_rows.stop - grown[0].start,
+                   old_cols.start - grown[1].start:old_cols.stop - grown[1].start] = old
+            self.boxes[z] = (*grown, values)
 
     def restore(self) -> None:
-        for z, old in self.slices.items():
-            self.mask[z] = old
+        for z, (rows, cols, old) in self.boxes.items():
+            self.mask[z, rows, cols] = old
 
     def of(self, region: Region) -> np.ndarray:
         """The region as it was."""
         old = self.mask[region].copy()
         for z in range(region[0].start, region[0].stop):
-            if z in self.slices:
-                old[z - region[0].start] = self.slices[z][region[1:]]
+            if z not in self.boxes:
+                continue
+            rows, cols, kept = self.boxes[z]
+            top, left = max(rows.start, region[1].start), max(cols.start, region[2].start)
+            bottom, right = min(rows.stop, region[1].stop), min(cols.stop, region[2].stop)
+            if top < bottom and left < right:
+                old[z - region[0].start, top - region[1].start:bottom - region[1].start,
+                    left - region[2].start:right - region[2].start] = \
+                    kept[top - rows.start:bottom - rows.start, left - cols.start:right - cols.start]
         return old
 
 

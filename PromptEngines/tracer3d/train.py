@@ -50,6 +50,11 @@ class TrainOptions:
     offset_weight: float = 0.02
     confidence_weight: float = 0.1
     jitter: float = 8.0              # crop centre jitter (pixels): half the tile step (tracking.py)
+    # Share of samples drawn where another bright structure comes within `contact_pixels` of
+    # the vessel (a vein beside or across it, bone): the hard negatives a slice model meets
+    # at contacts, rare in uniformly drawn samples.
+    contact_fraction: float = 0.0
+    contact_pixels: int = 3
 
     @property
     def parts(self) -> dict:
@@ -85,18 +90,38 @@ def normalise_for_training(image, label, spacing, rng, click=None) -> np.ndarray
     return normalised_volume(image, spacing, click)
 
 
-def draw_sample(volume, label, rng, crop: int, jitter: float) -> Sample | None:
-    """Four slices in a random direction around a random vessel cross-section."""
+CONTACT_LEVEL = 0.4       # normalised intensity (vessel at the click: 1) of "bright"
+
+
+def contacts(volume, label, reach: int) -> np.ndarray:
+    """Where another bright structure comes within `reach` pixels (in-slice) of the vessel:
+    bool (z, y, x), the vessel's voxels there. Found in the image, not in a generator's
+    masks, so recorded sessions give them too."""
+    in_slice = full_structure(2)[None]
+    grown = ndimage.binary_dilation(label, in_slice, iterations=reach)
+    # Beyond the vessel's own blurred rim, and a structure, not a noise speck.
+    other = (volume > CONTACT_LEVEL) & ~ndimage.binary_dilation(label, in_slice, iterations=2)
+    other = ndimage.binary_opening(other, in_slice)
+    near_other = ndimage.binary_dilation(grown & other, in_slice, iterations=reach)
+    return label & near_other
+
+
+def draw_sample(volume, label, rng, crop: int, jitter: float,
+                near: np.ndarray | None = None) -> Sample | None:
+    """Four slices in a random direction around a random vessel cross-section (one that
+    holds a voxel of `near`, if given)."""
     depth = volume.shape[0]
     direction = int(rng.choice([-1, 1]))
-    zs = np.nonzero(label.reshape(depth, -1).any(axis=1))[0]
+    where = label if near is None else near
+    zs = np.nonzero(where.reshape(depth, -1).any(axis=1))[0]
     zs = zs[(zs - direction >= 0) & (zs - direction < depth) & (zs + 2 * direction >= 0)
             & (zs + 2 * direction < depth)]
     if len(zs) == 0:
         return None
     z1 = int(zs[rng.integers(len(zs))])
     pieces, count = ndimage.label(label[z1], full_structure(2))
-    piece = pieces == 1 + rng.integers(count)
+    labels = np.unique(pieces[where[z1]])
+    piece = pieces == labels[rng.integers(len(labels))]
     order = [z1 - direction, z1, z1 + direction, z1 + 2 * direction]
     targets = [None, piece]
     targets[0] = _continuation(label[order[0]], piece)
@@ -294,7 +319,10 @@ class Tracer3DTask:
                 continue
             volume = normalise_for_training(case.image, case.label, case.spacing_zyx, rng,
                                             case.click)
-            self.pool.append((volume, case.label.astype(bool), case.real))
+            label = case.label.astype(bool)
+            near = (contacts(volume, label, options.contact_pixels)
+                    if options.contact_fraction > 0 else None)
+            self.pool.append((volume, label, case.real, near))
         if not self.pool:
             raise IVSegError("no training case has a labelled structure")
 
@@ -338,8 +366,10 @@ class Tracer3DTask:
         rng = np.random.default_rng([self.seed, step, rank])
         samples = []
         while len(samples) < self.batch_size:
-            volume, label, real = self.pool[rng.integers(len(self.pool))]
-            sample = draw_sample(volume, label, rng, self.options.crop, self.options.jitter)
+            volume, label, real, near = self.pool[rng.integers(len(self.pool))]
+            at_contact = near is not None and rng.random() < self.options.contact_fraction
+            sample = draw_sample(volume, label, rng, self.options.crop, self.options.jitter,
+                                 near if at_contact else None)
             if sample is not None:
                 sample = augment(sample, rng)
                 if real:                     # scanner variation for real scans (MONAI)

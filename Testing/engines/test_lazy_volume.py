@@ -102,6 +102,41 @@ def test_the_mask_before_a_prompt_is_kept_slice_by_slice_and_restored_exactly():
     assert np.array_equal(engine.mask, start)
 
 
+@registered("box-painter", {"point"})
+class RandomBoxPainter(Engine):
+    """Writes random patches in random boxes of a few slices, often the same slice again,
+    overlapping or beside what it wrote before; `fail_at` raises there."""
+    fail_at = None
+
+    def _interact(self, prompt):
+        rng = np.random.default_rng(int(prompt.position[0]))
+        for count in range(30):
+            if count == self.fail_at:
+                raise RuntimeError("failed half way")
+            z0, y0, x0 = rng.integers(0, 3), rng.integers(0, 12), rng.integers(0, 14)
+            region = (slice(z0, z0 + rng.integers(1, 3)), slice(y0, y0 + rng.integers(1, 6)),
+                      slice(x0, x0 + rng.integers(1, 6)))
+            shape = self._mask[region].shape
+            yield Update(region, rng.integers(0, 3, shape).astype(np.uint8))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_kept_boxes_grow_as_updates_touch_more_of_a_slice(seed):
+    engine = RandomBoxPainter()
+    engine.set_image(np.zeros((4, 16, 18), np.int16))
+    engine._mask[...] = np.random.default_rng(100 + seed).integers(0, 2, engine.mask.shape)
+    start = engine.mask.copy()
+    engine.fail_at = 25
+    with pytest.raises(RuntimeError):
+        engine.run(Point((seed, 0, 0)))
+    assert np.array_equal(engine.mask, start)
+    engine.fail_at = None
+    engine.run(Point((seed, 0, 0)))
+    assert not np.array_equal(engine.mask, start)
+    engine.undo()
+    assert np.array_equal(engine.mask, start)
+
+
 def test_integer_volumes_are_not_scanned_for_nan_and_float_ones_are_slab_by_slab():
     engine = ScatterPainter()
     engine.set_image(np.zeros((40, 3, 3), np.int16))

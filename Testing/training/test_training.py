@@ -278,3 +278,30 @@ def test_data_config_section_is_checked(tmp_path, capsys):
     assert main(["train", *SMALL, "--steps", "1", "--config", str(good), "--data", str(folder),
                  "--out", str(tmp_path / "b.pt")]) == 2
     assert "slice_mm (config section data) applies to synthetic data only" in capsys.readouterr().err
+
+
+def test_contacts_are_where_another_bright_structure_comes_near_and_get_sampled():
+    """`contact_fraction`: that share of samples is drawn at a vessel piece that another
+    bright structure (not the vessel's own rim, not a speck) comes within reach of."""
+    from PromptEngines.tracer3d.train import contacts, draw_sample
+
+    volume = np.zeros((12, 48, 48), np.float32)
+    label = np.zeros(volume.shape, bool)
+    label[:, 10:14, 10:14] = True                  # a vessel along z ...
+    label[:, 30:34, 30:34] = True                  # ... and a branch far from anything
+    volume[label] = 1.0
+    volume[:, 9:15, 9:15] = np.maximum(volume[:, 9:15, 9:15], 0.5)     # its own blurred rim
+    volume[4:7, 10:14, 16:20] = 0.8                # a vein 2 pixels beyond the wall, slices 4-6
+    volume[:, 40, 40] = 0.9                        # a speck: noise, not a structure
+    near = contacts(volume, label, reach=3)
+    assert near.any(axis=(1, 2)).nonzero()[0].tolist() == [4, 5, 6]
+    assert near[4, 10:14, 13].all() and near[4].sum() == 4           # the first vessel's side
+    assert not contacts(volume, label, reach=1).any()                # out of a 1-pixel reach
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        sample = draw_sample(volume, label, rng, crop=24, jitter=0.0, near=near)
+        assert sample.images[1].max() == pytest.approx(1.0) and (sample.images[1] == 0.8).any()
+    # Without `near`, the draw is the one uniform sampling always made (same generator use).
+    first = draw_sample(volume, label, np.random.default_rng(5), 24, 4.0)
+    second = draw_sample(volume, label, np.random.default_rng(5), 24, 4.0, near=None)
+    assert np.array_equal(first.images, second.images) and np.array_equal(first.point, second.point)
