@@ -119,14 +119,29 @@ class _MaskBefore:
 
 
 def resolve_device(device=None) -> str:
-    """CUDA when available unless told otherwise."""
-    if device not in (None, "", "auto"):
-        return str(device)
-    try:
-        import torch
+    """CUDA when available unless told otherwise. A device asked for by name must exist:
+    one clear error, never a silent fall back to another device."""
+    import torch
+
+    if device in (None, "", "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
+    name = str(device)
+    try:
+        parsed = torch.device(name)
+    except RuntimeError:
+        raise EngineError(f"unknown device {name!r}: use cpu, cuda, cuda:N, mps or auto") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EngineError(f"device {name!r} asked for, but this machine has no usable CUDA "
+                              f"GPU (torch {torch.__version__}); use --device cpu or auto")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise EngineError(f"device {name!r} asked for, but this machine has "
+                              f"{torch.cuda.device_count()} CUDA GPU(s)")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise EngineError(f"device {name!r} asked for, but MPS is not available here")
+    elif parsed.type not in ("cpu", "cuda", "mps"):
+        raise EngineError(f"device {name!r} is not one the engines run on (cpu, cuda, mps)")
+    return name
 
 
 class Engine:

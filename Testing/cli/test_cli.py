@@ -182,3 +182,20 @@ def test_evaluate_runs_simulated_clicks_and_writes_dice_curves(tmp_path, capsys)
     assert 0.5 < curve[0] < curve[1] < curve[2]
     assert results["summary"]["noc85"] == 3 and curve[2] > 0.85
     assert results["per_case"][0]["seed"] == 1000   # held-out seeds only
+
+
+def test_a_device_that_is_not_there_is_one_clear_line(case_files, tmp_path, capsys):
+    """No silent fall back, no traceback: a CUDA device on a machine without one, or a name
+    torch does not know, is refused by name and nothing is written."""
+    import torch
+
+    folder, case = case_files
+    out = tmp_path / "never.seg.nrrd"
+    args = ["trace", str(folder / "cta.nrrd"), "--seed-ras", *map(str, case.seed_ras), "--out", str(out)]
+    asked = [("gpu", "unknown device 'gpu'"), (f"cuda:{max(torch.cuda.device_count(), 1) + 3}",
+                                                "CUDA")]
+    for device, said in asked:
+        assert main([*args, "--device", device]) == 2
+        error = capsys.readouterr().err.strip()
+        assert said in error and len(error.splitlines()) == 1 and "Traceback" not in error
+    assert not out.exists()
