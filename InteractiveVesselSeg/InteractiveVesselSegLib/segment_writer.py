@@ -27,6 +27,7 @@ class SegmentWriter:
         if segmentation.GetSegment(segment_id) is None:
             raise KeyError(f"segmentation has no segment {segment_id!r}")
         self.initial = self.read()         # what the segment held before this session
+        self._edited = False
         self._own_layer(self.initial)
         self.writes = 0
 
@@ -42,7 +43,10 @@ class SegmentWriter:
         return (labelmap, labelmap.GetMTime()) if labelmap is not None else None
 
     def edited_outside(self) -> bool:
-        return self._stamp() != self._seen
+        """Edited by something else since this writer last looked (sticky: an edit made while
+        an engine job was being written stays noticed until `take_edits`)."""
+        self._edited = self._edited or self._stamp() != self._seen
+        return self._edited
 
     def take_edits(self) -> np.ndarray | None:
         """The segment's mask if something else edited it since this writer last wrote (the
@@ -51,6 +55,7 @@ class SegmentWriter:
             return None
         mask = self.read()
         self._own_layer(mask)
+        self._edited = False
         return mask
 
     @property
@@ -101,6 +106,7 @@ class SegmentWriter:
         """Put `patch` (0/1) into `region` of the segment; nothing outside it changes."""
         if any(s.stop <= s.start for s in region):
             return
+        self.edited_outside()              # an edit made before this write stays noticed
         array = self._array()
         value = self.segment.GetLabelValue()
         array[region] = np.where(patch > 0, value, 0).astype(array.dtype)

@@ -84,7 +84,9 @@ class SegmentationSession:
 
     def _edits(self) -> MaskPrompt | None:
         """What another tool did to the segment since our last write, as a mask step to take
-        up before the next prompt (None when the segment is as the engine left it)."""
+        up before the next prompt (None when the segment is as the engine left it). Asked only
+        when the worker can take the prompt: edits taken up must reach the engine."""
+        self.worker.require_idle()
         if self.writer.edited_outside():
             mask = self.writer.take_edits()
             if not np.array_equal(mask, self.annotation.mask):
@@ -180,5 +182,7 @@ class SegmentationSession:
                    sequence.segment)
 
     def close(self) -> None:
+        """Stop a running job (what it did stays) and end the worker."""
+        self.worker.cancel()
         if self._owns_worker:
             self.worker.shutdown()

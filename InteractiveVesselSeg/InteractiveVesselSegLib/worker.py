@@ -29,9 +29,12 @@ class InferenceWorker:
                                         daemon=True)
         self._thread.start()
 
-    def submit(self, job: Callable[[], Iterator]) -> None:
+    def require_idle(self) -> None:
         if self.busy:
             raise RuntimeError("the engine is still working; wait or cancel first")
+
+    def submit(self, job: Callable[[], Iterator]) -> None:
+        self.require_idle()
         self.busy = True
         self._cancel.clear()
         self._jobs.put(job)

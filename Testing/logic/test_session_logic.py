@@ -305,3 +305,48 @@ def test_a_volume_the_engine_refuses_says_so_on_the_first_prompt(oblique_volume)
         session.submit(Point(oblique_volume.index_to_ras((1, 3, 4))))
     assert segment_array(segmentation, segment).all()
     session.close()
+
+
+def test_a_trace_next_to_another_segment_leaves_its_voxels_untouched(oblique_volume):
+    """Finished work is safe: the session writes only its own segment's labelmap layer, even
+    where the new mask and another segment overlap."""
+    scene = new_scene()
+    node = add_volume(scene, oblique_volume.array, oblique_volume.ijk_to_ras)
+    segmentation, segment = add_segment(scene)
+    other = segmentation.GetSegmentation().AddEmptySegment("finished", "finished")
+    from InteractiveVesselSegLib.segment_writer import SegmentWriter
+    finished = np.zeros(oblique_volume.shape, np.uint8)
+    finished[1:4, 2:6, 3:7] = 1                    # overlaps where the point paints
+    SegmentWriter(segmentation, other, node).write_all(finished)
+    before = segment_array(segmentation, other)
+    session = SegmentationSession(node, segmentation, segment, "recording")
+    session.run(Point(oblique_volume.index_to_ras((1, 3, 4))))
+    assert segment_array(segmentation, segment)[1:6, 3:5, 4:6].all()
+    np.testing.assert_array_equal(segment_array(segmentation, other), before)
+    session.undo()
+    session.wait()
+    np.testing.assert_array_equal(segment_array(segmentation, other), before)
+    session.close()
+
+
+def test_edits_made_while_the_engine_works_wait_for_the_next_prompt(oblique_volume):
+    """A prompt refused because the engine is busy does not take the edits up (they would
+    be lost to the engine); the next accepted prompt does."""
+    scene = new_scene()
+    node = add_volume(scene, oblique_volume.array, oblique_volume.ijk_to_ras)
+    segmentation, segment = add_segment(scene)
+    session = SegmentationSession(node, segmentation, segment, "recording")
+    session.submit(Point(oblique_volume.index_to_ras((1, 3, 4))))
+    painted = np.zeros(oblique_volume.shape, np.uint8)
+    painted[5, 0:2, 0:2] = 1
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    logic.SetBinaryLabelmapToSegment(session.writer._oriented(painted), segmentation, segment,
+                                     logic.MODE_MERGE_MAX)
+    with pytest.raises(RuntimeError, match="still working"):
+        session.submit(Point(oblique_volume.index_to_ras((2, 7, 9))))
+    session.wait()
+    session.run(Point(oblique_volume.index_to_ras((2, 7, 9))))
+    assert [s.kind for s in session.sequence.steps] == ["point", "mask", "point"]
+    final = segment_array(segmentation, segment)
+    assert final[5, 0:2, 0:2].all() and final[1:6, 3:5, 4:6].all() and final[2:7, 7:9, 9:11].all()
+    session.close()
