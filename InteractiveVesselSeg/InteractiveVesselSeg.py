@@ -17,6 +17,8 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleWidget)
 
 PUMP_INTERVAL_MS = 30
+SETTINGS = "InteractiveVesselSeg/"      # engine, weights, device: remembered across restarts
+PATH_SETTLE_MS = 500                    # a typed weights path is applied once typing stops
 
 
 class InteractiveVesselSeg(ScriptedLoadableModule):
@@ -74,6 +76,10 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         self.timer = qt.QTimer()
         self.timer.setInterval(PUMP_INTERVAL_MS)
         self.timer.timeout.connect(self.onPump)
+        self.pathTimer = qt.QTimer()
+        self.pathTimer.setSingleShot(True)
+        self.pathTimer.setInterval(PATH_SETTLE_MS)
+        self.pathTimer.timeout.connect(self.onEngineSettingsChanged)
         self.connect_gestures()
         self.layout.addStretch(1)
 
@@ -81,6 +87,9 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
     def connect_gestures(self):
         ui = self.ui
         ui.engineComboBox.currentTextChanged.connect(self.onEngineChanged)
+        ui.deviceComboBox.currentTextChanged.connect(self.onEngineSettingsChanged)
+        ui.weightsPathLineEdit.currentPathChanged.connect(lambda _: self.pathTimer.start())
+        ui.resetSettingsButton.clicked.connect(self.onResetSettings)
         ui.inputVolumeSelector.currentNodeChanged.connect(self.onInputsChanged)
         ui.segmentSelector.currentNodeChanged.connect(self.onInputsChanged)
         ui.segmentSelector.currentSegmentChanged.connect(self.onInputsChanged)
@@ -131,11 +140,38 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
                 raise RuntimeError("dependencies are not installed")
             from InteractiveVesselSegLib.logic import VesselSegLogic
             self.logic = VesselSegLogic()
+            self.ui.engineComboBox.blockSignals(True)     # filling it chooses nothing
             self.ui.engineComboBox.clear()
             self.ui.engineComboBox.addItems(self.logic.engines())
-            self.ui.engineComboBox.setCurrentText(self.logic.engine_name)
+            self.ui.engineComboBox.blockSignals(False)
+            self.restore_settings()
             self.onInputsChanged()
         return self.logic
+
+    # ------------------------------------------------------------------ settings
+    def restore_settings(self, defaults=False):
+        """Engine, weights and device as last chosen (Slicer's settings), or as on first use."""
+        settings = qt.QSettings()
+        remembered = (lambda key, default: default) if defaults else \
+            (lambda key, default: settings.value(SETTINGS + key, default) or default)
+        engine = remembered("engine", self.logic.default_engine())
+        if engine not in self.logic.engines():
+            engine = self.logic.default_engine()
+        ui = self.ui
+        for widget in (ui.engineComboBox, ui.deviceComboBox, ui.weightsPathLineEdit):
+            widget.blockSignals(True)
+        ui.weightsPathLineEdit.setCurrentPath(remembered("weights", ""))
+        ui.deviceComboBox.setCurrentText(remembered("device", "auto"))
+        ui.engineComboBox.setCurrentText(engine)
+        for widget in (ui.engineComboBox, ui.deviceComboBox, ui.weightsPathLineEdit):
+            widget.blockSignals(False)
+        self.onEngineChanged(engine)
+
+    def onResetSettings(self):
+        settings = qt.QSettings()
+        for key in ("engine", "weights", "device"):
+            settings.remove(SETTINGS + key)
+        self.restore_settings(defaults=True)
 
     # ------------------------------------------------------------------ gestures
     def call(self, method, *args, start=True):
@@ -208,12 +244,19 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
             ras = None
         self.call("text_command", command, ras)
 
+    def onEngineSettingsChanged(self, *_):
+        self.onEngineChanged(qt_value(self.ui.engineComboBox, "currentText"))
+
     def onEngineChanged(self, name):
         if self.logic is None or not name:
             return
+        self.pathTimer.stop()
         device = qt_value(self.ui.deviceComboBox, "currentText")
-        self.logic.set_engine(name, qt_value(self.ui.weightsPathLineEdit, "currentPath") or None,
-                              None if device in ("", "auto") else device)
+        weights = qt_value(self.ui.weightsPathLineEdit, "currentPath")
+        settings = qt.QSettings()
+        for key, value in (("engine", name), ("weights", weights), ("device", device)):
+            settings.setValue(SETTINGS + key, value)
+        self.logic.set_engine(name, weights or None, None if device in ("", "auto") else device)
         for tool, reason in self.logic.engine_tools(name).items():
             for button in self.tool_buttons(tool):
                 button.setEnabled(reason is None)

@@ -19,7 +19,7 @@ TOOLS = ("point", "box", "scribble", "text", "auto")
 class VesselSegLogic:
     def __init__(self):
         self.session: SegmentationSession | None = None
-        self.engine_name = default_tracer()
+        self.engine_name = self.default_engine()
         self.weights: str | None = None
         self.device: str | None = None
         self._inputs = (None, None, None)
@@ -28,6 +28,11 @@ class VesselSegLogic:
     @staticmethod
     def engines() -> list[str]:
         return available_engines()
+
+    @staticmethod
+    def default_engine() -> str:
+        """The engine a first use starts with: the tracer whose weights are here."""
+        return default_tracer()
 
     def engine_tools(self, name: str | None = None) -> dict[str, str | None]:
         """For each tool, None if the engine takes it, else the reason it is disabled."""

@@ -9,6 +9,7 @@ node combo box, segment selector) that list and select real MRML nodes.
 from __future__ import annotations
 
 import sys
+import tempfile
 import types
 import unittest
 from pathlib import Path
@@ -43,9 +44,18 @@ class ctkCollapsibleButton(QtWidgets.QGroupBox):
 
 
 class ctkPathLineEdit(QtWidgets.QLineEdit):
+    currentPathChanged = QtCore.Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.textChanged.connect(self.currentPathChanged.emit)
+
     @property
     def currentPath(self):
         return self.text()
+
+    def setCurrentPath(self, path):
+        self.setText(path)
 
 
 class qMRMLNodeComboBox(QtWidgets.QComboBox):
@@ -235,6 +245,11 @@ def install(scene):
     import slicer.util
 
     application = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["panel-tests"])
+    # Slicer's settings (qt.QSettings()) in a folder of the tests' own, empty at the start.
+    application.setOrganizationName("InteractiveVesselSegTests")
+    QtCore.QSettings.setDefaultFormat(QtCore.QSettings.IniFormat)
+    QtCore.QSettings.setPath(QtCore.QSettings.IniFormat, QtCore.QSettings.UserScope,
+                             tempfile.mkdtemp(prefix="ivseg-settings-"))
     sys.modules["qt"] = make_qt_module()
     scripted = types.ModuleType("slicer.ScriptedLoadableModule")
     for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget,

@@ -286,3 +286,34 @@ def test_progress_bar_follows_the_trace(panel):
         seen.append(widget.ui.progressBar.value())
         time.sleep(0.002)
     assert max(seen) > 0 and seen == sorted(seen)
+
+
+def test_engine_weights_and_device_are_remembered_and_reset(panel, tmp_path):
+    """Chosen once, they come back in the next panel (Slicer's settings, as after a restart);
+    a device chosen alone takes effect; "Reset to defaults" forgets them."""
+    widget, scene, volume, segmentation, segment, points, application = panel
+    ui = widget.ui
+    ui.engineComboBox.setCurrentText("regiongrow")
+    ui.deviceComboBox.setCurrentText("cpu")                  # applied without an engine change
+    assert widget.logic.device == "cpu" and widget.logic.engine_name == "regiongrow"
+    ui.weightsPathLineEdit.setCurrentPath(str(tmp_path / "mine.pt"))
+    widget.pathTimer.timeout.emit()                          # typing has stopped
+    assert widget.logic.weights == str(tmp_path / "mine.pt")
+    from InteractiveVesselSeg import InteractiveVesselSegWidget
+    again = InteractiveVesselSegWidget()
+    again.setup()
+    again.ensure_logic()
+    assert again.ui.engineComboBox.currentText() == "regiongrow"
+    assert again.ui.deviceComboBox.currentText() == "cpu"
+    assert again.ui.weightsPathLineEdit.currentPath == str(tmp_path / "mine.pt")
+    assert (again.logic.engine_name, again.logic.device) == ("regiongrow", "cpu")
+    again.ui.resetSettingsButton.click()
+    assert again.ui.engineComboBox.currentText() == again.logic.default_engine()
+    assert again.ui.deviceComboBox.currentText() == "auto" and again.ui.weightsPathLineEdit.currentPath == ""
+    assert again.logic.weights is None and again.logic.device is None
+    again.cleanup()
+    third = InteractiveVesselSegWidget()
+    third.setup()
+    third.ensure_logic()
+    assert third.ui.deviceComboBox.currentText() == "auto"
+    third.cleanup()
