@@ -152,8 +152,10 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
     def restore_settings(self, defaults=False):
         """Engine, weights and device as last chosen (Slicer's settings), or as on first use."""
         settings = qt.QSettings()
-        remembered = (lambda key, default: default) if defaults else \
-            (lambda key, default: settings.value(SETTINGS + key, default) or default)
+
+        def remembered(key, default):
+            return default if defaults else settings.value(SETTINGS + key, default) or default
+
         engine = remembered("engine", self.logic.default_engine())
         if engine not in self.logic.engines():
             engine = self.logic.default_engine()
@@ -168,10 +170,7 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         self.onEngineChanged(engine)
 
     def onResetSettings(self):
-        settings = qt.QSettings()
-        for key in ("engine", "weights", "device"):
-            settings.remove(SETTINGS + key)
-        self.restore_settings(defaults=True)
+        self.restore_settings(defaults=True)           # and remembered as chosen
 
     # ------------------------------------------------------------------ gestures
     def call(self, method, *args, start=True):

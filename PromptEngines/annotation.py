@@ -16,7 +16,7 @@ from .data.volume import Volume, grid_mismatch
 from .engine import Engine, Update
 from .errors import PromptError, PromptFileError
 from .prompts import MaskPrompt, Prompt, PromptSequence, VolumeIdentity
-from .threads import InBackground
+from .threads import in_background
 
 _END = object()
 
@@ -28,7 +28,7 @@ class Annotation:
         engine.set_image(volume.array, volume.spacing_zyx)
         # The record names the volume by a hash of its voxels: half a second at clinical
         # size, so it is computed beside the first prompt, not before it.
-        self._identity = InBackground(volume.identity)
+        self._identity = in_background(volume.identity)
         self._sequence = PromptSequence(engine=engine.name, weights_sha256=engine.weights_sha256,
                                         segment=segment)
 

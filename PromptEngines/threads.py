@@ -1,25 +1,25 @@
-"""Work beside the main flow: a function run on its own thread, its result asked for later
-(for work that releases the GIL, such as hashing a volume's voxels)."""
+"""Work beside the main flow, its result asked for later through a `Future`: a function run
+on a thread of its own (work that releases the GIL, such as hashing a volume's voxels), or
+on a thread that already exists (the Slicer module's inference worker)."""
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 
 
-class InBackground:
-    def __init__(self, function):
-        self._result, self._error = None, None
-        self._thread = threading.Thread(target=self._run, args=(function,), daemon=True,
-                                        name="InteractiveVesselSeg background")
-        self._thread.start()
+def run_into(future: Future, function) -> None:
+    """Call `function` and put its result, or what it raised, in `future` (for whoever asks
+    `future.result()`)."""
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        future.set_result(function())
+    except BaseException as error:          # re-raised where the result is asked for
+        future.set_exception(error)
 
-    def _run(self, function) -> None:
-        try:
-            self._result = function()
-        except BaseException as error:          # re-raised where the result is asked for
-            self._error = error
 
-    def result(self):
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._result
+def in_background(function) -> Future:
+    future: Future = Future()
+    threading.Thread(target=run_into, args=(future, function), daemon=True,
+                     name="InteractiveVesselSeg background").start()
+    return future

@@ -43,13 +43,12 @@ class SegmentationSession:
         self.worker = worker or InferenceWorker()
         self._owns_worker = worker is None
         start, self.writer.initial = self.writer.initial, None    # not kept: a whole volume
-        start_path = (recorder.save_start_mask(segmentation_node, segment_id, start)
-                      if start.any() else None)
+        start_step = self._mask_step(start, 0) if start.any() else None
 
         def prepare() -> Annotation:                  # on the worker
             annotation = Annotation(volume, get_engine(engine_name, weights, device), segment_name)
-            if start_path is not None:
-                annotation.apply(MaskPrompt(mask=start, path=start_path))
+            if start_step is not None:
+                annotation.apply(start_step)
             return annotation
 
         self._prepared = self.worker.call(prepare)
@@ -87,13 +86,15 @@ class SegmentationSession:
         up before the next prompt (None when the segment is as the engine left it). Asked only
         when the worker can take the prompt: edits taken up must reach the engine."""
         self.worker.require_idle()
-        if self.writer.edited_outside():
-            mask = self.writer.take_edits()
-            if not np.array_equal(mask, self.annotation.mask):
-                step = self.annotation.steps_recorded
-                return MaskPrompt(mask=mask, path=recorder.save_start_mask(
-                    self.segmentation_node, self.segment_id, mask, step))
-        return None
+        mask = self.writer.take_edits()
+        if mask is None or np.array_equal(mask, self.annotation.mask):
+            return None
+        return self._mask_step(mask, self.annotation.steps_recorded)
+
+    def _mask_step(self, mask, step: int) -> MaskPrompt:
+        """A mask step whose mask is kept on the segmentation node (saved with the scene)."""
+        return MaskPrompt(mask=mask, path=recorder.save_start_mask(
+            self.segmentation_node, self.segment_id, mask, step))
 
     def _steps(self, edits: MaskPrompt | None, updates):
         if edits is not None:

@@ -12,6 +12,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from PromptEngines.threads import run_into
+
 
 @dataclass
 class JobDone:
@@ -44,7 +46,7 @@ class InferenceWorker:
         the worker busy: its result or exception is in the returned future (preparing an
         engine while the user has not clicked yet)."""
         future: Future = Future()
-        self._jobs.put(FutureCall(function, future))
+        self._jobs.put((future, function))
         return future
 
     def cancel(self) -> None:
@@ -70,8 +72,8 @@ class InferenceWorker:
             job = self._jobs.get()
             if job is None:
                 return
-            if isinstance(job, FutureCall):
-                job()
+            if isinstance(job, tuple):             # (future, function): a call, not a job
+                run_into(*job)
                 continue
             cancelled, error = False, None
             stream = None
@@ -92,18 +94,3 @@ class InferenceWorker:
     def shutdown(self) -> None:
         self._jobs.put(None)
         self._thread.join(timeout=5)
-
-
-class FutureCall:
-    """A call whose outcome goes to a future, not to the updates queue."""
-
-    def __init__(self, function, future: Future):
-        self.function, self.future = function, future
-
-    def __call__(self) -> None:
-        if not self.future.set_running_or_notify_cancel():
-            return
-        try:
-            self.future.set_result(self.function())
-        except BaseException as failure:          # for whoever asks the future
-            self.future.set_exception(failure)

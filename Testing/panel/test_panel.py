@@ -290,7 +290,7 @@ def test_progress_bar_follows_the_trace(panel):
 
 def test_engine_weights_and_device_are_remembered_and_reset(panel, tmp_path):
     """Chosen once, they come back in the next panel (Slicer's settings, as after a restart);
-    a device chosen alone takes effect; "Reset to defaults" forgets them."""
+    a device chosen alone takes effect; "Reset to defaults" puts back the first-use ones."""
     widget, scene, volume, segmentation, segment, points, application = panel
     ui = widget.ui
     ui.engineComboBox.setCurrentText("regiongrow")
