@@ -5,28 +5,41 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..data.regions import full_structure
+from ..data.regions import full_structure, pieces_in_box
 
 
-def keep_branches(traced: np.ndarray, added: np.ndarray, volume: np.ndarray, options) -> np.ndarray:
+def keep_branches(traced: np.ndarray, added: np.ndarray, volume, options) -> np.ndarray:
     """The 3D pieces of `added` that reach `options.min_escape` voxels beyond `traced` (a
     branch, not the trace's boundary drawn again) and are no brighter than the traced vessel
     they leave by more than `options.max_brighter` (contrast only falls along a tree; bone
-    marrow and calcium touching the vessel are brighter)."""
+    marrow and calcium touching the vessel are brighter). `volume`: anything indexed like an
+    array of `traced`'s shape (the tracer's lazily normalised view); each piece reads and
+    works only in its own box, so memory goes with the largest piece, not the whole trace."""
+    kept = np.zeros(added.shape, bool)
     if not added.any():
-        return added
-    pieces, count = ndimage.label(added, full_structure(3))
+        return kept
+    pieces, count, within = pieces_in_box(added)
+    corner = [s.start for s in within]
     # Distances are only compared with min_escape: a margin that wide keeps them exact.
     margin = int(np.ceil(options.min_escape)) + 1
-    box = tuple(slice(max(s.start - margin, 0), s.stop + margin)
-                for s in ndimage.find_objects(added.astype(np.uint8))[0])
-    pieces_box, traced_box, volume_box = pieces[box], traced[box], volume[box]
-    beyond = ndimage.distance_transform_edt(~traced_box)
-    reach = np.atleast_1d(ndimage.maximum(beyond, pieces_box, np.arange(1, count + 1)))
-    keep = [label for label, r in zip(range(1, count + 1), reach)
-            if r >= options.min_escape and _no_brighter_than_parent(
-                pieces_box == label, traced_box, volume_box, options.max_brighter)]
-    return np.isin(pieces, keep)
+    for label, piece_box in enumerate(ndimage.find_objects(pieces), start=1):
+        box = tuple(slice(max(s.start + c - margin, 0), min(s.stop + c + margin, n))
+                    for s, c, n in zip(piece_box, corner, added.shape))
+        piece = np.zeros([s.stop - s.start for s in box], bool)
+        inner = tuple(slice(s.start + c - b.start, s.stop + c - b.start)
+                      for s, c, b in zip(piece_box, corner, box))
+        piece[inner] = pieces[piece_box] == label
+        if _reach(piece, traced[box]) >= options.min_escape and _no_brighter_than_parent(
+                piece, traced[box], volume[box], options.max_brighter):
+            kept[box] |= piece
+    return kept
+
+
+def _reach(piece, traced) -> float:
+    """How far (voxels) the piece gets from the trace; beyond the box's margin: infinity."""
+    if not traced.any():
+        return np.inf
+    return float(ndimage.distance_transform_edt(~traced)[piece].max())
 
 
 def _no_brighter_than_parent(piece, traced, volume, max_brighter) -> bool:

@@ -5,6 +5,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..backbones.checkpoint import file_sha256
 from ..data.intensity import brightest_near
@@ -35,6 +36,21 @@ class Tracer3DEngine(Engine):
         # Kept for every trace of this engine: on a GPU their graphs are captured once, not
         # in each trace.
         self._calls = slice_calls(self.model, self.options, self.device)
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Encode a chunk of blank tiles and decode a point on one, with and without a
+        previous slice, as the engine loads: the runtime's one-time work (kernel choices,
+        working buffers; on a GPU the CUDA graphs' capture) is paid here, where the panel
+        loads engines in the background, not by the first click or its memory."""
+        size = self.model.crop
+        tiles = torch.zeros(self.options.chunk, 1, size, size, device=self.device)
+        point = torch.full((1, 2), size / 2, device=self.device)
+        with torch.no_grad():
+            crops = [level[:1] for level in self._calls.encode(tiles)]
+            for previous in (None, torch.full((1, 1, size, size), -8.0, device=self.device)):
+                bottleneck = self._calls.decode(crops, point, previous)[2]
+            self.model.offset(bottleneck)
 
     def _interact(self, prompt):
         if prompt.label != 1:

@@ -24,6 +24,10 @@ class ClickNormalised:
     def __getitem__(self, index) -> np.ndarray:
         return np.clip(self.levels.normalise(self.image[index]), *NORMALISED_RANGE)
 
+    def window(self, box: tuple[slice, ...]) -> "ClickNormalised":
+        """The same view of a box of the image (nothing read yet)."""
+        return ClickNormalised(self.image[box], self.levels)
+
 
 def click_normalised(image, spacing_zyx, seed_voxel) -> ClickNormalised:
     """The volume normalised by the levels around the click (structure -> 1, surroundings

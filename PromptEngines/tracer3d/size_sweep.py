@@ -2,11 +2,10 @@
 traced in volumes of clinical size (256 x 256 x 200, 512 x 512 x 440, 512 x 512 x 800 voxels,
 int16 as CT is stored), each measured in a fresh process as the engine is driven in Slicer
 (`set_image` once, then one click): set-image time, click to the first visible update, the
-whole trace, and the peak memory above the volume itself (resident set, Linux): for a click
-of an engine that has traced before in this process (what each volume of a session costs),
-and for the first click of a fresh process, which also pays the engine's one-time working
-memory (the torch runtime's buffers and the tile-feature cache, up to `cache_mb`; both kept
-by the allocator for the clicks that follow).
+whole trace, and the peak memory above the volume itself (resident set, Linux): for the
+first click of a freshly loaded engine (its tile-feature cache filled, the allocator growing;
+the torch runtime's one-time buffers are paid by the engine's warm-up as it loads), and for a
+click of an engine that has traced before in this process (what each further volume costs).
 
     python -m PromptEngines.tracer3d.size_sweep --out DIR      (also part of `ivseg bench`)
 """

@@ -41,6 +41,9 @@ from .branches import keep_branches
 from ..backbones.graphs import GraphedCall
 
 
+CACHE_SHARE = 0.125     # of the volume's float32 size: the most the tile cache may hold
+
+
 @dataclass(frozen=True)
 class TraceOptions:
     propagation: str = "offset"        # offset (the method) | centre | affine (baselines)
@@ -60,7 +63,7 @@ class TraceOptions:
     max_slices: int = 4000             # traced slices, all tracks together
     max_seconds: float = 120.0
     chunk: int = 8                     # slices whose tile is encoded in one batch
-    cache_mb: float = 256.0            # encoder features kept (LRU): a SAM tile-slice is ~4 MB
+    cache_mb: float = 256.0            # features kept (LRU; ≤ CACHE_SHARE of the volume): SAM tile-slice ~4 MB
     cuda_graphs: bool = True           # on a GPU, replay encoder and decoder from CUDA graphs
 
 
@@ -110,6 +113,13 @@ def _nbytes(levels) -> int:
     return sum(level.numel() * level.element_size() for level in levels)
 
 
+def cache_budget_mb(options: TraceOptions, shape) -> float:
+    """The tile cache's budget: `options.cache_mb`, but at most CACHE_SHARE of the volume's
+    own float32 size, so a small volume's click never holds more features than the volume
+    (a smaller cache only costs encodes; the mask is the same)."""
+    return min(options.cache_mb, CACHE_SHARE * 4 * float(np.prod(shape)) / 2**20)
+
+
 class TileCache:
     """Encoder features of fixed tiles: `model.crop` pixels square, on a grid of
     `model.stride` in the slice padded by `pad` (zeros), so what is encoded never depends on
@@ -129,6 +139,7 @@ class TileCache:
         self.volume, self.pad, self.device = volume, pad, device
         self._tiles: OrderedDict[tuple, list] = OrderedDict()
         self.bytes = 0                 # of the kept features (views into their chunk's batch)
+        self.floor = 0                 # two chunks' features, known once one is encoded
         self.encoded = 0
 
     def __call__(self, z: int, origin) -> list[torch.Tensor]:
@@ -141,8 +152,10 @@ class TileCache:
             for offset, zz in enumerate(range(start, stop)):
                 self._keep((zz, *origin), [level[offset] for level in features])
             self.encoded += stop - start
-            # Never evict the tile asked for, even when one chunk is over the budget.
-            while self.bytes > self.budget and next(iter(self._tiles)) != key:
+            # Two chunks are always kept, whatever the budget: less would evict the chunk a
+            # track is walking through and encode it again on its next slice.
+            self.floor = 2 * self.chunk * _nbytes([level[0] for level in features])
+            while self.bytes > max(self.budget, self.floor) and next(iter(self._tiles)) != key:
                 self.bytes -= _nbytes(self._tiles.popitem(last=False)[1])
         self._tiles.move_to_end(key)
         return self._tiles[key]
@@ -182,7 +195,7 @@ class SliceTracer:
         calls = calls if calls is not None else slice_calls(model, options, device)
         self.decode = calls.decode
         self.tiles = TileCache(model, calls.encode, volume, self.pad, options.chunk,
-                               options.cache_mb, device)
+                               cache_budget_mb(options, volume.shape), device)
         # Allocated whole but touched only where the trace goes (pages stay unused); every
         # whole-trace step works in `extent`, the box of what is traced.
         self.traced = np.zeros(volume.shape, bool)
@@ -340,7 +353,9 @@ class SliceTracer:
         committed = np.zeros([s.stop - s.start for s in box], bool)
         committed[tuple(slice(b.start - a.start, b.stop - a.start)
                         for a, b in zip(box, before))] = kept_before
-        found = keep_branches(committed, self.traced[box] & ~committed, self.volume[box],
+        # The box's voxels are read piece by piece (a view, not the box normalised whole).
+        volume = self.volume.window(box) if hasattr(self.volume, "window") else self.volume[box]
+        found = keep_branches(committed, self.traced[box] & ~committed, volume,
                               self.options)
         self.traced[box] = committed | found
         for z in np.nonzero(found.reshape(found.shape[0], -1).any(axis=1))[0]:

@@ -12,7 +12,8 @@ from PromptEngines.engine import Engine, Update
 from PromptEngines.prompts import Point
 from PromptEngines.tracer3d.checkpoints import DEFAULT_WEIGHTS, load_model
 from PromptEngines.tracer3d.normalise import NORMALISED_RANGE, click_normalised
-from PromptEngines.tracer3d.tracking import SliceTracer, TileCache, TraceOptions
+from PromptEngines.tracer3d.tracking import (CACHE_SHARE, SliceTracer, TileCache, TraceOptions,
+                                             cache_budget_mb)
 from registered_engine import registered
 
 
@@ -215,19 +216,32 @@ def test_traces_are_those_the_whole_volume_version_gave(seed, voxels, digest):
 
 
 @pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file(), reason="no embedded weights")
-def test_a_small_feature_budget_costs_time_only():
+def test_a_small_feature_budget_costs_time_only(monkeypatch):
     """The cache's budget bounds the features kept; the trace is the same bit for bit."""
+    import PromptEngines.tracer3d.tracking as tracking
+    monkeypatch.setattr(tracking, "CACHE_SHARE", 1e6)      # the options' budget, uncapped
     case = vessel_volume(1000)
     model = load_model(DEFAULT_WEIGHTS)[0]
     view = click_normalised(case.volume.array, case.volume.spacing_zyx, case.seed_index)
     masks, caches = [], []
-    for budget in (256.0, 4.0):
+    for budget in (256.0, 0.5):          # 0.5 MB: below the two-chunk floor
         tracer = SliceTracer(model, view, TraceOptions(cache_mb=budget))
         mask = np.zeros(case.volume.shape, bool)
         for result in tracer.trace(case.seed_index[1:], case.seed_index[0]):
             mask[result.z, result.rows, result.cols] |= result.mask
-            assert tracer.tiles.bytes <= max(budget * 2**20, 8 * 0.27 * 2**20 + 1)
+            assert tracer.tiles.bytes <= max(tracer.tiles.budget, tracer.tiles.floor)
+        assert tracer.tiles.budget <= budget * 2**20
+        assert 0 < tracer.tiles.floor < 2**23                  # two chunks of tiny features
         masks.append(mask)
         caches.append(tracer.tiles)
     assert masks[0].sum() > 500 and np.array_equal(masks[0], masks[1])
     assert caches[1].encoded > caches[0].encoded          # evicted tiles were encoded again
+
+
+def test_the_feature_budget_follows_the_volume():
+    """A small volume's click holds no more features than an eighth of the volume (float32);
+    a clinical one up to the options' budget."""
+    options = TraceOptions(cache_mb=256.0)
+    assert cache_budget_mb(options, (200, 256, 256)) == pytest.approx(50 * CACHE_SHARE)
+    assert cache_budget_mb(options, (3000, 512, 512)) == 256.0
+    assert cache_budget_mb(TraceOptions(cache_mb=4.0), (200, 256, 256)) == 4.0
