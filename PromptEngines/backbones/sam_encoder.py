@@ -18,11 +18,12 @@ def image_embeddings(encoder, x: torch.Tensor) -> torch.Tensor:
     if encoder.pos_embed is not None:
         x = x + encoder.pos_embed
     for block in encoder.blocks:
-        x = _block(block, x)
+        x = vit_block(block, x)
     return encoder.neck(x.permute(0, 3, 1, 2))
 
 
-def _block(block, x: torch.Tensor) -> torch.Tensor:
+def vit_block(block, x: torch.Tensor) -> torch.Tensor:
+    """One block of SAM's ViT (windowed or global attention), as the encoder runs it."""
     from segment_anything.modeling.image_encoder import window_partition, window_unpartition
 
     shortcut = x

@@ -1,0 +1,137 @@
+"""How a command made on one slice of a 3D volume acts on the vessel in 3D.
+
+The model decides on the clicked slice (its 256 x 256 crop); these functions carry the
+decision along the vessel:
+
+- "make thinner" / "make thicker": the same step on every slice within ALONG_MM of the click
+  that the clicked vessel crosses, with the point moved onto the vessel on that slice.
+- "remove": what the model removed on the clicked slice seeds the 3D piece to delete: the
+  mask is eroded by about a bridge's width (BRIDGE_MM), its eroded pieces that the seeds do
+  not touch are the rest (grown back to their full width within the mask), and the connected
+  parts of what remains that hold a seed are deleted. A leak into a neighbouring vein joined
+  by a thin bridge goes whole, bridge included; a thin false branch goes back to its parent.
+- "make a connection": the two 3D pieces of the mask nearest the click are joined by a tube
+  between their closest voxels, as wide as they are there.
+- "extend" is handed to tracer3d by the engine (engine.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from ..data.regions import full_structure
+
+ALONG_MM = 5.0          # reach of thinner/thicker along the vessel
+BRIDGE_MM = 1.0         # erosion that breaks a thin bridge between two vessels
+END_MM = 5.0            # how far into a piece its end's width and middle are looked for
+
+
+def nearby_slices(z: int, depth: int, spacing_z: float, reach_mm: float = ALONG_MM):
+    """Slices within reach of slice z, nearest first (the clicked slice itself first)."""
+    reach = int(np.floor(reach_mm / spacing_z + 1e-9))
+    others = sorted(range(max(z - reach, 0), min(z + reach, depth - 1) + 1),
+                    key=lambda s: (abs(s - z), s))
+    return others
+
+
+def vessel_point_on(mask: np.ndarray, component: np.ndarray, z: int, near_yx):
+    """The clicked vessel's pixel on slice z nearest `near_yx` (None if it does not cross z)."""
+    on_slice = component[z]
+    if not on_slice.any():
+        return None
+    pixels = np.argwhere(on_slice)
+    nearest = pixels[np.argmin(((pixels - np.asarray(near_yx)) ** 2).sum(1))]
+    return tuple(float(p) for p in nearest)
+
+
+def clicked_component(mask: np.ndarray, click, spacing) -> np.ndarray:
+    """The 3D piece of the mask the click is on, or the nearest one (mm)."""
+    pieces, count = ndimage.label(mask > 0, full_structure(3))
+    if count == 0:
+        return np.zeros(mask.shape, bool)
+    label = pieces[tuple(int(round(c)) for c in click)]
+    if label == 0:
+        distances, nearest = ndimage.distance_transform_edt(pieces == 0, sampling=spacing,
+                                                            return_indices=True)
+        label = pieces[tuple(n[tuple(int(round(c)) for c in click)] for n in nearest)]
+    return pieces == label
+
+
+def removed_piece(mask: np.ndarray, seeds: np.ndarray, spacing) -> np.ndarray:
+    """The 3D part of `mask` that `seeds` (voxels the model removed on the clicked slice)
+    belong to, cut from the rest where it joins it by a thin bridge (module docstring)."""
+    mask = mask > 0
+    depth = max(1, int(round(BRIDGE_MM / min(spacing))))
+    structure = full_structure(3)
+    eroded = ndimage.binary_erosion(mask, structure, iterations=depth)
+    pieces, _ = ndimage.label(eroded, structure)
+    seeded = np.unique(pieces[seeds & eroded])
+    rest_core = eroded & ~np.isin(pieces, seeded[seeded > 0])
+    # Grown one voxel past the erosion: an opening leaves a round vessel's corner voxels
+    # out, and they must stay with it.
+    rest = ndimage.binary_dilation(rest_core, structure, iterations=depth + 1) & mask
+    removable, _ = ndimage.label(mask & ~rest, structure)
+    hit = np.unique(removable[seeds & (removable > 0)])
+    # No narrow join (nothing of the clicked tree is left once the seeded piece is taken:
+    # the click is on the tree's own trunk): only the clicked slice's removal.
+    tree = ndimage.binary_propagation(seeds & mask, structure=structure, mask=mask)
+    if not (rest & tree).any():
+        return seeds & mask
+    return np.isin(removable, hit[hit > 0]) | (seeds & mask)
+
+
+def bridge(mask: np.ndarray, click, spacing) -> np.ndarray | None:
+    """A tube joining the two 3D pieces of the mask nearest the click (None: fewer than two
+    pieces). Its radius is the pieces' mean depth at the voxels it joins."""
+    pieces, count = ndimage.label(mask > 0, full_structure(3))
+    if count < 2:
+        return None
+    click_mm = np.asarray(click, float) * spacing
+    ends = []
+    for label in range(1, count + 1):
+        voxels = np.argwhere(pieces == label)
+        distances = np.linalg.norm(voxels * spacing - click_mm, axis=1)
+        ends.append((distances.min(), label, voxels[np.argmin(distances)]))
+    ends.sort(key=lambda e: e[0])
+    (_, first, a), (_, second, b) = ends[:2]
+    # The closest pair of voxels between the two pieces near the click.
+    a = _closest(np.argwhere(pieces == first), b, spacing)
+    b = _closest(np.argwhere(pieces == second), a, spacing)
+    depth = ndimage.distance_transform_edt(mask > 0, sampling=spacing)
+    # From the middle of each piece's end, as wide as the piece is there.
+    (a, radius_a), (b, radius_b) = (_end_centre(pieces == first, depth, a, spacing),
+                                    _end_centre(pieces == second, depth, b, spacing))
+    radius = max((radius_a + radius_b) / 2, min(spacing))
+    return _tube(mask.shape, a, b, radius, spacing)
+
+
+def _end_centre(piece, depth, end, spacing, reach_mm: float = END_MM):
+    """The deepest voxel of the piece within reach of its end voxel, and its depth (mm)."""
+    voxels = np.argwhere(piece)
+    near = voxels[np.linalg.norm((voxels - end) * spacing, axis=1) <= reach_mm]
+    depths = depth[tuple(near.T)]
+    deepest = near[depths >= depths.max() - 1e-6]
+    centre = deepest[np.argmin(np.linalg.norm((deepest - end) * spacing, axis=1))]
+    return centre, float(depth[tuple(centre)])
+
+
+def _closest(voxels: np.ndarray, target, spacing) -> np.ndarray:
+    return voxels[np.argmin(np.linalg.norm((voxels - target) * spacing, axis=1))]
+
+
+def _tube(shape, a, b, radius_mm: float, spacing) -> np.ndarray:
+    """Voxels closer than radius_mm to the segment a-b (voxel indices): with a piece's depth
+    (distance to its first voxel outside) as the radius, the largest tube that fits it."""
+    spacing = np.asarray(spacing, float)
+    reach = np.ceil(radius_mm / spacing).astype(int) + 1
+    low = np.maximum(np.minimum(a, b) - reach, 0)
+    high = np.minimum(np.maximum(a, b) + reach + 1, shape)
+    grid = np.stack(np.meshgrid(*[np.arange(l, h) for l, h in zip(low, high)], indexing="ij"),
+                    -1) * spacing
+    start, end = np.asarray(a) * spacing, np.asarray(b) * spacing
+    along = end - start
+    t = np.clip(((grid - start) @ along) / max(along @ along, 1e-9), 0, 1)
+    distance = np.linalg.norm(grid - (start + t[..., None] * along), axis=-1)
+    out = np.zeros(shape, bool)
+    out[tuple(slice(l, h) for l, h in zip(low, high))] = distance < radius_mm
+    return out

@@ -1,0 +1,81 @@
+"""One correction step on one slice, as the engine, the trainer's evaluation and the
+benchmark all run it: the 256 x 256 crop around the step's point, the model conditioned on
+the point, its text and the earlier steps of the sequence, with the current mask as the mask
+prompt; the crop's new mask pasted back (nothing outside the crop changes)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..prompts import TEXT_COMMANDS
+from .crops import crop_origin, cut, mask_prompt, normalised
+
+
+@dataclass(frozen=True)
+class Step:
+    point: tuple[float, float]        # (y, x) slice pixels
+    command: int = -1                 # index into TEXT_COMMANDS; -1: a plain click
+    label: int = 1                    # a plain click's: 1 add, 0 remove (a text step: 1)
+
+    @classmethod
+    def text(cls, point, command: str) -> "Step":
+        return cls(tuple(point), TEXT_COMMANDS.index(command), 1)
+
+
+def sequence_inputs(steps: list[Step], origin, size: int, device="cpu"):
+    """Points (1, K, 2) in crop pixels, labels and commands (1, K) of the steps whose point
+    lies in the crop (earlier steps elsewhere on the slice say nothing about this crop);
+    the last step is always in it."""
+    inside = [s for s in steps[:-1] if all(0 <= p - o < size for p, o in zip(s.point, origin))]
+    kept = inside + [steps[-1]]
+    points = torch.tensor([[[p - o for p, o in zip(s.point, origin)] for s in kept]],
+                          dtype=torch.float32, device=device)
+    labels = torch.tensor([[s.label for s in kept]], dtype=torch.long, device=device)
+    commands = torch.tensor([[s.command for s in kept]], dtype=torch.long, device=device)
+    return points, labels, commands
+
+
+def crop_inputs(image2d, mask2d, point, size: int, device="cpu"):
+    """(origin, valid pixels, image tensor (1,1,S,S), mask-prompt tensor (1,1,S,S))."""
+    origin = crop_origin(point, size, image2d.shape)
+    valid = cut(np.ones(image2d.shape, bool), origin, size, False)
+    image = normalised(cut(image2d, origin, size), valid)
+    current = cut(np.asarray(mask2d) > 0, origin, size, False)
+    as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None, None].to(device)
+    return origin, valid, as_tensor(image), as_tensor(mask_prompt(current))
+
+
+def paste(mask2d: np.ndarray, crop: np.ndarray, origin, valid: np.ndarray) -> np.ndarray:
+    """mask2d with the crop's pixels inside the slice replaced."""
+    out = np.array(mask2d, copy=True)
+    (y0, x0), size = origin, crop.shape[0]
+    ys, xs = max(y0, 0), max(x0, 0)
+    ye, xe = min(y0 + size, out.shape[0]), min(x0 + size, out.shape[1])
+    region = crop[ys - y0:ye - y0, xs - x0:xe - x0] & valid[ys - y0:ye - y0, xs - x0:xe - x0]
+    out[ys:ye, xs:xe] = region.astype(out.dtype)
+    return out
+
+
+def run_step(model, image2d: np.ndarray, mask2d: np.ndarray, steps: list[Step],
+             device="cpu") -> tuple[np.ndarray, float]:
+    """The slice's mask after the last of `steps`, and the model's predicted IoU."""
+    origin, valid, image, prompt = crop_inputs(image2d, mask2d, steps[-1].point, model.crop,
+                                               device)
+    points, labels, commands = sequence_inputs(steps, origin, model.crop, device)
+    with torch.no_grad():
+        logits, iou = model.decode(model.encode(image), points, labels, commands, prompt)
+    crop = (logits[0, 0] > 0).cpu().numpy()
+    return paste(mask2d, crop, origin, valid), float(iou[0])
+
+
+def predict_command(model, image2d, mask2d, point, device="cpu") -> tuple[str, np.ndarray]:
+    """The Text Prompt Predictor's command for a point on this mask, and its probabilities."""
+    origin, _, image, prompt = crop_inputs(image2d, mask2d, point, model.crop, device)
+    local = torch.tensor([[[p - o for p, o in zip(point, origin)]]], dtype=torch.float32,
+                         device=device)
+    with torch.no_grad():
+        logits = model.predict_command(model.encode(image), local, prompt)
+    probabilities = torch.softmax(logits[0], 0).cpu().numpy()
+    return TEXT_COMMANDS[int(np.argmax(probabilities))], probabilities

@@ -1,0 +1,107 @@
+"""Training samples as the paper makes them: 2D vessel images with their ground truth,
+imperfect masks built from the truth (defects.py), and 256 x 256 crops around the errors.
+
+The images are fundus-like photographs (dark vessels, `synthetic/fundus.py`) and CTA slices
+cut along the vessels (bright lumen) from the training volumes (`ivseg train`'s data, recorded
+sessions included), so one model serves both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.synthetic.fundus import vessel_correction_case
+from ..prompts import TEXT_COMMANDS
+from .crops import crop_origin, cut, normalised
+from .defects import DEFECT_KINDS, imperfect_mask, make_defect
+
+
+@dataclass
+class Picture:
+    image: np.ndarray          # float32 (H, W)
+    truth: np.ndarray          # bool (H, W)
+    kind: str                  # "fundus" | "cta"
+
+
+@dataclass
+class Sample:
+    image: np.ndarray          # float32 (S, S), normalised crop
+    mask: np.ndarray           # bool (S, S): the mask before the step
+    truth: np.ndarray          # bool (S, S)
+    point: np.ndarray          # (y, x) crop pixels of the defect (phases 1 and 2)
+    command: int               # index into TEXT_COMMANDS of the command that fixes it
+
+
+def fundus_pictures(seeds, size: int = 320) -> list[Picture]:
+    """Fundus-like images and their vessel trees (the generator's truth; its own imperfect
+    mask is not used: defects are built from the truth as the paper does)."""
+    pictures = []
+    for seed in seeds:
+        case = vessel_correction_case(int(seed), size=size)
+        pictures.append(Picture(case.image.array[0], case.truth[0] > 0, "fundus"))
+    return pictures
+
+
+def cta_pictures(image: np.ndarray, label: np.ndarray, count: int, rng) -> list[Picture]:
+    """The `count` slices of a CTA volume, cut across y or x (along the vessels, which run
+    mostly along z in our volumes), that hold the most vessel."""
+    candidates = []
+    for axis in (1, 2):
+        area = label.sum(axis=tuple(a for a in range(3) if a != axis))
+        for index in np.argsort(area)[::-1][:count]:
+            if area[index] > 50:
+                candidates.append((area[index], axis, int(index)))
+    candidates.sort(reverse=True)
+    pictures = []
+    for _, axis, index in candidates[:count]:
+        take = lambda a: np.take(a, index, axis=axis)
+        pictures.append(Picture(take(image).astype(np.float32), take(label) > 0, "cta"))
+    return pictures
+
+
+def _augmented(arrays, point, rng):
+    """The same random flip / transpose of every (S, S) array and of the point."""
+    point = np.asarray(point, float)
+    size = arrays[0].shape[0]
+    if rng.random() < 0.5:
+        arrays, point = [a.T for a in arrays], point[::-1].copy()
+    if rng.random() < 0.5:
+        arrays, point = [a[::-1] for a in arrays], np.array([size - 1 - point[0], point[1]])
+    if rng.random() < 0.5:
+        arrays, point = [a[:, ::-1] for a in arrays], np.array([point[0], size - 1 - point[1]])
+    return [np.ascontiguousarray(a) for a in arrays], point
+
+
+def _crop(picture: Picture, mask, centre, size: int, rng, jitter: int):
+    """image, mask, truth crops around `centre` (moved by up to `jitter`), and its origin."""
+    moved = np.asarray(centre[-2:], float) + rng.integers(-jitter, jitter + 1, 2)
+    origin = crop_origin(moved, size, picture.image.shape)
+    valid = cut(np.ones(picture.image.shape, bool), origin, size, False)
+    image = normalised(cut(picture.image, origin, size), valid)
+    return image, cut(mask, origin, size, False), cut(picture.truth, origin, size, False), origin
+
+
+def one_defect_sample(picture: Picture, rng, size: int, jitter: int = 24) -> Sample | None:
+    """Phases 1 and 2: the truth with one defect of a random kind, cropped around it."""
+    kind = DEFECT_KINDS[rng.integers(len(DEFECT_KINDS))]
+    defect = make_defect(kind, picture.truth, rng, image=picture.image)
+    if defect is None:
+        return None
+    image, mask, truth, origin = _crop(picture, defect.mask, defect.point, size, rng, jitter)
+    point = np.subtract(defect.point[-2:], origin)
+    (image, mask, truth), point = _augmented([image, mask, truth], point, rng)
+    return Sample(image, mask, truth, point, TEXT_COMMANDS.index(defect.command))
+
+
+def sequence_sample(picture: Picture, rng, size: int, jitter: int = 24) -> Sample | None:
+    """Phase 3: the truth with several defects, cropped around one of them; the steps are
+    generated during training from the model's own outputs."""
+    mask, defects = imperfect_mask(picture.truth, rng, image=picture.image)
+    if not defects:
+        return None
+    chosen = defects[rng.integers(len(defects))]
+    image, mask, truth, origin = _crop(picture, mask, chosen.point, size, rng, jitter)
+    point = np.subtract(chosen.point[-2:], origin)
+    (image, mask, truth), point = _augmented([image, mask, truth], point, rng)
+    return Sample(image, mask, truth, point, TEXT_COMMANDS.index(chosen.command))

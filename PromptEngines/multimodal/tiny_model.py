@@ -1,0 +1,86 @@
+"""multimodal's tiny configuration: the method's structure at a size we train on a CPU.
+
+The same pipeline as the paper's (paper_model.py): image encoder -> prompt encoder (each
+step's point, the current mask) -> text tokens (command embedding + the Linear to the prompt
+width) -> Prompt Sequence Module -> HQ mask decoder (+ the Text Prompt Predictor's CLS head).
+Both configurations offer the same calls, so engine, trainer and benchmark treat them alike:
+
+    encode(images (B,1,S,S)) -> features
+    decode(features, points (B,K,2) yx crop px, labels (B,K), commands (B,K) (-1: none),
+           mask_logits (B,1,S,S) | None) -> logits (B,1,S,S), iou (B,)
+    predict_command(features, points (B,1,2), mask_logits) -> (B, 5) command logits
+
+A step with text encodes its point as SAM's positive point: the text says what to do there.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ..prompts import TEXT_COMMANDS
+from .psm import DEFAULT_PSM, PromptSequenceModule
+from .text import BagOfTokens, text_tokens
+from .tiny_parts import HQMaskDecoder, ImageEncoder, PromptEncoder
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    crop: int = 256                      # the square crop a step works on (the paper's)
+    widths: tuple = (16, 32, 48, 64)     # 1/2, 1/4, 1/8 resolution; 1/16: the prompt width
+    heads: int = 4
+    depth: int = 2                       # two-way transformer layers
+    text_width: int = 64                 # the text tower's output (CLIP's is 512)
+    psm: str = DEFAULT_PSM
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"widths": list(self.widths)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TinyConfig":
+        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        return cls(**known | {"widths": tuple(known.get("widths", cls.widths))})
+
+
+class TinyMultimodal(nn.Module):
+    def __init__(self, config: TinyConfig = TinyConfig(), tokens: torch.Tensor | None = None):
+        super().__init__()
+        if config.crop % 16:
+            raise ValueError("the crop must be a multiple of 16")
+        self.config = config.to_dict() | {"kind": "tiny"}
+        self.crop, self.dim = config.crop, config.widths[-1]
+        self.image_encoder = ImageEncoder(config.widths)
+        self.prompt_encoder = PromptEncoder(self.dim, config.crop)
+        self.text_tower = BagOfTokens(config.text_width, tokens=tokens)
+        self.text_projection = nn.Linear(config.text_width, self.dim)
+        self.psm = PromptSequenceModule(self.dim, config.psm, config.heads)
+        self.mask_decoder = HQMaskDecoder(config.widths, config.heads, config.depth,
+                                          len(TEXT_COMMANDS))
+
+    def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return self.image_encoder(images)
+
+    def command_table(self) -> torch.Tensor:
+        """(5, D): each command's token in the prompt width."""
+        return self.text_projection(self.text_tower())
+
+    def _run(self, features, points, labels, commands, mask_logits):
+        embedding, early = features
+        batch, _, size, _ = embedding.shape
+        texts, has_text = text_tokens(self.command_table(), commands)
+        sparse = self.psm(self.prompt_encoder.points(points, labels), texts, has_text)
+        dense = self.prompt_encoder.dense(mask_logits, batch, size)
+        image_pe = self.prompt_encoder.position.grid(size)[None]
+        return self.mask_decoder(embedding, early, image_pe, sparse, dense)
+
+    def decode(self, features, points, labels, commands, mask_logits=None):
+        logits, iou, _ = self._run(features, points, labels, commands, mask_logits)
+        return logits, iou
+
+    def predict_command(self, features, points, mask_logits=None) -> torch.Tensor:
+        """The Text Prompt Predictor: which command fits the point on this mask."""
+        batch = points.shape[0]
+        labels = torch.ones(batch, 1, dtype=torch.long, device=points.device)
+        no_text = torch.full((batch, 1), -1, dtype=torch.long, device=points.device)
+        return self._run(features, points, labels, no_text, mask_logits)[2]

@@ -1,0 +1,203 @@
+"""`ivseg train --engine multimodal`: the paper's three training phases in one run.
+
+    phase 1 (steps < phase_steps[0])   image encoder, prompt encoders, text projection and
+                                       HQ decoder on one-defect samples (point + its command),
+                                       BCE on the mask (+ the IoU head's MSE, as SAM)
+    phase 2 (< phase_steps[1])         the Text Prompt Predictor (CLS token + MLP), everything
+                                       else frozen, cross-entropy over the five commands
+    phase 3 (the rest)                 the Prompt Sequence Module and the HQ decoder on
+                                       sequences: several defects, each step's point at the
+                                       centre of the largest remaining error, its command
+                                       from the TPP, its mask the model's previous output;
+                                       BCE on the last step
+
+The PSM starts as the identity (psm.py), so phases 1 and 2 see each step's point and text
+tokens as they are. The paper trains with Adam at 1e-5, batch 1, from SAM's weights; from
+scratch the tiny model needs the shared trainer's AdamW at 1e-3 with batches of 8.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import IVSegError
+from .crops import MASK_LOGIT
+from .defects import next_step
+from .evaluate import evaluate_corrections
+from .samples import cta_pictures, fundus_pictures, one_defect_sample, sequence_sample
+from .tiny_model import TinyConfig, TinyMultimodal
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    phase_steps: tuple = (3000, 3600)    # ends of phases 1 and 2 (phase 3 runs to the end)
+    sequence_steps: int = 4              # phase 3: up to this many steps, the last trained
+    fundus_images: int = 48              # fundus-like training pictures (seeds 0..n-1)
+    fundus_size: int = 320
+    cta_slices: int = 2                  # slices along the vessels per training volume
+    fundus_fraction: float = 0.7         # of the samples
+    jitter: int = 24                     # pixels the crop's centre moves off the defect
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"phase_steps": list(self.phase_steps)}
+
+    def phase(self, step: int) -> int:
+        return 1 if step < self.phase_steps[0] else 2 if step < self.phase_steps[1] else 3
+
+
+# Which parameters each phase trains (by name prefix); the rest are frozen for that step.
+PHASE_TRAINS = {
+    1: lambda name: not name.startswith(("psm.", "mask_decoder.cls_")),
+    2: lambda name: name.startswith("mask_decoder.cls_"),
+    3: lambda name: name.startswith("psm.") or (name.startswith("mask_decoder.")
+                                                 and not name.startswith("mask_decoder.cls_")),
+}
+
+
+def train_only(model, phase: int) -> None:
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(PHASE_TRAINS[phase](name))
+
+
+def mask_loss(logits, iou, truth):
+    """BCE on the mask, and the IoU head's squared error against the mask's real IoU."""
+    bce = F.binary_cross_entropy_with_logits(logits, truth)
+    with torch.no_grad():
+        predicted = logits > 0
+        union = (predicted | (truth > 0)).flatten(1).sum(1).clamp(min=1)
+        real = (predicted & (truth > 0)).flatten(1).sum(1) / union
+    return bce, F.mse_loss(iou, real)
+
+
+def _one_step(model, batch):
+    features = model.encode(batch["image"])
+    points = batch["point"][:, None]
+    labels = torch.ones_like(batch["command"])[:, None]
+    return model.decode(features, points, labels, batch["command"][:, None],
+                        _prompt(batch["mask"]))
+
+
+def _prompt(mask: torch.Tensor) -> torch.Tensor:
+    return torch.where(mask > 0, MASK_LOGIT, -MASK_LOGIT)
+
+
+def _rollout(model, batch, steps: int):
+    """Phase 3: `steps - 1` steps run without gradients from each sample's imperfect mask
+    (point: centre of the largest error; command: the TPP's), then the last one trained.
+    Returns the last step's (logits, iou)."""
+    features = model.encode(batch["image"])
+    masks = batch["mask"].clone()
+    truth = batch["truth"] > 0
+    count = masks.shape[0]
+    points = [[] for _ in range(count)]
+    commands = [[] for _ in range(count)]
+    for step in range(steps):
+        for i in range(count):
+            found = next_step(masks[i, 0].cpu().numpy() > 0, truth[i, 0].cpu().numpy())
+            point = found[0] if found is not None else tuple(batch["point"][i].tolist())
+            points[i].append([float(p) for p in point[-2:]])
+        xy = torch.tensor([p[-1:] for p in points], dtype=torch.float32, device=masks.device)
+        with torch.no_grad():
+            tpp = model.predict_command(features, xy, _prompt(masks)).argmax(1)
+        for i in range(count):
+            commands[i].append(int(tpp[i]))
+        sequence = (torch.tensor(points, dtype=torch.float32, device=masks.device),
+                    torch.ones(count, step + 1, dtype=torch.long, device=masks.device),
+                    torch.tensor(commands, dtype=torch.long, device=masks.device))
+        if step == steps - 1:
+            return model.decode(features, *sequence, _prompt(masks))
+        with torch.no_grad():
+            logits, _ = model.decode(features, *sequence, _prompt(masks))
+        masks = (logits > 0).to(masks.dtype)
+
+
+class MultimodalTask:
+    engine = "multimodal"
+
+    def __init__(self, source, options: TrainOptions = TrainOptions(), model: dict | None = None,
+                 seed: int = 0, batch_size: int = 8, evaluation_cases: int = 8):
+        self.options, self.seed, self.batch_size = options, seed, batch_size
+        self.config = dict(model or {})
+        self.evaluation_cases = evaluation_cases
+        rng = np.random.default_rng([seed, 4242])
+        self.fundus = fundus_pictures(range(options.fundus_images), options.fundus_size)
+        self.cta = []
+        for index in range(len(source)):
+            case = source[index]
+            self.cta += cta_pictures(case.image, case.label, options.cta_slices, rng)
+        self.data = (f"{len(self.fundus)} fundus-like images (synthetic/fundus.py seeds "
+                     f"0-{options.fundus_images - 1}, {options.fundus_size}²) and {len(self.cta)} "
+                     f"CTA slices along the vessels from: {source.describe()}")
+
+    @property
+    def epoch_samples(self) -> int:
+        return 16 * (len(self.fundus) + len(self.cta))
+
+    def build_model(self):
+        return TinyMultimodal(TinyConfig.from_dict(self.config))
+
+    def model_config(self) -> dict:
+        return TinyConfig.from_dict(self.config).to_dict() | {"kind": "tiny"}
+
+    def checkpoint_extras(self) -> dict:
+        return {"train_options": self.options.to_dict(), "data": self.data}
+
+    def _picture(self, rng):
+        use_fundus = not self.cta or rng.random() < self.options.fundus_fraction
+        pool = self.fundus if use_fundus else self.cta
+        return pool[rng.integers(len(pool))]
+
+    def batch(self, step: int, rank: int, world: int) -> dict:
+        rng = np.random.default_rng([self.seed, step, rank])
+        phase = self.options.phase(step)
+        make = sequence_sample if phase == 3 else one_defect_sample
+        samples = []
+        while len(samples) < self.batch_size:
+            sample = make(self._picture(rng), rng, 256, self.options.jitter)
+            if sample is not None:
+                samples.append(sample)
+        stack = lambda key: torch.from_numpy(np.stack([getattr(s, key) for s in samples])
+                                             .astype(np.float32))[:, None]
+        return {"image": stack("image"), "mask": stack("mask"), "truth": stack("truth"),
+                "point": torch.tensor(np.stack([s.point for s in samples]), dtype=torch.float32),
+                "command": torch.tensor([s.command for s in samples], dtype=torch.long),
+                "phase": phase,
+                "steps": int(rng.integers(1, self.options.sequence_steps + 1))}
+
+    def loss(self, model, batch):
+        phase = batch["phase"]
+        train_only(model, phase)
+        if phase == 2:
+            with torch.no_grad():
+                features = model.encode(batch["image"])
+            logits = model.predict_command(features, batch["point"][:, None],
+                                           _prompt(batch["mask"]))
+            loss = F.cross_entropy(logits, batch["command"])
+            accuracy = float((logits.argmax(1) == batch["command"]).float().mean())
+            return loss, {"loss": float(loss.detach()), "phase": 2, "tpp_accuracy": accuracy}
+        logits, iou = (_one_step(model, batch) if phase == 1
+                       else _rollout(model, batch, batch["steps"]))
+        bce, iou_error = mask_loss(logits, iou, batch["truth"])
+        loss = bce + iou_error
+        return loss, {"loss": float(loss.detach()), "phase": phase, "bce": float(bce.detach()),
+                      "iou_mse": float(iou_error.detach())}
+
+    def evaluate(self, model) -> dict:
+        model.eval()
+        try:
+            return evaluate_corrections(model, cases=self.evaluation_cases)
+        finally:
+            train_only(model, 1)
+            model.train()
+
+
+def training_task(source, config: dict, seed: int, batch_size: int, rank: int = 0,
+                  world: int = 1) -> MultimodalTask:
+    try:
+        options = TrainOptions(**config.get("train", {}))
+    except TypeError as error:
+        raise IVSegError(f"bad multimodal train options: {error}") from None
+    return MultimodalTask(source, options, config.get("model"), seed, batch_size)

@@ -1,0 +1,169 @@
+"""multimodal's engine: its 3D mapping of commands (along_vessel.py) on scenes whose answer
+is known, and the engine's handling of steps, bad input, undo and replay. The engine tests
+run a randomly initialised tiny model from a checkpoint file: what is asserted holds for any
+weights (where a step may act, what is refused, what undo restores)."""
+import numpy as np
+import pytest
+import torch
+
+from PromptEngines.backbones.checkpoint import CHECKPOINT_FORMAT
+from PromptEngines.errors import PromptError
+from PromptEngines.multimodal import along_vessel
+from PromptEngines.multimodal.engine import MultimodalEngine
+from PromptEngines.multimodal.tiny_model import TinyMultimodal
+from PromptEngines.prompts import MaskPrompt, Point, Text, Undo
+
+
+def tube(shape, axis_points, radius):
+    """Voxels within `radius` of a polyline (voxel coordinates)."""
+    grid = np.stack(np.indices(shape), -1).astype(float)
+    inside = np.zeros(shape, bool)
+    for a, b in zip(axis_points, axis_points[1:]):
+        a, b = np.asarray(a, float), np.asarray(b, float)
+        t = np.clip(((grid - a) @ (b - a)) / ((b - a) @ (b - a)), 0, 1)
+        inside |= np.linalg.norm(grid - (a + t[..., None] * (b - a)), axis=-1) <= radius
+    return inside
+
+
+def test_remove_takes_a_leaked_vein_back_to_its_thin_bridge():
+    shape = (30, 40, 40)
+    artery = tube(shape, [(0, 12, 12), (29, 12, 12)], 3.5)
+    vein = tube(shape, [(0, 26, 26), (29, 26, 26)], 3.5)
+    bridge = tube(shape, [(15, 14, 14), (15, 24, 24)], 0.8)
+    mask = artery | vein | bridge
+    seeds = np.zeros(shape, bool)
+    seeds[20] = vein[20]                       # the model removed the vein on slice 20
+    removed = along_vessel.removed_piece(mask, seeds, (1.0, 1.0, 1.0))
+    assert removed[vein].all() and not removed[artery].any()
+    assert removed[bridge & ~artery].mean() > 0.8
+
+
+def test_remove_takes_a_thin_false_branch_back_to_its_parent():
+    shape = (30, 40, 40)
+    parent = tube(shape, [(0, 20, 10), (29, 20, 10)], 4.0)
+    branch = tube(shape, [(15, 20, 13), (15, 20, 38)], 1.0) & ~parent
+    seeds = np.zeros(shape, bool)
+    seeds[15, 18:23, 30:34] = branch[15, 18:23, 30:34]
+    removed = along_vessel.removed_piece(parent | branch, seeds, (1.0, 1.0, 1.0))
+    assert not removed[parent].any() and removed[branch].mean() > 0.95
+
+
+def test_remove_on_a_trunk_without_a_narrow_join_stays_on_the_clicked_slice():
+    shape = (20, 30, 30)
+    trunk = tube(shape, [(0, 15, 15), (19, 15, 15)], 5.0)
+    seeds = np.zeros(shape, bool)
+    seeds[10] = trunk[10]
+    removed = along_vessel.removed_piece(trunk, seeds, (1.0, 1.0, 1.0))
+    assert np.array_equal(removed, seeds)
+
+
+def test_a_connection_joins_the_two_pieces_nearest_the_click_with_their_width():
+    from scipy import ndimage
+    shape = (40, 30, 30)
+    whole = tube(shape, [(0, 15, 15), (39, 15, 15)], 3.0)
+    mask = whole.copy()
+    mask[17:24] = False                         # a 7-slice gap, across several slices
+    far = tube(shape, [(5, 3, 3), (10, 3, 3)], 1.0)   # another piece, away from the click
+    joined = mask | far | along_vessel.bridge(mask | far, (20, 15, 15), (1.0, 1.0, 1.0))
+    assert ndimage.label(joined & ~far)[1] == 1
+    filled = joined[17:24] & whole[17:24]
+    assert filled.sum() / whole[17:24].sum() > 0.8
+    assert (joined[17:24] & ~whole[17:24]).sum() < 0.2 * whole[17:24].sum()
+
+
+def test_nearby_slices_go_outwards_within_reach():
+    assert along_vessel.nearby_slices(5, 20, 2.0, 5.0) == [5, 4, 6, 3, 7]
+    assert along_vessel.nearby_slices(0, 3, 0.5, 5.0) == [0, 1, 2]
+
+
+# ---------------------------------------------------------------------- the engine
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    model = TinyMultimodal()
+    path = tmp_path_factory.mktemp("multimodal") / "random.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "engine": "multimodal", "config": model.config,
+                "model": model.state_dict()}, path)
+    return path
+
+
+def picture(size=(1, 200, 300), seed=0):
+    rng = np.random.default_rng(seed)
+    image = rng.normal(size=size).astype(np.float32)
+    mask = np.zeros(size, np.uint8)
+    mask[:, 90:110, 20:280] = 1
+    return image, mask
+
+
+def engine_with(weights, image, mask):
+    engine = MultimodalEngine(weights=weights, device="cpu")
+    engine.set_image(image, (1.0, 0.5, 0.5))
+    engine.run(MaskPrompt(mask))
+    return engine
+
+
+def test_bad_steps_are_refused_and_the_mask_stays(weights):
+    image, mask = picture()
+    engine = engine_with(weights, image, mask)
+    with pytest.raises(PromptError, match="needs a point"):
+        engine.run(Text("extend"))
+    with pytest.raises(PromptError, match="outside"):
+        engine.run(Text("remove", (0, 500, 10)))
+    with pytest.raises(PromptError, match="known: make thinner, make thicker, make a "
+                                          "connection, extend, remove"):
+        Text("shrink", (0, 10, 10))
+    assert np.array_equal(engine.mask, mask)
+    empty = MultimodalEngine(weights=weights, device="cpu")
+    empty.set_image(image)
+    with pytest.raises(PromptError, match="nothing to remove: the mask is empty"):
+        empty.run(Text("remove", (0, 100, 100)))
+    assert not empty.mask.any()
+
+
+def test_a_2d_step_acts_in_its_crop_undo_restores_and_replay_is_bit_for_bit(weights):
+    image, mask = picture()
+    engine = engine_with(weights, image, mask)
+    after = engine.run(Text("make thicker", (0, 100, 40))).copy()
+    assert after.shape == mask.shape and after.dtype == np.uint8
+    assert np.array_equal(after[0, :, 256:], mask[0, :, 256:])    # crop: columns 0-255
+    second = engine.run(Point((0, 100, 150), 0)).copy()
+    again = engine_with(weights, image, mask)
+    again.run(Text("make thicker", (0, 100, 40)))
+    assert np.array_equal(again.run(Point((0, 100, 150), 0)), second)
+    engine.run(Undo())
+    assert np.array_equal(engine.mask, after)
+    engine.run(Undo())
+    assert np.array_equal(engine.mask, mask)
+
+
+def test_the_sequence_of_a_slice_is_undone_with_its_step(weights):
+    image, mask = picture()
+    engine = engine_with(weights, image, mask)
+    engine.run(Text("make thicker", (0, 100, 40)))
+    engine.run(Point((0, 100, 60)))
+    assert len(engine._sequences[0]) == 2
+    engine.run(Undo())
+    assert len(engine._sequences[0]) == 1
+
+
+def test_in_3d_a_connection_joins_the_pieces_across_slices(weights):
+    from scipy import ndimage
+    shape = (30, 40, 40)
+    whole = tube(shape, [(0, 20, 20), (29, 20, 20)], 3.0)
+    mask = whole.copy()
+    mask[12:18] = False
+    image = np.where(whole, 300.0, 0.0).astype(np.float32)
+    engine = MultimodalEngine(weights=weights, device="cpu")
+    engine.set_image(image, (1.0, 1.0, 1.0))
+    engine.run(MaskPrompt(mask.astype(np.uint8)))
+    joined = engine.run(Text("make a connection", (15, 20, 20))) > 0
+    # Slice 15 is also the model's (random weights here); the other gap slices the tube's.
+    joined[15] = whole[15]
+    assert ndimage.label(joined)[1] == 1 and joined[12:18].sum() > 0.8 * whole[12:18].sum()
+    assert np.array_equal(joined[:12], whole[:12]) and np.array_equal(joined[18:], whole[18:])
+    one = MultimodalEngine(weights=weights, device="cpu")
+    one.set_image(image, (1.0, 1.0, 1.0))
+    one.run(MaskPrompt(whole.astype(np.uint8)))
+    with pytest.raises(PromptError, match="nothing to connect"):
+        one.run(Text("make a connection", (15, 20, 20)))
+    assert np.array_equal(one.mask, whole)

@@ -1,0 +1,147 @@
+"""multimodal's tiny configuration, Prompt Sequence Module, crops and training phases."""
+import numpy as np
+import pytest
+import torch
+
+from PromptEngines.multimodal.correction import Step, paste, run_step, sequence_inputs
+from PromptEngines.multimodal.crops import crop_origin, normalised
+from PromptEngines.multimodal.psm import PSM_VARIANTS, PromptSequenceModule
+from PromptEngines.multimodal.text import text_tokens
+from PromptEngines.multimodal.tiny_model import TinyConfig, TinyMultimodal
+from PromptEngines.multimodal.train import PHASE_TRAINS, TrainOptions, train_only
+from PromptEngines.prompts import TEXT_COMMANDS
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return TinyMultimodal().eval()
+
+
+def test_a_new_psm_passes_tokens_through_so_phase_one_sees_them_as_they_are():
+    torch.manual_seed(0)
+    points, texts = torch.randn(2, 3, 16), torch.randn(2, 3, 16)
+    has_text = torch.tensor([[True, False, True], [False, False, False]])
+    for variant in PSM_VARIANTS:
+        psm = PromptSequenceModule(16, variant, heads=4)
+        filled = torch.where(has_text[..., None], texts, psm.no_text)
+        expected = {"none": torch.cat([points, filled], 1),
+                    "lstm": points + filled,
+                    "cross": points,
+                    "self_text": torch.cat([points, filled], 1),
+                    "last_text": torch.cat([points, filled[:, -1:]], 1)}[variant]
+        assert torch.allclose(psm(points, texts, has_text), expected, atol=1e-6), variant
+    with pytest.raises(ValueError, match="unknown PSM variant 'gru'"):
+        PromptSequenceModule(16, "gru")
+
+
+def test_the_psm_aggregates_once_trained():
+    """Non-zero outputs: in `last_text` every point token is changed by the last text."""
+    torch.manual_seed(0)
+    psm = PromptSequenceModule(16, "last_text", heads=4)
+    for parameter in psm.parameters():
+        torch.nn.init.normal_(parameter, std=0.2)
+    points, texts = torch.randn(1, 2, 16), torch.randn(1, 2, 16)
+    with_text = psm(points, texts, torch.tensor([[False, True]]))
+    without = psm(points, texts, torch.tensor([[False, False]]))
+    assert not torch.allclose(with_text[:, :2], without[:, :2])
+
+
+def test_text_tokens_are_the_commands_rows_and_zero_without_text():
+    table = torch.arange(10.0).reshape(5, 2)
+    tokens, has_text = text_tokens(table, torch.tensor([[4, -1, 0]]))
+    assert torch.equal(tokens[0], torch.tensor([[8.0, 9.0], [0.0, 0.0], [0.0, 1.0]]))
+    assert has_text.tolist() == [[True, False, True]]
+
+
+def test_tiny_model_shapes_and_the_text_changes_the_mask(model):
+    torch.manual_seed(1)
+    images = torch.rand(2, 1, 256, 256)
+    points = torch.tensor([[[100.0, 120.0], [30.0, 40.0]], [[10.0, 20.0], [200.0, 200.0]]])
+    labels = torch.tensor([[0, 1], [1, 1]])
+    # The default PSM (last_text) reads the last step's text: the step being made.
+    commands = torch.tensor([[-1, 3], [2, 0]])
+    with torch.no_grad():
+        features = model.encode(images)
+        assert [tuple(f.shape) for f in features] == [(2, 64, 16, 16), (2, 16, 128, 128)]
+        logits, iou = model.decode(features, points, labels, commands)
+        assert logits.shape == (2, 1, 256, 256) and iou.shape == (2,)
+        other, _ = model.decode(features, points, labels, torch.tensor([[-1, 4], [2, 1]]))
+        earlier, _ = model.decode(features, points, labels, torch.tensor([[1, 3], [4, 0]]))
+        prompt = torch.full((2, 1, 256, 256), -4.0)
+        with_mask, _ = model.decode(features, points, labels, commands, prompt)
+        commands = model.predict_command(features, points[:, :1], prompt)
+    assert torch.isfinite(logits).all() and commands.shape == (2, len(TEXT_COMMANDS))
+    assert (logits - other).abs().max() > 1e-4            # the command reaches the decoder
+    assert torch.equal(logits, earlier)                   # earlier texts: not in last_text
+    assert (logits - with_mask).abs().max() > 1e-4        # so does the mask prompt
+    rows = model.command_table()
+    assert rows.shape == (5, 64) and torch.cdist(rows, rows).fill_diagonal_(1).min() > 1e-3
+
+
+def test_config_round_trips_and_bad_crops_are_refused():
+    config = TinyConfig(psm="cross")
+    assert TinyConfig.from_dict(TinyMultimodal(config).config) == config
+    with pytest.raises(ValueError, match="multiple of 16"):
+        TinyMultimodal(TinyConfig(crop=200))
+
+
+def test_crops_stay_inside_the_slice_and_normalise_to_unit_range():
+    assert crop_origin((5, 300), 256, (320, 320)) == (0, 64)
+    assert crop_origin((100, 100), 256, (120, 80)) == (-28, -28)      # smaller: centred, padded
+    crop = np.array([[0.0, 10.0], [20.0, 1000.0]])
+    out = normalised(crop, np.array([[True, True], [True, False]]))
+    assert out.dtype == np.float32 and out.min() == 0.0 and out.max() <= 1.0 and out[1, 1] == 0
+
+
+def test_sequence_inputs_keep_the_steps_in_the_crop_in_crop_pixels():
+    steps = [Step((10.0, 10.0), 0), Step((600.0, 600.0), 1), Step((100.0, 90.0), 4)]
+    points, labels, commands = sequence_inputs(steps, (0, 0), 256)
+    assert points.tolist() == [[[10.0, 10.0], [100.0, 90.0]]]
+    assert commands.tolist() == [[0, 4]] and labels.tolist() == [[1, 1]]
+    assert Step.text((1, 2), "remove") == Step((1, 2), 4, 1)
+
+
+def test_a_step_changes_only_its_crop_and_repeats_bit_for_bit(model):
+    rng = np.random.default_rng(0)
+    image = rng.random((300, 420)).astype(np.float32)
+    mask = rng.random((300, 420)) > 0.7
+    steps = [Step.text((150.0, 400.0), "make thicker")]
+    first, iou = run_step(model, image, mask, steps)
+    again, _ = run_step(model, image, mask, steps)
+    assert np.array_equal(first, again) and np.isfinite(iou)
+    origin = crop_origin((150.0, 400.0), 256, image.shape)
+    assert origin == (22, 164)
+    outside = np.ones(mask.shape, bool)
+    outside[22:278, 164:420] = False
+    assert np.array_equal(first[outside], mask[outside])
+    assert not np.array_equal(first[~outside], mask[~outside])
+
+
+def test_paste_clips_a_crop_that_reaches_past_the_slice():
+    slice_ = np.zeros((10, 10), np.uint8)
+    crop = np.ones((16, 16), bool)
+    valid = np.zeros((16, 16), bool)
+    valid[3:, 3:] = True
+    out = paste(slice_, crop, (-3, -3), valid)
+    assert out.sum() == 100 and out.dtype == np.uint8
+
+
+def test_each_phase_trains_its_own_parts(model):
+    options = TrainOptions(phase_steps=(10, 12))
+    assert [options.phase(s) for s in (0, 9, 10, 11, 12, 99)] == [1, 1, 2, 2, 3, 3]
+    for phase in (1, 2, 3):
+        train_only(model, phase)
+        trained = {n for n, p in model.named_parameters() if p.requires_grad}
+        assert trained == {n for n, _ in model.named_parameters() if PHASE_TRAINS[phase](n)}
+    train_only(model, 2)
+    assert trained_prefixes(model) == {"mask_decoder.cls_token", "mask_decoder.cls_head"}
+    train_only(model, 3)
+    assert "psm.attention" in trained_prefixes(model)
+    assert not any(p.startswith(("image_encoder", "mask_decoder.cls"))
+                   for p in trained_prefixes(model))
+    train_only(model, 1)
+
+
+def trained_prefixes(model) -> set:
+    return {".".join(n.split(".")[:2]) for n, p in model.named_parameters() if p.requires_grad}
