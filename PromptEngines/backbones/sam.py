@@ -69,3 +69,12 @@ def sam_input(slices: torch.Tensor, size: int | None = None) -> torch.Tensor:
     # Channel by channel with Python numbers: tensors of SAM's mean and std would be copied
     # to the GPU at every call, each copy waiting for it.
     return torch.cat([(scaled - mean) / std for mean, std in zip(PIXEL_MEAN, PIXEL_STD)], dim=1)
+
+
+def mlp(width: int, hidden: int, out: int, layers: int = 3) -> torch.nn.Sequential:
+    """SAM's MLP (its IoU head, hypernetworks): `layers` Linear layers with ReLU between."""
+    sizes = [width] + [hidden] * (layers - 1) + [out]
+    parts: list[torch.nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        parts += [torch.nn.Linear(a, b)] + ([torch.nn.ReLU()] if i < layers - 1 else [])
+    return torch.nn.Sequential(*parts)

@@ -12,7 +12,8 @@ decision along the vessel:
   by a thin bridge goes whole, bridge included; a thin false branch goes back to its parent.
 - "make a connection": the two 3D pieces of the mask nearest the click are joined by a tube
   between their closest voxels, as wide as they are there.
-- "extend" is handed to tracer3d by the engine (engine.py).
+- "extend" is handed to tracer3d by the engine (engine.py); of what it traces beyond the
+  mask, the largest piece that starts within EXTEND_MM of the click is added.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from scipy import ndimage
 from ..data.regions import full_structure
 
 ALONG_MM = 5.0          # reach of thinner/thicker along the vessel
-BRIDGE_MM = 1.0         # erosion that breaks a thin bridge between two vessels
+BRIDGE_MM = 1.5         # depth below which the mask is a bridge or a thin branch
+EXTEND_MM = 3.0         # how near the click a traced continuation must start
 END_MM = 5.0            # how far into a piece its end's width and middle are looked for
 
 
@@ -34,7 +36,24 @@ def nearby_slices(z: int, depth: int, spacing_z: float, reach_mm: float = ALONG_
     return others
 
 
-def vessel_point_on(mask: np.ndarray, component: np.ndarray, z: int, near_yx):
+def disc(shape, centre_yx, radius_mm: float, spacing_yx) -> np.ndarray:
+    """Pixels of a slice within radius_mm of a point."""
+    yy, xx = np.indices(shape, dtype=float)
+    return np.hypot((yy - centre_yx[0]) * spacing_yx[0],
+                    (xx - centre_yx[1]) * spacing_yx[1]) <= radius_mm
+
+
+def piece_nearest(region: np.ndarray, point_yx) -> np.ndarray | None:
+    """The 2D piece of `region` holding the point, or the nearest one (None: empty)."""
+    pieces, count = ndimage.label(region, full_structure(2))
+    if count == 0:
+        return None
+    pixels = np.argwhere(pieces > 0)
+    nearest = pixels[np.argmin(((pixels - np.asarray(point_yx)) ** 2).sum(1))]
+    return pieces == pieces[tuple(nearest)]
+
+
+def vessel_point_on(component: np.ndarray, z: int, near_yx):
     """The clicked vessel's pixel on slice z nearest `near_yx` (None if it does not cross z)."""
     on_slice = component[z]
     if not on_slice.any():
@@ -59,24 +78,29 @@ def clicked_component(mask: np.ndarray, click, spacing) -> np.ndarray:
 
 def removed_piece(mask: np.ndarray, seeds: np.ndarray, spacing) -> np.ndarray:
     """The 3D part of `mask` that `seeds` (voxels the model removed on the clicked slice)
-    belong to, cut from the rest where it joins it by a thin bridge (module docstring)."""
-    mask = mask > 0
-    depth = max(1, int(round(BRIDGE_MM / min(spacing))))
-    structure = full_structure(3)
-    eroded = ndimage.binary_erosion(mask, structure, iterations=depth)
+    belong to, cut from the rest where it joins it by a thin bridge (module docstring);
+    in millimetres, so thick slices erode no more than thin ones."""
+    mask, structure = mask > 0, full_structure(3)
+    eroded = ndimage.distance_transform_edt(mask, sampling=spacing) > BRIDGE_MM
     pieces, _ = ndimage.label(eroded, structure)
     seeded = np.unique(pieces[seeds & eroded])
     rest_core = eroded & ~np.isin(pieces, seeded[seeded > 0])
-    # Grown one voxel past the erosion: an opening leaves a round vessel's corner voxels
-    # out, and they must stay with it.
-    rest = ndimage.binary_dilation(rest_core, structure, iterations=depth + 1) & mask
+    # Grown back by the erosion and one voxel more: an opening leaves a round vessel's
+    # corner voxels out, and they must stay with it.
+    rest = np.zeros(mask.shape, bool)
+    if rest_core.any():
+        reach = ndimage.distance_transform_edt(~rest_core, sampling=spacing)
+        rest = (reach <= BRIDGE_MM + max(spacing)) & mask
+    components, _ = ndimage.label(mask, structure)
+    clicked = np.unique(components[seeds & mask])
+    tree = np.isin(components, clicked[clicked > 0])
+    if not (rest & tree).any():
+        # No narrow join: a piece on its own (a false positive) goes whole; on the main
+        # tree's own trunk only the clicked slice's removal is made.
+        largest = np.argmax(np.bincount(components.ravel())[1:]) + 1
+        return seeds & mask if largest in clicked else tree
     removable, _ = ndimage.label(mask & ~rest, structure)
     hit = np.unique(removable[seeds & (removable > 0)])
-    # No narrow join (nothing of the clicked tree is left once the seeded piece is taken:
-    # the click is on the tree's own trunk): only the clicked slice's removal.
-    tree = ndimage.binary_propagation(seeds & mask, structure=structure, mask=mask)
-    if not (rest & tree).any():
-        return seeds & mask
     return np.isin(removable, hit[hit > 0]) | (seeds & mask)
 
 
@@ -135,3 +159,22 @@ def _tube(shape, a, b, radius_mm: float, spacing) -> np.ndarray:
     out = np.zeros(shape, bool)
     out[tuple(slice(l, h) for l, h in zip(low, high))] = distance < radius_mm
     return out
+
+
+def continuation(new: np.ndarray, click, spacing) -> np.ndarray | None:
+    """The largest piece of `new` (traced, not yet in the mask) within EXTEND_MM of the
+    click: the vessel continuing from where the user pointed (None: nothing there)."""
+    pieces, count = ndimage.label(new, full_structure(3))
+    if count == 0:
+        return None
+    reach = np.ceil(EXTEND_MM / np.asarray(spacing)).astype(int)
+    near = tuple(slice(max(int(round(c)) - r, 0), int(round(c)) + r + 1)
+                 for c, r in zip(click, reach))
+    grid = np.stack(np.indices(pieces[near].shape), -1) + [s.start for s in near]
+    within = np.linalg.norm((grid - np.asarray(click)) * spacing, axis=-1) <= EXTEND_MM
+    candidates = np.unique(pieces[near][within])
+    candidates = candidates[candidates > 0]
+    if candidates.size == 0:
+        return None
+    sizes = ndimage.sum(new, pieces, candidates)
+    return pieces == candidates[int(np.argmax(sizes))]

@@ -12,11 +12,12 @@ DEFAULT_WEIGHTS = MULTIMODAL.weights_path
 
 
 def build_model(config: dict):
-    """The model a checkpoint's config describes (randomly initialised)."""
+    """The model a checkpoint's config describes, to load the checkpoint's weights into."""
     kind = config.get("kind", "tiny")
     if kind == "tiny":
+        from .text import placeholder_tokens
         from .tiny_model import TinyConfig, TinyMultimodal
-        return TinyMultimodal(TinyConfig.from_dict(config))
+        return TinyMultimodal(TinyConfig.from_dict(config), tokens=placeholder_tokens())
     if kind == "paper":
         from .paper_model import PaperMultimodal
         options = {k: v for k, v in config.items() if k != "kind"}

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ..prompts import TEXT_COMMANDS
-from .crops import crop_origin, cut, mask_prompt, normalised
+from .crops import crop_origin, cropped, mask_prompt
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,7 @@ def sequence_inputs(steps: list[Step], origin, size: int, device="cpu"):
 def crop_inputs(image2d, mask2d, point, size: int, device="cpu"):
     """(origin, valid pixels, image tensor (1,1,S,S), mask-prompt tensor (1,1,S,S))."""
     origin = crop_origin(point, size, image2d.shape)
-    valid = cut(np.ones(image2d.shape, bool), origin, size, False)
-    image = normalised(cut(image2d, origin, size), valid)
-    current = cut(np.asarray(mask2d) > 0, origin, size, False)
+    image, valid, (current,) = cropped(image2d, origin, size, mask2d)
     as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None, None].to(device)
     return origin, valid, as_tensor(image), as_tensor(mask_prompt(current))
 

@@ -19,8 +19,12 @@ def crop_origin(point_yx, size: int, shape) -> tuple[int, int]:
     return tuple(origin)
 
 
-def cut(array2d: np.ndarray, origin, size: int, fill=0) -> np.ndarray:
-    return window(array2d, origin, size, fill)
+def cropped(image2d: np.ndarray, origin, size: int, *masks):
+    """The crop at `origin` as a step sees it: the normalised image, which of its pixels lie
+    in the slice, and the crops of `masks` (bool)."""
+    valid = window(np.ones(image2d.shape, bool), origin, size, False)
+    image = normalised(window(image2d, origin, size), valid)
+    return image, valid, [window(np.asarray(m) > 0, origin, size, False) for m in masks]
 
 
 def normalised(crop: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:

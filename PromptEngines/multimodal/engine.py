@@ -16,8 +16,8 @@ import numpy as np
 from scipy import ndimage
 
 from ..backbones.checkpoint import file_sha256
-from ..data.regions import full_structure
-from ..engine import Engine, Update
+from ..data.regions import bounding_box, full_structure
+from ..engine import Engine, Update, union_region
 from ..errors import EngineError, PromptError
 from ..prompts import Point, Text
 from . import along_vessel
@@ -61,7 +61,7 @@ class MultimodalEngine(Engine):
             step = Step(tuple(prompt.position[1:]), -1, prompt.label)
         else:
             raise PromptError(f"multimodal does not take {prompt.kind} prompts")
-        z = int(round(prompt.position[0]))
+        z = self._voxel(prompt.position)[0]
         command = prompt.command if isinstance(prompt, Text) else None
         if command in ("remove", "make thinner", "make a connection") and not self._mask.any():
             raise PromptError(f"nothing to {command.replace('make ', '')}: the mask is empty")
@@ -70,79 +70,132 @@ class MultimodalEngine(Engine):
         elif command == "extend":
             yield from self._extend(prompt.position)
         elif command == "remove":
-            yield self._remove(z, step)
+            yield from self._remove(z, step)
         elif command == "make a connection":
-            yield self._connect(z, step, prompt.position)
+            yield from self._connect(z, step, prompt.position)
         else:
             yield from self._along(z, step, prompt.position)
 
-    def _step_on(self, z: int, step: Step) -> np.ndarray:
-        """Slice z's mask after the step (the slice's sequence grows by it)."""
+    def _voxel(self, position) -> tuple[int, ...]:
+        """The voxel holding a position (a point on the image's far edge is in its last
+        voxel)."""
+        return tuple(int(np.clip(round(c), 0, n - 1)) for c, n in zip(position, self.image.shape))
+
+    def _step_on(self, z: int, step: Step, within=None) -> np.ndarray:
+        """Slice z's mask after the step (the slice's sequence grows by it); `within`:
+        ((y, x), mm): only pixels that near that point may change."""
         sequence = self._sequences.setdefault(z, []) + [step]
         new, _ = run_step(self.model, self.image[z], self._mask[z], sequence, self.device)
         self._sequences[z] = sequence
+        if within is not None:
+            near = along_vessel.disc(new.shape, *within, self.spacing_zyx[1:])
+            new = np.where(near, new, self._mask[z])
         return new.astype(np.uint8)
 
-    def _slice_update(self, z: int, step: Step, final: bool, message: str = "") -> Update:
-        new = self._step_on(z, step)
+    def _slice_update(self, z: int, step: Step, final: bool, message: str = "",
+                      within=None) -> Update:
+        new = self._step_on(z, step, within)
         region = (slice(z, z + 1), slice(0, new.shape[0]), slice(0, new.shape[1]))
         return Update(region, new[None], final=final, progress=1.0 if final else None,
                       message=message or f"slice {z}")
 
+    def _mask_box(self, click, margin: int = 2) -> tuple[slice, ...]:
+        """The box of the mask grown to hold the click: 3D work costs what the segmented
+        vessels cost, not what the scan costs."""
+        box = bounding_box(self._mask > 0, margin) if self._mask.any() else \
+            tuple(slice(0, n) for n in self._mask.shape)
+        voxel = self._voxel(click)
+        return tuple(slice(min(b.start, v), max(b.stop, v + 1)) for b, v in zip(box, voxel))
+
     def _along(self, z: int, step: Step, click):
         """thinner / thicker on each slice the clicked vessel crosses near the click."""
-        component = along_vessel.clicked_component(self._mask, click, self.spacing_zyx)
+        box = self._mask_box(click)
+        component = np.zeros(self._mask.shape, bool)
+        local = _local(self._voxel(click), box)
+        component[box] = along_vessel.clicked_component(self._mask[box], local, self.spacing_zyx)
         if not component.any():
             yield self._slice_update(z, step, final=True)
             return
-        done = []
+        done, reach = [], along_vessel.ALONG_MM
         for slice_z in along_vessel.nearby_slices(z, self.image.shape[0], self.spacing_zyx[0]):
-            point = along_vessel.vessel_point_on(self._mask, component, slice_z, step.point)
-            if point is None:
+            point = along_vessel.vessel_point_on(component, slice_z, step.point)
+            # Only where the vessel passes within reach of the click, and only within the
+            # ball of that reach around it.
+            if point is None or np.linalg.norm(np.subtract((slice_z, *point), click)
+                                               * self.spacing_zyx) > reach:
                 continue
+            in_plane = np.sqrt(reach ** 2 - ((slice_z - click[0]) * self.spacing_zyx[0]) ** 2)
             done.append(slice_z)
             yield self._slice_update(slice_z, Step(point, step.command, 1), final=False,
-                                     message=f"slice {slice_z}")
+                                     message=f"slice {slice_z}", within=(click[1:], in_plane))
         yield Update(tuple(slice(0, 0) for _ in range(3)), np.zeros((0, 0, 0), np.uint8),
                      final=True, progress=1.0, message=f"{len(done)} slices along the vessel")
 
-    def _remove(self, z: int, step: Step) -> Update:
+    def _remove(self, z: int, step: Step):
         before = self._mask[z] > 0
-        after = self._step_on(z, step) > 0
-        seeds = np.zeros(self._mask.shape, bool)
-        seeds[z] = before & ~after
-        if not seeds.any():
-            return self._final_update(self._mask, message="nothing removed here")
-        removed = along_vessel.removed_piece(self._mask, seeds, self.spacing_zyx)
-        new = self._mask.copy()
-        new[removed] = 0
-        return self._final_update(new, message=f"removed {int(removed.sum())} voxels")
+        taken = along_vessel.piece_nearest(before & ~(self._step_on(z, step) > 0), step.point)
+        if taken is None:
+            yield _box_update(None, None, "nothing removed here")
+            return
+        box = self._mask_box((z, *step.point))
+        seeds = np.zeros([b.stop - b.start for b in box], bool)
+        seeds[z - box[0].start] = taken[box[1:]]
+        removed = along_vessel.removed_piece(self._mask[box], seeds, self.spacing_zyx)
+        patch = self._mask[box].copy()
+        patch[removed] = 0
+        yield _box_update(box, patch, f"removed {int(removed.sum())} voxels")
 
-    def _connect(self, z: int, step: Step, click) -> Update:
-        tube = along_vessel.bridge(self._mask, click, self.spacing_zyx)
+    def _connect(self, z: int, step: Step, click):
+        box = self._mask_box(click)
+        tube = along_vessel.bridge(self._mask[box], _local(self._voxel(click), box),
+                                   self.spacing_zyx)
         if tube is None:
             raise PromptError("nothing to connect: the mask near the point is in one piece")
-        new = self._mask.copy()
-        new[z] = self._step_on(z, step)
-        new[tube] = 1
-        return self._final_update(new, message="connected")
+        # The model's step on the slice, near the point.
+        yield self._slice_update(z, step, final=False,
+                                 within=(click[1:], along_vessel.ALONG_MM))
+        patch = self._mask[box].copy()
+        patch[tube] = 1
+        yield _box_update(box, patch, "connected")
 
     def _extend(self, click):
-        """tracer3d from the point; what it traces that is connected to the point is added."""
+        """tracer3d from the point; of what it traces beyond the mask, the piece that
+        continues from the point is added (not the rims it draws along vessels already
+        there)."""
         tracer = self._tracer_engine()
         tracer.set_image(self.image, self.spacing_zyx)
-        traced = tracer.run(Point(tuple(click))) > 0
-        pieces, _ = ndimage.label(traced | (self._mask > 0), full_structure(3))
-        voxel = tuple(int(round(c)) for c in click)
-        if pieces[voxel] == 0:
-            raise PromptError("nothing to extend from here: no vessel was traced at the point")
-        added = (pieces == pieces[voxel]) & traced & (self._mask == 0)
-        new = self._mask.copy()
-        new[added] = 1
-        yield self._final_update(new, message=f"extended by {int(added.sum())} voxels (tracer3d)")
+        voxel = self._voxel(click)
+        box = tuple(slice(v, v + 1) for v in voxel)
+        try:
+            for update in tracer.interact(Point(tuple(click))):    # the trace's box, not the scan
+                if all(s.stop > s.start for s in update.region):
+                    box = union_region(box, update.region)
+        except PromptError as refused:
+            raise PromptError(f"nothing to extend from here: {refused}") from None
+        new = (tracer.mask[box] > 0) & (self._mask[box] == 0)
+        at = _local(voxel, box)
+        added = along_vessel.continuation(new, at, self.spacing_zyx)
+        if added is None:
+            raise PromptError("nothing to extend from here: the tracer found no vessel beyond "
+                              "the mask near the point")
+        patch = self._mask[box].copy()
+        patch[added] = 1
+        yield _box_update(box, patch, f"extended by {int(added.sum())} voxels (tracer3d)")
 
     def _tracer_engine(self):
         if self._tracer is None:
             from ..registry import get_engine
             self._tracer = get_engine("tracer3d", device=self.device)
         return self._tracer
+
+
+def _box_update(box, patch, message: str) -> Update:
+    """The final update writing `patch` into `box` (None: nothing changes)."""
+    if box is None:
+        box, patch = tuple(slice(0, 0) for _ in range(3)), np.zeros((0, 0, 0), np.uint8)
+    return Update(box, patch.astype(np.uint8), final=True, progress=1.0, message=message)
+
+
+def _local(voxel, box) -> np.ndarray:
+    """A voxel's index within a box."""
+    return np.subtract(voxel, [b.start for b in box])

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..backbones.checkpoint import load_strict, read_state_dict
-from ..backbones.sam import SAM_IMAGE_SIZE, resize_sam, sam_input
+from ..backbones.sam import SAM_IMAGE_SIZE, mlp, resize_sam, sam_input
 from ..backbones.sam_encoder import vit_block
 from ..errors import CheckpointError
 from ..prompts import TEXT_COMMANDS
@@ -120,17 +120,6 @@ def command_embeddings(clip) -> torch.Tensor:
     return embeddings
 
 
-class _MLP(nn.Sequential):
-    """SAM's MLP (Linear layers with ReLU between) for the TPP head."""
-
-    def __init__(self, width: int, hidden: int, out: int, layers: int = 3):
-        sizes = [width] + [hidden] * (layers - 1) + [out]
-        parts: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
-            parts += [nn.Linear(a, b)] + ([nn.ReLU()] if i < layers - 1 else [])
-        super().__init__(*parts)
-
-
 class PaperMultimodal(nn.Module):
     """The paper configuration. `sam_hq_checkpoint` / `clip_checkpoint`: official files to
     start from (loaded strictly; never kept in `config`). `image_size`: SAM's input (the
@@ -138,6 +127,11 @@ class PaperMultimodal(nn.Module):
     faster with the position embedding interpolated)."""
 
     PRETRAINED_KEPT = ("sam.image_encoder", "sam.prompt_encoder")
+    # What each training phase trains (train.py): (name prefixes, prefixes left out). The
+    # paper: (1) image encoder + HQ decoder, (2) the TPP, (3) the PSM + HQ decoder.
+    PHASES = {1: (("sam.image_encoder", "sam.mask_decoder", "text_projection"), ()),
+              2: (("tpp_",), ()),
+              3: (("psm.", "sam.mask_decoder"), ())}
 
     def __init__(self, sam_hq_checkpoint=None, clip_checkpoint=None, psm: str = DEFAULT_PSM,
                  image_size: int = SAM_IMAGE_SIZE, quick_gelu: bool = False):
@@ -155,7 +149,7 @@ class PaperMultimodal(nn.Module):
         self.text_projection = nn.Linear(CLIP_WIDTH, self.dim)
         self.psm = PromptSequenceModule(self.dim, psm)
         self.tpp_token = nn.Embedding(1, self.dim)              # the TPP's CLS token
-        self.tpp_head = _MLP(self.dim, self.dim, len(TEXT_COMMANDS))
+        self.tpp_head = mlp(self.dim, self.dim, len(TEXT_COMMANDS))
         self.config = {"kind": "paper", "psm": psm, "image_size": image_size,
                        "quick_gelu": quick_gelu}
 

@@ -3,9 +3,9 @@ become the sparse tokens the mask decoder attends to.
 
 A sequence of K steps arrives as point tokens (B, K, D) (SAM's point embedding of each step's
 click, its label included) and text tokens (B, K, D) (each step's command embedding, mapped
-to the prompt width; `has_text` (B, K) False where a step has no command). The paper compares five ways
-of aggregating them; `last_text` (self-attention over all points + only the last text) is the
-method's default:
+to the prompt width; `has_text` (B, K) False where a step has no command). The paper
+compares five ways of aggregating them; `last_text` (self-attention over all points + only
+the last text) is the method's default:
 
     none       every point and text token, concatenated (no aggregation)
     lstm       an LSTM over the steps (point + text), its outputs added to them
@@ -31,8 +31,10 @@ class _Attention(nn.Module):
         self.attention = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.norm_mlp = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-        # Zero-initialised outputs: a new module passes its tokens through unchanged, so a
-        # decoder trained before the PSM (the paper's phase 1) is undisturbed when it joins.
+
+    def start_as_identity(self) -> None:
+        """Zero outputs: a new module passes its tokens through unchanged, so a decoder
+        trained before the PSM (the paper's phase 1) is undisturbed when it joins."""
         for layer in (self.attention.out_proj, self.mlp[-1]):
             nn.init.zeros_(layer.weight), nn.init.zeros_(layer.bias)
 
@@ -60,6 +62,8 @@ class PromptSequenceModule(nn.Module):
             nn.init.zeros_(self.lstm_out.weight), nn.init.zeros_(self.lstm_out.bias)
         elif variant != "none":
             self.attention = _Attention(dim, heads)
+            if variant != "cross":      # cross-attention is how "cross" sees text at all
+                self.attention.start_as_identity()
 
     def forward(self, points: torch.Tensor, texts: torch.Tensor,
                 has_text: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..data.synthetic.fundus import vessel_correction_case
 from ..prompts import TEXT_COMMANDS
-from .crops import crop_origin, cut, normalised
+from .crops import crop_origin, cropped
 from .defects import DEFECT_KINDS, imperfect_mask, make_defect
 
 
@@ -30,7 +30,12 @@ class Sample:
     mask: np.ndarray           # bool (S, S): the mask before the step
     truth: np.ndarray          # bool (S, S)
     point: np.ndarray          # (y, x) crop pixels of the defect (phases 1 and 2)
-    command: int               # index into TEXT_COMMANDS of the command that fixes it
+    command: int               # index into TEXT_COMMANDS of the command that fixes it; -1:
+                               # a plain click (the engine takes those too)
+    label: int = 1             # a plain click's: 1 the error is missing vessel, 0 too much
+
+# Defects that add voxels to the truth: a plain click on them is a negative one.
+ADDING = ("too_thick", "false_positive")
 
 
 def fundus_pictures(seeds, size: int = 320) -> list[Picture]:
@@ -43,11 +48,12 @@ def fundus_pictures(seeds, size: int = 320) -> list[Picture]:
     return pictures
 
 
-def cta_pictures(image: np.ndarray, label: np.ndarray, count: int, rng) -> list[Picture]:
-    """The `count` slices of a CTA volume, cut across y or x (along the vessels, which run
-    mostly along z in our volumes), that hold the most vessel."""
+def cta_pictures(image: np.ndarray, label: np.ndarray, count: int) -> list[Picture]:
+    """The `count` slices of a CTA volume that hold the most vessel, among the axial ones
+    (the engine works on those: vessels in cross-section) and those cut across y or x
+    (along the vessels, which run mostly along z in our volumes)."""
     candidates = []
-    for axis in (1, 2):
+    for axis in (0, 1, 2):
         area = label.sum(axis=tuple(a for a in range(3) if a != axis))
         for index in np.argsort(area)[::-1][:count]:
             if area[index] > 50:
@@ -77,13 +83,14 @@ def _crop(picture: Picture, mask, centre, size: int, rng, jitter: int):
     """image, mask, truth crops around `centre` (moved by up to `jitter`), and its origin."""
     moved = np.asarray(centre[-2:], float) + rng.integers(-jitter, jitter + 1, 2)
     origin = crop_origin(moved, size, picture.image.shape)
-    valid = cut(np.ones(picture.image.shape, bool), origin, size, False)
-    image = normalised(cut(picture.image, origin, size), valid)
-    return image, cut(mask, origin, size, False), cut(picture.truth, origin, size, False), origin
+    image, _, (mask, truth) = cropped(picture.image, origin, size, mask, picture.truth)
+    return image, mask, truth, origin
 
 
-def one_defect_sample(picture: Picture, rng, size: int, jitter: int = 24) -> Sample | None:
-    """Phases 1 and 2: the truth with one defect of a random kind, cropped around it."""
+def one_defect_sample(picture: Picture, rng, size: int, jitter: int = 24,
+                      plain_fraction: float = 0.0) -> Sample | None:
+    """Phases 1 and 2: the truth with one defect of a random kind, cropped around it; a
+    share of them fixed by a plain click instead of the command."""
     kind = DEFECT_KINDS[rng.integers(len(DEFECT_KINDS))]
     defect = make_defect(kind, picture.truth, rng, image=picture.image)
     if defect is None:
@@ -91,6 +98,8 @@ def one_defect_sample(picture: Picture, rng, size: int, jitter: int = 24) -> Sam
     image, mask, truth, origin = _crop(picture, defect.mask, defect.point, size, rng, jitter)
     point = np.subtract(defect.point[-2:], origin)
     (image, mask, truth), point = _augmented([image, mask, truth], point, rng)
+    if rng.random() < plain_fraction:
+        return Sample(image, mask, truth, point, -1, int(defect.kind not in ADDING))
     return Sample(image, mask, truth, point, TEXT_COMMANDS.index(defect.command))
 
 

@@ -24,6 +24,12 @@ def command_tokens() -> torch.Tensor:
     return open_clip.get_tokenizer("ViT-B-32")(list(TEXT_COMMANDS))
 
 
+def placeholder_tokens() -> torch.Tensor:
+    """Zeros in the tokens' shape, for a model whose checkpoint holds the real ones (no
+    open_clip needed to load it)."""
+    return torch.zeros(len(TEXT_COMMANDS), CONTEXT, dtype=torch.long)
+
+
 class BagOfTokens(nn.Module):
     """Tiny text tower: the mean embedding of a command's tokens (ids hashed into `buckets`)
     through a two-layer MLP -> (N, width). The token ids are a buffer, so a saved model

@@ -39,12 +39,23 @@ class TinyConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TinyConfig":
-        known = {k: v for k, v in values.items() if k in cls.__dataclass_fields__}
+        unknown = set(values) - set(cls.__dataclass_fields__) - {"kind"}
+        if unknown:
+            raise ValueError(f"unknown tiny multimodal settings: {', '.join(sorted(unknown))}")
+        known = {k: v for k, v in values.items() if k != "kind"}
         return cls(**known | {"widths": tuple(known.get("widths", cls.widths))})
 
 
 class TinyMultimodal(nn.Module):
+    # What each training phase trains (train.py): (name prefixes, prefixes left out).
+    PHASES = {1: (("image_encoder", "prompt_encoder", "text_tower", "text_projection",
+                   "mask_decoder"), ("mask_decoder.cls_",)),
+              2: (("mask_decoder.cls_",), ()),
+              3: (("psm.", "mask_decoder."), ("mask_decoder.cls_",))}
+
     def __init__(self, config: TinyConfig = TinyConfig(), tokens: torch.Tensor | None = None):
+        """`tokens`: the commands' CLIP tokens (None: from open_clip's tokenizer); a model
+        about to load a checkpoint passes `placeholder_tokens()`, the file holds them."""
         super().__init__()
         if config.crop % 16:
             raise ValueError("the crop must be a multiple of 16")
@@ -65,22 +76,22 @@ class TinyMultimodal(nn.Module):
         """(5, D): each command's token in the prompt width."""
         return self.text_projection(self.text_tower())
 
-    def _run(self, features, points, labels, commands, mask_logits):
+    def _decoder_inputs(self, features, mask_logits):
         embedding, early = features
         batch, _, size, _ = embedding.shape
-        texts, has_text = text_tokens(self.command_table(), commands)
-        sparse = self.psm(self.prompt_encoder.points(points, labels), texts, has_text)
         dense = self.prompt_encoder.dense(mask_logits, batch, size)
-        image_pe = self.prompt_encoder.position.grid(size)[None]
-        return self.mask_decoder(embedding, early, image_pe, sparse, dense)
+        return embedding, early, self.prompt_encoder.position.grid(size)[None], dense
 
     def decode(self, features, points, labels, commands, mask_logits=None):
-        logits, iou, _ = self._run(features, points, labels, commands, mask_logits)
-        return logits, iou
+        texts, has_text = text_tokens(self.command_table(), commands)
+        sparse = self.psm(self.prompt_encoder.points(points, labels), texts, has_text)
+        embedding, early, image_pe, dense = self._decoder_inputs(features, mask_logits)
+        return self.mask_decoder(embedding, early, image_pe, sparse, dense)
 
     def predict_command(self, features, points, mask_logits=None) -> torch.Tensor:
-        """The Text Prompt Predictor: which command fits the point on this mask."""
-        batch = points.shape[0]
-        labels = torch.ones(batch, 1, dtype=torch.long, device=points.device)
-        no_text = torch.full((batch, 1), -1, dtype=torch.long, device=points.device)
-        return self._run(features, points, labels, no_text, mask_logits)[2]
+        """The Text Prompt Predictor: which command fits the point on this mask (the point
+        alone as the prompt, as a positive click; no sequence, no text)."""
+        labels = torch.ones(points.shape[:2], dtype=torch.long, device=points.device)
+        sparse = self.prompt_encoder.points(points, labels)
+        embedding, early, image_pe, dense = self._decoder_inputs(features, mask_logits)
+        return self.mask_decoder(embedding, early, image_pe, sparse, dense, classify=True)

@@ -11,19 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..backbones.sam import mlp
+
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     groups = 4 if cout % 4 == 0 else 1
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(groups, cout), nn.GELU())
-
-
-def mlp(width: int, hidden: int, out: int, layers: int = 3) -> nn.Sequential:
-    """SAM's MLP: `layers` Linear layers with ReLU between."""
-    sizes = [width] + [hidden] * (layers - 1) + [out]
-    parts: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
-        parts += [nn.Linear(a, b)] + ([nn.ReLU()] if i < layers - 1 else [])
-    return nn.Sequential(*parts)
 
 
 class ImageEncoder(nn.Module):
@@ -56,7 +49,8 @@ class PositionEncoding(nn.Module):
 
     def grid(self, size: int) -> torch.Tensor:
         """(D, size, size): the encoding of each embedding pixel's centre."""
-        centres = (torch.arange(size, device=self.gaussian.device, dtype=torch.float32) + 0.5) / size
+        device = self.gaussian.device
+        centres = (torch.arange(size, device=device, dtype=torch.float32) + 0.5) / size
         yy, xx = torch.meshgrid(centres, centres, indexing="ij")
         return self(torch.stack([yy, xx], -1)).permute(2, 0, 1)
 
@@ -159,19 +153,26 @@ class HQMaskDecoder(nn.Module):
         self.iou_head = mlp(dim, dim, 1)
         self.cls_head = mlp(dim, dim, commands)
 
-    def forward(self, embedding, early, image_pe, sparse, dense):
+    def forward(self, embedding, early, image_pe, sparse, dense, classify: bool = False):
+        """(logits (B,1,S,S), iou (B,)); with `classify`, the CLS token joins the output
+        tokens and only its command logits (B, 5) are returned (a mask decoded never sees
+        the CLS token, so training the predictor leaves masks as they were)."""
         batch, dim, h, w = embedding.shape
-        own = torch.cat([self.output_tokens.weight, self.cls_token.weight])
+        own = self.output_tokens.weight
+        if classify:
+            own = torch.cat([own, self.cls_token.weight])
         tokens = torch.cat([own.expand(batch, -1, -1), sparse], 1)
         tokens, image = self.transformer(embedding + dense, image_pe.expand(batch, -1, -1, -1),
                                          tokens)
+        if classify:
+            return self.cls_head(tokens[:, 2])
         image = image.transpose(1, 2).reshape(batch, dim, h, w)
         features = (self.embedding_maskfeature(self.output_upscaling(image))
                     + self.embedding_encoder(embedding) + self.compress_early(early))
         weights = self.hf_mlp(tokens[:, 1])
         logits = torch.einsum("bc,bchw->bhw", weights, features)[:, None]
         logits = F.interpolate(logits, scale_factor=2, mode="bilinear", align_corners=False)
-        return logits, self.iou_head(tokens[:, 0])[:, 0], self.cls_head(tokens[:, 2])
+        return logits, self.iou_head(tokens[:, 0])[:, 0]
 
 
 def _upscaler(dim: int, widths) -> nn.Sequential:

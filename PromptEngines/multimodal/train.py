@@ -40,6 +40,7 @@ class TrainOptions:
     cta_slices: int = 2                  # slices along the vessels per training volume
     fundus_fraction: float = 0.7         # of the samples
     jitter: int = 24                     # pixels the crop's centre moves off the defect
+    plain_fraction: float = 0.2          # steps that are plain clicks (no text), phases 1, 3
 
     def to_dict(self) -> dict:
         return asdict(self) | {"phase_steps": list(self.phase_steps)}
@@ -48,18 +49,16 @@ class TrainOptions:
         return 1 if step < self.phase_steps[0] else 2 if step < self.phase_steps[1] else 3
 
 
-# Which parameters each phase trains (by name prefix); the rest are frozen for that step.
-PHASE_TRAINS = {
-    1: lambda name: not name.startswith(("psm.", "mask_decoder.cls_")),
-    2: lambda name: name.startswith("mask_decoder.cls_"),
-    3: lambda name: name.startswith("psm.") or (name.startswith("mask_decoder.")
-                                                 and not name.startswith("mask_decoder.cls_")),
-}
-
-
 def train_only(model, phase: int) -> None:
+    """Freeze all but what the model says this phase trains (its PHASES: per phase, the
+    name prefixes trained and those excluded from them)."""
+    included, excluded = model.PHASES[phase]
+    trained = 0
     for name, parameter in model.named_parameters():
-        parameter.requires_grad_(PHASE_TRAINS[phase](name))
+        parameter.requires_grad_(name.startswith(included) and not name.startswith(excluded))
+        trained += parameter.requires_grad
+    if not trained:
+        raise IVSegError(f"phase {phase} would train nothing of {type(model).__name__}")
 
 
 def mask_loss(logits, iou, truth):
@@ -74,10 +73,8 @@ def mask_loss(logits, iou, truth):
 
 def _one_step(model, batch):
     features = model.encode(batch["image"])
-    points = batch["point"][:, None]
-    labels = torch.ones_like(batch["command"])[:, None]
-    return model.decode(features, points, labels, batch["command"][:, None],
-                        _prompt(batch["mask"]))
+    return model.decode(features, batch["point"][:, None], batch["label"][:, None],
+                        batch["command"][:, None], _prompt(batch["mask"]))
 
 
 def _prompt(mask: torch.Tensor) -> torch.Tensor:
@@ -86,27 +83,35 @@ def _prompt(mask: torch.Tensor) -> torch.Tensor:
 
 def _rollout(model, batch, steps: int):
     """Phase 3: `steps - 1` steps run without gradients from each sample's imperfect mask
-    (point: centre of the largest error; command: the TPP's), then the last one trained.
-    Returns the last step's (logits, iou)."""
+    (point: centre of the largest error; command: the TPP's, or a plain click labelled by
+    the error's sign where `batch["plain"]` says so), then the last one trained. Returns
+    the last step's (logits, iou)."""
     features = model.encode(batch["image"])
     masks = batch["mask"].clone()
     truth = batch["truth"] > 0
-    count = masks.shape[0]
-    points = [[] for _ in range(count)]
-    commands = [[] for _ in range(count)]
+    count, device = masks.shape[0], masks.device
+    points, labels, commands = ([[] for _ in range(count)] for _ in range(3))
     for step in range(steps):
+        signs = []
         for i in range(count):
             found = next_step(masks[i, 0].cpu().numpy() > 0, truth[i, 0].cpu().numpy())
-            point = found[0] if found is not None else tuple(batch["point"][i].tolist())
+            if found is None:            # nothing left to fix: the defect's point again
+                point, missing = tuple(batch["point"][i].tolist()), True
+            else:
+                point, region = found
+                missing = bool(truth[i, 0].cpu().numpy()[region].mean() > 0.5)
             points[i].append([float(p) for p in point[-2:]])
-        xy = torch.tensor([p[-1:] for p in points], dtype=torch.float32, device=masks.device)
+            signs.append(int(missing))
+        yx = torch.tensor([p[-1:] for p in points], dtype=torch.float32, device=device)
         with torch.no_grad():
-            tpp = model.predict_command(features, xy, _prompt(masks)).argmax(1)
+            tpp = model.predict_command(features, yx, _prompt(masks)).argmax(1)
         for i in range(count):
-            commands[i].append(int(tpp[i]))
-        sequence = (torch.tensor(points, dtype=torch.float32, device=masks.device),
-                    torch.ones(count, step + 1, dtype=torch.long, device=masks.device),
-                    torch.tensor(commands, dtype=torch.long, device=masks.device))
+            plain = bool(batch["plain"][i, step])
+            commands[i].append(-1 if plain else int(tpp[i]))
+            labels[i].append(signs[i] if plain else 1)
+        sequence = (torch.tensor(points, dtype=torch.float32, device=device),
+                    torch.tensor(labels, dtype=torch.long, device=device),
+                    torch.tensor(commands, dtype=torch.long, device=device))
         if step == steps - 1:
             return model.decode(features, *sequence, _prompt(masks))
         with torch.no_grad():
@@ -122,12 +127,11 @@ class MultimodalTask:
         self.options, self.seed, self.batch_size = options, seed, batch_size
         self.config = dict(model or {})
         self.evaluation_cases = evaluation_cases
-        rng = np.random.default_rng([seed, 4242])
         self.fundus = fundus_pictures(range(options.fundus_images), options.fundus_size)
         self.cta = []
         for index in range(len(source)):
             case = source[index]
-            self.cta += cta_pictures(case.image, case.label, options.cta_slices, rng)
+            self.cta += cta_pictures(case.image, case.label, options.cta_slices)
         self.data = (f"{len(self.fundus)} fundus-like images (synthetic/fundus.py seeds "
                      f"0-{options.fundus_images - 1}, {options.fundus_size}²) and {len(self.cta)} "
                      f"CTA slices along the vessels from: {source.describe()}")
@@ -153,19 +157,25 @@ class MultimodalTask:
     def batch(self, step: int, rank: int, world: int) -> dict:
         rng = np.random.default_rng([self.seed, step, rank])
         phase = self.options.phase(step)
-        make = sequence_sample if phase == 3 else one_defect_sample
+        plain = self.options.plain_fraction if phase == 1 else 0.0
         samples = []
         while len(samples) < self.batch_size:
-            sample = make(self._picture(rng), rng, 256, self.options.jitter)
+            picture = self._picture(rng)
+            sample = (sequence_sample(picture, rng, 256, self.options.jitter) if phase == 3
+                      else one_defect_sample(picture, rng, 256, self.options.jitter, plain))
             if sample is not None:
                 samples.append(sample)
+        steps = int(rng.integers(1, self.options.sequence_steps + 1))
         stack = lambda key: torch.from_numpy(np.stack([getattr(s, key) for s in samples])
                                              .astype(np.float32))[:, None]
         return {"image": stack("image"), "mask": stack("mask"), "truth": stack("truth"),
                 "point": torch.tensor(np.stack([s.point for s in samples]), dtype=torch.float32),
                 "command": torch.tensor([s.command for s in samples], dtype=torch.long),
-                "phase": phase,
-                "steps": int(rng.integers(1, self.options.sequence_steps + 1))}
+                "label": torch.tensor([s.label for s in samples], dtype=torch.long),
+                # phase 3: which steps of each sequence are plain clicks
+                "plain": torch.from_numpy(rng.random((len(samples), steps))
+                                          < self.options.plain_fraction),
+                "phase": phase, "steps": steps}
 
     def loss(self, model, batch):
         phase = batch["phase"]

@@ -21,7 +21,8 @@ def keep_branches(traced: np.ndarray, added: np.ndarray, volume, options) -> np.
     pieces, count, within = pieces_in_box(added)
     corner = [s.start for s in within]
     # Distances are only compared with min_escape: a margin that wide keeps them exact.
-    margin = int(np.ceil(options.min_escape)) + 1
+    # (and at least 2: the parent is looked for two dilations around the piece).
+    margin = max(int(np.ceil(options.min_escape)) + 1, 2)
     for label, piece_box in enumerate(ndimage.find_objects(pieces), start=1):
         box = tuple(slice(max(s.start + c - margin, 0), min(s.stop + c + margin, n))
                     for s, c, n in zip(piece_box, corner, added.shape))

@@ -116,6 +116,8 @@ class Distributed:
         same sequence of collectives."""
         if self.world > 1:
             for parameter in parameters:
+                if not parameter.requires_grad:     # frozen for this step (every rank alike)
+                    continue
                 if parameter.grad is None:
                     parameter.grad = torch.zeros_like(parameter)
                 torch.distributed.all_reduce(parameter.grad)

@@ -209,3 +209,23 @@ def test_every_psm_variant_decodes_and_a_config_rebuilds_the_model(model, featur
         expected, _ = built.decode(features, POINTS, LABELS, COMMANDS)
         again, _ = rebuilt.decode(features, POINTS, LABELS, COMMANDS)
     assert torch.equal(expected, again)
+
+
+def test_each_training_phase_trains_the_papers_parts(model):
+    """(1) image encoder + HQ decoder (+ the text Linear), (2) the TPP, (3) PSM + decoder."""
+    from PromptEngines.multimodal.train import train_only
+
+    def trained():
+        return {".".join(n.split(".")[:2]) for n, p in model.named_parameters()
+                if p.requires_grad}
+    try:
+        train_only(model, 1)
+        assert trained() == {"sam.image_encoder", "sam.mask_decoder", "text_projection.weight",
+                             "text_projection.bias"}
+        train_only(model, 2)
+        assert trained() == {"tpp_token.weight", "tpp_head.0", "tpp_head.2", "tpp_head.4"}
+        train_only(model, 3)
+        assert {"sam.mask_decoder", "psm.no_text"} <= trained() <= {
+            "sam.mask_decoder", "psm.no_text", "psm.attention"}
+    finally:
+        model.requires_grad_(True)
