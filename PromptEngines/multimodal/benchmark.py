@@ -1,0 +1,159 @@
+"""The multimodal benchmark on held-out 2D vessel images (fundus-like seeds from 1000):
+
+- sessions: an imperfect starting mask (several defects of every kind, built from the truth),
+  then 10 simulated steps (click at the centre of the largest error with the command that
+  fixes it); mean IoU and clDice after each step, for the starting mask, the model with
+  point + text, and the same model with the clicks alone (points only, labelled by the
+  error's sign); the share of cases that end below their starting IoU;
+- one step, one defect: per command, the truth with one defect of that kind and one step at
+  its point with its command: the share of the defect fixed, the share of cases with at
+  least half fixed, pixels made wrong away from the defect, and the Text Prompt Predictor's
+  accuracy on the same (image, mask, point);
+- speed: a 2D step (encode + decode of the crop) on `threads` CPU threads.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..descriptor import BenchSettings
+from ..evaluation.tables import markdown_table
+from .checkpoints import DEFAULT_WEIGHTS, load_model
+from .correction import Step, predict_command, run_step
+from .defects import DEFECT_COMMANDS, DEFECT_KINDS, make_defect
+from .evaluate import HELD_OUT_FIRST_SEED, correction_session, held_out_cases
+from .samples import fundus_pictures
+
+DEFAULT_CASES = 50
+STEPS = 10
+PER_COMMAND = 20
+AWAY_PX = 5            # pixels around a defect that a step may change as part of fixing it
+
+
+def sessions(model, cases: int, steps: int = STEPS) -> dict:
+    runs = {"starting mask": [], "point + text (ours)": [], "points only (same model)": []}
+    for picture, start in held_out_cases(cases):
+        ours = correction_session(model, picture.image, picture.truth, start, steps)
+        clicks = correction_session(model, picture.image, picture.truth, start, steps,
+                                    with_text=False)
+        runs["starting mask"].append({k: [v[0]] * (steps + 1) for k, v in ours.items()})
+        runs["point + text (ours)"].append(ours)
+        runs["points only (same model)"].append(clicks)
+    summary = {}
+    for name, done in runs.items():
+        iou = np.array([r["iou"] for r in done])
+        cldice = np.array([r["cldice"] for r in done])
+        summary[name] = {"miou_curve": iou.mean(0).tolist(), "mean_cldice_curve":
+                         cldice.mean(0).tolist(), f"miou_at_{steps}": float(iou[:, -1].mean()),
+                         f"cldice_at_{steps}": float(cldice[:, -1].mean()),
+                         "worse_than_start": float((iou[:, -1] < iou[:, 0]).mean())}
+    return {"cases": cases, "steps": steps, "summary": summary}
+
+
+def one_step_one_defect(model, per_command: int = PER_COMMAND) -> dict:
+    results = {}
+    pictures = fundus_pictures(range(HELD_OUT_FIRST_SEED, HELD_OUT_FIRST_SEED + 4 * per_command))
+    for kind in DEFECT_KINDS:
+        rows, rng = [], np.random.default_rng([HELD_OUT_FIRST_SEED, DEFECT_KINDS.index(kind)])
+        for picture in pictures:
+            if len(rows) == per_command:
+                break
+            defect = make_defect(kind, picture.truth, rng, image=picture.image)
+            if defect is None:
+                continue
+            point = tuple(float(p) for p in defect.point[-2:])
+            after = run_step(model, picture.image, defect.mask,
+                             [Step.text(point, defect.command)])[0] > 0
+            wrong = after != picture.truth
+            near = ndimage.binary_dilation(defect.region, iterations=AWAY_PX)
+            guessed, _ = predict_command(model, picture.image, defect.mask, point)
+            rows.append({"fixed": 1.0 - float(wrong[defect.region].mean()),
+                         "made_wrong_away": int((wrong & ~near & (defect.mask == picture.truth))
+                                                .sum()),
+                         "tpp_right": guessed == defect.command})
+        fixed = np.array([r["fixed"] for r in rows])
+        results[DEFECT_COMMANDS[kind]] = {
+            "cases": len(rows), "mean_fixed": float(fixed.mean()),
+            "half_fixed_share": float((fixed >= 0.5).mean()),
+            "cases_made_wrong_away": int(sum(r["made_wrong_away"] > 0 for r in rows)),
+            "median_pixels_made_wrong_away": float(np.median([r["made_wrong_away"]
+                                                              for r in rows])),
+            "tpp_accuracy": float(np.mean([r["tpp_right"] for r in rows]))}
+    return results
+
+
+def step_speed(model, repeats: int = 20) -> dict:
+    picture = fundus_pictures([HELD_OUT_FIRST_SEED])[0]
+    steps = [Step.text((160.0, 160.0), "extend")]
+    times = []
+    for _ in range(repeats + 2):
+        started = time.perf_counter()
+        run_step(model, picture.image, picture.truth, steps)
+        times.append(time.perf_counter() - started)
+    return {"median_2d_step_ms": 1000 * float(np.median(times[2:])), "repeats": repeats}
+
+
+def run(settings: BenchSettings) -> dict:
+    torch.set_num_threads(settings.threads)
+    weights = settings.weights or DEFAULT_WEIGHTS
+    model, checkpoint = load_model(weights)
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"weights": str(weights), "weights_sha256": checkpoint.get("weights_sha256"),
+               "threads": settings.threads,
+               "sessions": sessions(model, settings.cases or DEFAULT_CASES),
+               "one_step_one_defect": one_step_one_defect(model)}
+    if settings.speed:
+        results["speed"] = step_speed(model)
+    (out / "multimodal.json").write_text(json.dumps(results, indent=1) + "\n")
+    plot(results, out / "multimodal.png")
+    return results
+
+
+def table(results: dict) -> str:
+    steps = results["sessions"]["steps"]
+    rows = [[name, f"{100 * s['miou_curve'][0]:.1f}", f"{100 * s[f'miou_at_{steps}']:.1f}",
+             f"{100 * s[f'cldice_at_{steps}']:.1f}", f"{100 * s['worse_than_start']:.0f} %"]
+            for name, s in results["sessions"]["summary"].items()]
+    sessions_table = markdown_table(["method", "mIoU start", f"mIoU@{steps}",
+                                     f"clDice@{steps}", "cases ending worse"], rows)
+    per_command = markdown_table(
+        ["command", "cases", "defect fixed (mean)", "≥ half fixed", "cases with pixels made "
+         "wrong away from the defect", "TPP accuracy"],
+        [[command, str(r["cases"]), f"{100 * r['mean_fixed']:.0f} %",
+          f"{100 * r['half_fixed_share']:.0f} %", str(r["cases_made_wrong_away"]),
+          f"{100 * r['tpp_accuracy']:.0f} %"]
+         for command, r in results["one_step_one_defect"].items()])
+    return sessions_table + "\n\n" + per_command
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, s in results["sessions"]["summary"].items():
+        axes[0].plot(range(len(s["miou_curve"])), s["miou_curve"], "o-", label=name, ms=3)
+    axes[0].set_xlabel("step")
+    axes[0].set_ylabel("mean IoU")
+    axes[0].legend(fontsize=8)
+    commands = list(results["one_step_one_defect"])
+    fixed = [results["one_step_one_defect"][c]["mean_fixed"] for c in commands]
+    tpp = [results["one_step_one_defect"][c]["tpp_accuracy"] for c in commands]
+    x = np.arange(len(commands))
+    axes[1].bar(x - 0.2, fixed, 0.4, label="defect fixed by one step")
+    axes[1].bar(x + 0.2, tpp, 0.4, label="TPP accuracy")
+    axes[1].set_xticks(x, [c.replace("make ", "") for c in commands], fontsize=8)
+    axes[1].set_ylim(0, 1)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"multimodal, held-out fundus-like images ({results['sessions']['cases']} "
+                 f"cases; {results['threads']} CPU threads)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
