@@ -1,8 +1,12 @@
-"""One annotation of one volume by one engine: RAS prompts in, engine updates out, every
-step recorded in a PromptSequence that replays to the same mask bit for bit.
+"""One annotation of one volume: RAS prompts in, engine updates out, every step recorded in
+a PromptSequence that replays to the same mask bit for bit.
 
 The CLI and the Slicer module's session both drive engines through this class, so
-conversion from RAS, validation and recording happen the same way everywhere.
+conversion from RAS, validation and recording happen the same way everywhere. A step may
+name another engine than the annotation's own (a text command of multimodal right after a
+tracer3d trace): that engine is made once on the same volume, starts from the current mask,
+and the record says which engine made the step; undo goes back through the steps whichever
+engine made them.
 """
 from __future__ import annotations
 
@@ -15,16 +19,22 @@ from .data.segmentation_file import read_mask
 from .data.volume import Volume, grid_mismatch
 from .engine import Engine, Update
 from .errors import PromptError, PromptFileError
-from .prompts import MaskPrompt, Prompt, PromptSequence, VolumeIdentity
+from .prompts import MaskPrompt, Prompt, PromptSequence, Reset, Undo, VolumeIdentity
 from .threads import in_background
 
 _END = object()
 
 
 class Annotation:
-    def __init__(self, volume: Volume, engine: Engine, segment: str = "vessel"):
+    def __init__(self, volume: Volume, engine: Engine, segment: str = "vessel",
+                 make_engine=None):
+        """`make_engine(name)`: how another engine a step names is made (default: the
+        registry's, on the annotation engine's device)."""
         self.volume = volume.validated()
-        self.engine = engine
+        self.main = self.engine = engine     # the record's engine; the one holding the mask
+        self._engines = {engine.name: engine}
+        self._make_engine = make_engine or (lambda name: _registry_engine(name, engine.device))
+        self._made_by: list[Engine] = []     # the engine of each step in effect (for undo)
         engine.set_image(volume.array, volume.spacing_zyx)
         # The record names the volume by a hash of its voxels: half a second at clinical
         # size, so it is computed beside the first prompt, not before it.
@@ -58,19 +68,47 @@ class Annotation:
             self.volume.voxel_of(ras)          # raises a PromptError naming the point
         return prompt.map_coordinates(self.volume.ras_to_index)
 
-    def check(self, prompt: Prompt) -> None:
+    def engine_named(self, name: str | None) -> Engine:
+        """The annotation's engine of that name (None: its own), made on this volume the
+        first time a step names it."""
+        if name is None:
+            return self.main
+        if name not in self._engines:
+            made = self._make_engine(name)
+            made.set_image(self.volume.array, self.volume.spacing_zyx)
+            self._engines[name] = made
+        return self._engines[name]
+
+    def _target(self, prompt: Prompt, engine: str | None) -> Engine:
+        """Who does the step: undo goes to the engine of the last step in effect, reset to
+        the one holding the mask, any other step to the engine it names."""
+        if isinstance(prompt, Undo):
+            return self._made_by[-1] if self._made_by else self.engine
+        if isinstance(prompt, Reset):
+            return self.engine
+        return self.engine_named(engine)
+
+    def check(self, prompt: Prompt, engine: str | None = None) -> None:
         """Refuse a prompt the engine cannot take (outside the volume, wrong kind) without
         running anything."""
-        self.engine.check(self.to_index(prompt))
+        self._target(prompt, engine).check(self.to_index(prompt))
 
-    def interact(self, prompt: Prompt, stop_after: int | None = None) -> Iterator[Update]:
-        """Apply one RAS prompt. The step is recorded once the engine has accepted it. If the
-        caller stops early (cancel) or `stop_after` updates were applied, the record says how
-        many, so that replay stops at the same place and gives the same mask."""
-        updates = self.engine.interact(self.to_index(prompt))
+    def interact(self, prompt: Prompt, stop_after: int | None = None,
+                 engine: str | None = None) -> Iterator[Update]:
+        """Apply one RAS prompt (with `engine`: by that engine, starting from the current
+        mask). The step is recorded once the engine has accepted it. If the caller stops
+        early (cancel) or `stop_after` updates were applied, the record says how many, so
+        that replay stops at the same place and gives the same mask."""
+        target = self._target(prompt, engine)
+        if target is not self.engine and not isinstance(prompt, Undo):
+            # The other engine starts from the mask as it is (not a step of the record).
+            for _ in target.interact(MaskPrompt(self.engine.mask.copy())):
+                pass
+        updates = target.interact(self.to_index(prompt))
         item = next(updates, _END)             # validation errors surface here, unrecorded
         index = len(self._sequence.steps)
-        self._sequence.append(prompt)
+        self._sequence.append(prompt, engine=None if engine is None else target.name)
+        self._track(prompt, target)
         applied = 0
         try:
             # The engine has applied an update to its mask by the time it yields it, so the
@@ -85,7 +123,8 @@ class Annotation:
             raise
         except BaseException:
             # The engine restored its mask; the step did not happen.
-            del self._sequence.steps[index]
+            self._sequence.remove_step(index)
+            self._untrack(prompt, target)
             item = _END
             raise
         finally:
@@ -93,8 +132,20 @@ class Annotation:
                 self._sequence.stopped_after[index] = applied
             updates.close()
 
-    def apply(self, prompt: Prompt) -> np.ndarray:
-        for _ in self.interact(prompt):
+    def _track(self, prompt: Prompt, target: Engine) -> None:
+        if isinstance(prompt, Undo):
+            if self._made_by:
+                self._made_by.pop()
+        else:
+            self._made_by.append(target)
+        self.engine = target
+
+    def _untrack(self, prompt: Prompt, target: Engine) -> None:
+        if not isinstance(prompt, Undo) and self._made_by:
+            self._made_by.pop()
+
+    def apply(self, prompt: Prompt, engine: str | None = None) -> np.ndarray:
+        for _ in self.interact(prompt, engine=engine):
             pass
         return self.mask
 
@@ -128,7 +179,8 @@ class Annotation:
                 mask = resolve_mask(step.path) if resolve_mask else None
                 step = (MaskPrompt(mask=mask, path=step.path) if mask is not None else
                         self.load_mask_prompt(Path(base_dir) / step.path, record_as=step.path))
-            yield from self.interact(step, stop_after=sequence.stopped_after.get(index))
+            yield from self.interact(step, stop_after=sequence.stopped_after.get(index),
+                                     engine=sequence.step_engines.get(index))
 
     def load_mask_prompt(self, path: str | Path, record_as: str | None = None) -> MaskPrompt:
         """A starting mask from a segmentation file, which must share the volume's grid."""
@@ -137,3 +189,9 @@ class Annotation:
         if mismatch:
             raise PromptError(f"{Path(path).name} does not share the volume's grid ({mismatch})")
         return MaskPrompt(mask=mask, path=str(record_as or path))
+
+
+def _registry_engine(name: str, device: str) -> Engine:
+    from .registry import get_engine        # engines are imported on first use
+
+    return get_engine(name, device=device)

@@ -335,9 +335,21 @@ class PromptSequence:
     result_voxels: int | None = None
     result_sha256: str | None = None
     stopped_after: dict[int, int] = field(default_factory=dict)   # cancelled step -> updates
+    step_engines: dict[int, str] = field(default_factory=dict)    # step -> another engine
 
-    def append(self, prompt: Prompt) -> None:
+    def append(self, prompt: Prompt, engine: str | None = None) -> None:
+        """A step; `engine`: the engine that made it, when not the file's."""
+        if engine is not None and engine != self.engine:
+            self.step_engines[len(self.steps)] = engine
         self.steps.append(prompt)
+
+    def engine_of(self, index: int) -> str | None:
+        return self.step_engines.get(index, self.engine)
+
+    def remove_step(self, index: int) -> None:
+        """Forget step `index` (the last one: it did not happen)."""
+        del self.steps[index]
+        self.step_engines.pop(index, None)
 
     def record_result(self, mask: np.ndarray) -> None:
         self.result_voxels = int(np.count_nonzero(mask))
@@ -359,6 +371,8 @@ class PromptSequence:
 
     def _step_json(self, index: int, step: Prompt) -> dict:
         data = step_to_json(step)
+        if index in self.step_engines:
+            data["engine"] = self.step_engines[index]
         if index in self.stopped_after:
             data["stopped_after_updates"] = self.stopped_after[index]
         return data
@@ -392,8 +406,12 @@ class PromptSequence:
                    if isinstance(s, dict) and "stopped_after_updates" in s}
         if not all(isinstance(n, int) and n >= 0 for n in stopped.values()):
             raise PromptFileError("'stopped_after_updates' must be a whole number >= 0")
+        step_engines = {i: s["engine"] for i, s in enumerate(steps) if isinstance(s, dict)
+                        and s.get("engine") not in (None, engine.get("name"))}
+        if not all(isinstance(name, str) and name for name in step_engines.values()):
+            raise PromptFileError("a step's 'engine' must be an engine's name")
         return cls(steps=[step_from_json(s, i) for i, s in enumerate(steps)], volume=volume,
-                   stopped_after=stopped,
+                   stopped_after=stopped, step_engines=step_engines,
                    engine=engine.get("name"), weights_sha256=engine.get("weights_sha256"),
                    segment=str(data.get("segment", "vessel")),
                    result_voxels=result.get("voxels"), result_sha256=result.get("sha256"))
