@@ -133,6 +133,11 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
                     layout.addWidget(button)
                 self.vocabulary_buttons[kind][word] = button
             group.setVisible(bool(vocabulary[kind]))
+        unavailable = self.logic.text_unavailable(name)
+        for button in self.vocabulary_buttons["text"].values():
+            button.setEnabled(unavailable is None)
+            if unavailable is not None:
+                button.setToolTip(unavailable)
 
     def ensure_logic(self):
         if self.logic is None:

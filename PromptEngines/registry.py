@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from .descriptor import EngineDescriptor
 from .errors import EngineError
+from .multimodal.descriptor import MULTIMODAL
 from .regiongrow.descriptor import REGIONGROW
 from .tracer3d.descriptor import TRACER3D
 
 ENGINES: dict[str, EngineDescriptor] = {d.name: d for d in (
     REGIONGROW,
     TRACER3D,
+    MULTIMODAL,
 )}
 
 

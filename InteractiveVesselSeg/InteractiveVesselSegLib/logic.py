@@ -16,6 +16,9 @@ from .session import SegmentationSession
 TOOLS = ("point", "box", "scribble", "text", "auto")
 
 
+TEXT_ENGINE = "multimodal"      # the correction engine behind the text buttons
+
+
 class VesselSegLogic:
     def __init__(self):
         self.session: SegmentationSession | None = None
@@ -41,11 +44,33 @@ class VesselSegLogic:
                 f"{engine.name} does not take {tool} prompts" for tool in TOOLS}
 
     def engine_vocabulary(self, name: str | None = None) -> dict[str, dict[str, str]]:
-        """The engine's text commands and structures, each with its tooltip: the panel
-        makes one button for each."""
+        """The text commands and the engine's structures, each with its tooltip: the panel
+        makes one button for each. An engine without text commands of its own lends them
+        from the correction engine (a text command right after a trace)."""
         engine = descriptor(name or self.engine_name)
-        return {"text": {c: TEXT_COMMAND_HELP[c] for c in engine.text_commands},
+        texts = self._text_engine(engine.name)
+        commands = {} if texts is None else {
+            c: TEXT_COMMAND_HELP[c] + ("" if texts.name == engine.name else f" ({texts.name})")
+            for c in texts.text_commands}
+        return {"text": commands,
                 "auto": {s: f"{s} on the whole volume ({engine.name})" for s in engine.structures}}
+
+    def text_unavailable(self, name: str | None = None) -> str | None:
+        """Why the text buttons cannot act now (None: they can)."""
+        texts = self._text_engine(name or self.engine_name)
+        if texts is None or texts.name == (name or self.engine_name) or texts.ready():
+            return None
+        return (f"{texts.name} has no trained weights here ({texts.weights_path.name}); "
+                f"train them with `ivseg train --engine {texts.name}`")
+
+    @staticmethod
+    def _text_engine(name: str):
+        """The engine that does text commands for `name`: itself if it declares some, else
+        the correction engine if registered."""
+        engine = descriptor(name)
+        if engine.text_commands:
+            return engine
+        return descriptor(TEXT_ENGINE) if TEXT_ENGINE in available_engines() else None
 
     def set_engine(self, name: str, weights: str | None = None, device: str | None = None):
         self.engine_name, self.weights, self.device = name, weights, device
@@ -94,7 +119,10 @@ class VesselSegLogic:
         self.current_session().submit(Scribble(ras_points, 1 if positive else 0))
 
     def text_command(self, command: str, ras=None) -> None:
-        self.current_session().submit(Text(command, ras))
+        """A text command at a point, by the chosen engine if it takes text, else by the
+        correction engine, starting from the segment as it is."""
+        own = command in descriptor(self.engine_name).text_commands
+        self.current_session().submit(Text(command, ras), engine=None if own else TEXT_ENGINE)
 
     def segment_structure(self, name: str) -> None:
         self.current_session().submit(Auto(name))

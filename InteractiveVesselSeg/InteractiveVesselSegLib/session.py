@@ -72,14 +72,16 @@ class SegmentationSession:
         return self.annotation.engine
 
     # ------------------------------------------------------------------ prompts
-    def submit(self, prompt: Prompt) -> None:
-        """Start applying a RAS prompt on the worker; a prompt the engine cannot take raises
-        here, at once, and nothing is submitted (while the engine is still being prepared,
-        the worker checks it and `pump` raises)."""
-        if self.ready:
+    def submit(self, prompt: Prompt, engine: str | None = None) -> None:
+        """Start applying a RAS prompt on the worker (`engine`: another engine than the
+        session's does it, from the segment as it is); a prompt the engine cannot take
+        raises here, at once, and nothing is submitted (while the engine is still being
+        prepared, the worker checks it and `pump` raises)."""
+        if self.ready and engine is None:
             self.annotation.check(prompt)
         edits = self._edits()
-        self.worker.submit(lambda: self._steps(edits, self.annotation.interact(prompt)))
+        self.worker.submit(lambda: self._steps(edits, self.annotation.interact(prompt,
+                                                                                engine=engine)))
 
     def _edits(self) -> MaskPrompt | None:
         """What another tool did to the segment since our last write, as a mask step to take

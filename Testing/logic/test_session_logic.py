@@ -350,3 +350,53 @@ def test_edits_made_while_the_engine_works_wait_for_the_next_prompt(oblique_volu
     final = segment_array(segmentation, segment)
     assert final[5, 0:2, 0:2].all() and final[1:6, 3:5, 4:6].all() and final[2:7, 7:9, 9:11].all()
     session.close()
+
+
+def test_a_text_command_after_a_trace_is_the_correction_engines_step(oblique_volume, monkeypatch,
+                                                                     request):
+    """The chosen engine takes no text: the command goes to the correction engine, made on
+    the worker, starting from the segment as the trace left it; the record names it."""
+    import InteractiveVesselSegLib.logic as logic_module
+    from InteractiveVesselSegLib.logic import VesselSegLogic
+    from PromptEngines.registry import ENGINES
+    request.addfinalizer(lambda: [ENGINES.pop(name, None) for name in ("fixer", "square")])
+
+    @registered("fixer", {"point", "text"}, text_commands=("remove",))
+    class Fixer(Engine):
+        def _interact(self, prompt):
+            self.made_on = threading.current_thread()
+            mask = self._mask.copy()
+            mask[tuple(int(round(c)) for c in prompt.position)] = 0
+            yield self._final_update(mask, "removed a voxel")
+
+    @registered("square", {"point"})
+    class Square(Engine):
+        def _interact(self, prompt):
+            z, y, x = (int(round(c)) for c in prompt.position)
+            mask = self._mask.copy()
+            mask[z, y - 1:y + 2, x - 1:x + 2] = 1
+            yield self._final_update(mask, "a square")
+
+    monkeypatch.setattr(logic_module, "TEXT_ENGINE", "fixer")
+    scene = new_scene()
+    node = add_volume(scene, oblique_volume.array, oblique_volume.ijk_to_ras)
+    segmentation, segment = add_segment(scene)
+    logic = VesselSegLogic()
+    logic.set_engine("square")
+    logic.set_inputs(node, segmentation, segment)
+    assert list(logic.engine_vocabulary()["text"]) == ["remove"]
+    assert logic.text_unavailable() is None
+    seed = oblique_volume.index_to_ras((3, 5, 6))
+    logic.trace(seed)
+    logic.session.wait()
+    traced = logic.session.annotation.mask.copy()
+    assert traced[3, 5, 6]
+    logic.text_command("remove", seed)
+    logic.session.wait()
+    after = logic.session.annotation.mask
+    assert not after[3, 5, 6] and after.sum() == traced.sum() - 1 == 8
+    fixer = logic.session.annotation.engine
+    assert fixer.name == "fixer" and fixer.made_on is logic.session.worker._thread
+    record = logic.recorded().to_json()
+    assert "engine" not in record["steps"][0] and record["steps"][1]["engine"] == "fixer"
+    logic.close()

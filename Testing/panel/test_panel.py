@@ -11,6 +11,7 @@ from PromptEngines.data.synthetic.cta import vessel_volume
 from PromptEngines.engine import Engine, Update
 from PromptEngines.evaluation import metrics
 from PromptEngines.prompts import TEXT_COMMAND_HELP, TEXT_COMMANDS
+from PromptEngines.registry import descriptor
 from registered_engine import registered
 import slicer_standin
 from panel_setup import build_panel, settle
@@ -132,9 +133,15 @@ def test_tools_an_engine_cannot_take_are_disabled_with_the_reason(panel):
     assert not ui.boxButton.isEnabled() and ui.boxButton.toolTip() == "slow-painter does not take box prompts"
     ui.engineComboBox.setCurrentText("regiongrow")
     assert ui.traceButton.isEnabled() and ui.boxButton.isEnabled()
-    # Text and structure buttons are the engine's own words: regiongrow declares none.
-    assert widget.text_buttons() == {} and widget.structure_buttons() == {}
-    assert ui.textCollapsibleButton.isHidden() and ui.structuresCollapsibleButton.isHidden()
+    # Structure buttons are the engine's own words: regiongrow declares none. Text commands
+    # it lends from the correction engine (multimodal), usable once that has its weights.
+    assert widget.structure_buttons() == {} and ui.structuresCollapsibleButton.isHidden()
+    assert list(widget.text_buttons()) == list(TEXT_COMMANDS)
+    button = widget.text_buttons()["remove"]
+    if descriptor("multimodal").ready():
+        assert button.isEnabled() and button.toolTip().endswith("(multimodal)")
+    else:
+        assert not button.isEnabled() and "multimodal has no trained weights" in button.toolTip()
 
 
 def test_text_and_structure_buttons_reach_the_engine(panel, case):
