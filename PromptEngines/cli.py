@@ -89,13 +89,26 @@ def cmd_trace(args) -> int:
     return 0
 
 
+def _step_weights(given: list[str]) -> dict[str, str]:
+    """--step-weights ENGINE=FILE (repeatable): weights of an engine a step names."""
+    weights = {}
+    for item in given:
+        engine, _, path = item.partition("=")
+        if not engine or not path:
+            raise IVSegError(f"--step-weights takes ENGINE=FILE, got {item!r}")
+        weights[engine] = path
+    return weights
+
+
 def cmd_segment(args) -> int:
     out = _check_output(args.out)
     volume = read_volume(args.volume)
     sequence = PromptSequence.load(args.prompts)
     name = args.engine or sequence.engine or default_tracer()
     engine = get_engine(name, args.weights, args.device)
-    annotation = Annotation(volume, engine, sequence.segment)
+    step_weights = _step_weights(args.step_weights)
+    annotation = Annotation(volume, engine, sequence.segment, make_engine=lambda other:
+                            get_engine(other, step_weights.get(other), args.device))
     if args.initial:
         annotation.apply(annotation.load_mask_prompt(args.initial))
     annotation.replay(sequence, base_dir=Path(args.prompts).parent,
@@ -226,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--prompts", required=True, help="*.prompts.json")
     segment.add_argument("--out", required=True, help="output .seg.nrrd")
     segment.add_argument("--initial", help="starting segmentation (.seg.nrrd)")
+    segment.add_argument("--step-weights", action="append", default=[], metavar="ENGINE=FILE",
+                         help="weights of another engine that steps name (repeatable)")
     segment.add_argument("--label", help="ground truth segmentation: print Dice / clDice")
     segment.add_argument("--preview", help="write a PNG preview")
     segment.add_argument("--check", action="store_true",

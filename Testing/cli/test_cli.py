@@ -199,3 +199,38 @@ def test_a_device_that_is_not_there_is_one_clear_line(case_files, tmp_path, caps
         error = capsys.readouterr().err.strip()
         assert said in error and len(error.splitlines()) == 1 and "Traceback" not in error
     assert not out.exists()
+
+
+def test_a_prompts_file_mixes_engines_and_replays(case_files, tmp_path, capsys):
+    """A tracer3d trace, then "make a connection" by multimodal (weights given for that
+    step's engine; random here, so the file checks the plumbing: who does each step, and
+    a replay that gives the same mask)."""
+    import torch
+
+    from PromptEngines.backbones.checkpoint import CHECKPOINT_FORMAT
+    from PromptEngines.multimodal.tiny_model import TinyMultimodal
+
+    folder, case = case_files
+    torch.manual_seed(0)
+    model = TinyMultimodal()
+    weights = tmp_path / "multimodal.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "engine": "multimodal", "config": model.config,
+                "model": model.state_dict()}, weights)
+    seed = list(case.seed_ras)
+    (tmp_path / "mixed.prompts.json").write_text(json.dumps({"version": 1, "engine": {
+        "name": "tracer3d"}, "steps": [{"kind": "point", "ras": seed, "label": 1},
+        {"kind": "text", "text": "make thicker", "ras": seed, "engine": "multimodal"}]}))
+    first, second = tmp_path / "first.seg.nrrd", tmp_path / "second.seg.nrrd"
+    arguments = ["segment", folder / "cta.nrrd", "--prompts", tmp_path / "mixed.prompts.json",
+                 "--step-weights", f"multimodal={weights}"]
+    assert run(*arguments, "--out", first) == 0
+    recorded = json.loads(prompts_path_for(first).read_text())
+    assert recorded["engine"]["name"] == "tracer3d"
+    assert "engine" not in recorded["steps"][0]
+    assert recorded["steps"][1]["engine"] == "multimodal"
+    arguments[3] = prompts_path_for(first)
+    assert run(*arguments, "--out", second, "--check") == 0
+    assert "replay reproduces the recorded mask: yes" in capsys.readouterr().out
+    assert np.array_equal(read_mask(first)[0], read_mask(second)[0])
+    assert error_of(capsys, *arguments[:4], "--step-weights", "multimodal",
+                    "--out", tmp_path / "x.seg.nrrd").endswith("takes ENGINE=FILE, got 'multimodal'")
