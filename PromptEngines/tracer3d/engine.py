@@ -11,6 +11,7 @@ from ..backbones.checkpoint import file_sha256
 from ..data.intensity import brightest_near
 from ..engine import Engine, Update
 from ..errors import EngineError, PromptError
+from ..prompts import Point
 from .checkpoints import DEFAULT_WEIGHTS, load_model
 from .descriptor import TRACER3D
 from .normalise import click_normalised
@@ -36,6 +37,7 @@ class Tracer3DEngine(Engine):
         # Kept for every trace of this engine: on a GPU their graphs are captured once, not
         # in each trace.
         self._calls = slice_calls(self.model, self.options, self.device)
+        self._known: np.ndarray | None = None
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -89,11 +91,26 @@ class Tracer3DEngine(Engine):
         yield Update(empty, np.zeros((0, 0, 0), np.uint8), final=True, progress=1.0,
                      message=f"{moved}traced {tracer.slices_traced} slices")
 
+    def trace_beyond(self, position, known: np.ndarray):
+        """A click's trace with `known` (a mask already made, the volume's shape) taken as
+        traced: tracks stop where they reach it, so only what lies beyond it is traced
+        (multimodal's "extend" continues a vessel this way, paying for the new part only).
+        Yields the click's updates; the engine's mask holds the trace afterwards."""
+        if np.shape(known) != self.image.shape:
+            raise PromptError(f"the known mask's shape {np.shape(known)} is not the image's "
+                              f"{self.image.shape}")
+        self._known = np.asarray(known, bool)
+        try:
+            yield from self.interact(Point(tuple(position)))
+        finally:
+            self._known = None
+
     def _start(self, voxel, seed_yx):
         """Normalise where the tracker reads it (the click costs what the vessel costs) and
         trace from `voxel` up to its first slice, which raises if there is no vessel."""
         volume = click_normalised(self.image, self.spacing_zyx, voxel)
-        tracer = SliceTracer(self.model, volume, self.options, self.device, self._calls)
+        tracer = SliceTracer(self.model, volume, self.options, self.device, self._calls,
+                             known=self._known)
         results = tracer.trace(seed_yx, voxel[0], heartbeat=True)
         first = next(results)
         return tracer, itertools.chain([first], results)

@@ -185,7 +185,10 @@ class SliceTracer:
     """Traces one vessel tree through a normalised volume (z, y, x) with a slice model."""
 
     def __init__(self, model, volume: np.ndarray, options: TraceOptions = TraceOptions(),
-                 device: str = "cpu", calls: SliceCalls | None = None):
+                 device: str = "cpu", calls: SliceCalls | None = None,
+                 known: np.ndarray | None = None):
+        """`known`: voxels taken as traced before the trace starts (a mask already made):
+        tracks stop where they reach them."""
         self.model, self.options, self.device = model, options, device
         self.volume = volume
         self.size = model.crop
@@ -198,7 +201,7 @@ class SliceTracer:
                                cache_budget_mb(options, volume.shape), device)
         # Allocated whole but touched only where the trace goes (pages stay unused); every
         # whole-trace step works in `extent`, the box of what is traced.
-        self.traced = np.zeros(volume.shape, bool)
+        self.traced = np.zeros(volume.shape, bool) if known is None else known.copy()
         self.extent: tuple[slice, slice, slice] | None = None
         self.slices_traced = 0
 

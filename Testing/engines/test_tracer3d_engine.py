@@ -139,3 +139,24 @@ def test_a_click_just_beside_a_vessel_snaps_onto_it_and_says_so():
     with pytest.raises(PromptError, match="no vessel at the seed"):
         engine.run(Point(tuple(centre + across * (trunk.radii[k] + 4.0) / spacing)))
     assert engine.mask.sum() == 0
+
+
+def test_a_trace_beyond_a_known_mask_stops_where_it_reaches_it(engine, case):
+    """multimodal's "extend": with the tree minus one branch taken as traced, a click on the
+    branch traces the branch and stops at the tree (far fewer slices than a whole trace);
+    a known mask of another shape is refused."""
+    from PromptEngines.multimodal.defects import make_defect
+
+    whole = engine.run(Point(case.seed_index)).copy()
+    slices_whole = int(whole.any(axis=(1, 2)).sum())
+    truth = case.label > 0
+    defect = make_defect("missing_branch", truth, np.random.default_rng(0))
+    engine.set_image(case.volume.array, case.volume.spacing_zyx)
+    messages = [u.message for u in engine.trace_beyond(defect.point, defect.mask)]
+    traced = engine.mask > 0
+    assert (traced & defect.region).sum() >= 0.8 * defect.region.sum()
+    # Beyond the known mask: the branch, not the tree again.
+    assert (traced & defect.mask).sum() < 0.2 * (whole & defect.mask).sum()
+    assert int(messages[-1].split()[-2]) < 0.6 * slices_whole
+    with pytest.raises(PromptError, match="known mask's shape"):
+        list(engine.trace_beyond(defect.point, defect.mask[1:]))
