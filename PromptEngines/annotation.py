@@ -19,7 +19,7 @@ from .data.segmentation_file import read_mask
 from .data.volume import Volume, grid_mismatch
 from .engine import Engine, Update
 from .errors import PromptError, PromptFileError
-from .prompts import MaskPrompt, Prompt, PromptSequence, Reset, Undo, VolumeIdentity
+from .prompts import MaskPrompt, Prompt, PromptSequence, Redo, Reset, Undo, VolumeIdentity
 from .threads import in_background
 
 _END = object()
@@ -35,6 +35,10 @@ class Annotation:
         self._engines = {engine.name: engine}
         self._make_engine = make_engine or (lambda name: _registry_engine(name, engine.device))
         self._made_by: list[Engine] = []     # the engine of each step in effect (for undo)
+        # Steps in effect and steps undone, as made (RAS prompt, engine named, updates
+        # applied when cancelled): redo makes the last undone one again.
+        self._in_effect: list[tuple[Prompt, str | None, int | None]] = []
+        self._undone: list[tuple[Prompt, str | None, int | None]] = []
         engine.set_image(volume.array, volume.spacing_zyx)
         # The record names the volume by a hash of its voxels: half a second at clinical
         # size, so it is computed beside the first prompt, not before it.
@@ -89,9 +93,16 @@ class Annotation:
         return self.engine_named(engine)
 
     def check(self, prompt: Prompt, engine: str | None = None) -> None:
-        """Refuse a prompt the engine cannot take (outside the volume, wrong kind) without
-        running anything."""
+        """Refuse a prompt the engine cannot take (outside the volume, wrong kind; a redo
+        with nothing undone) without running anything."""
+        if isinstance(prompt, Redo):
+            prompt, engine, _ = self._redone()
         self._target(prompt, engine).check(self.to_index(prompt))
+
+    def _redone(self) -> tuple[Prompt, str | None, int | None]:
+        if not self._undone:
+            raise PromptError("nothing to redo: no step was undone since the last new one")
+        return self._undone[-1]
 
     def interact(self, prompt: Prompt, stop_after: int | None = None,
                  engine: str | None = None) -> Iterator[Update]:
@@ -99,6 +110,10 @@ class Annotation:
         mask). The step is recorded once the engine has accepted it. If the caller stops
         early (cancel) or `stop_after` updates were applied, the record says how many, so
         that replay stops at the same place and gives the same mask."""
+        record = prompt
+        if isinstance(prompt, Redo):           # the undone step again, as it was made
+            prompt, engine, first_stop = self._redone()
+            stop_after = first_stop if stop_after is None else stop_after
         target = self._target(prompt, engine)
         if target is not self.engine and not isinstance(prompt, Undo):
             # The other engine starts from the mask as it is (not a step of the record).
@@ -107,8 +122,9 @@ class Annotation:
         updates = target.interact(self.to_index(prompt))
         item = next(updates, _END)             # validation errors surface here, unrecorded
         index = len(self._sequence.steps)
-        self._sequence.append(prompt, engine=None if engine is None else target.name)
-        self._track(prompt, target)
+        named = None if engine is None or isinstance(record, Redo) else target.name
+        self._sequence.append(record, engine=named)
+        self._track(record, prompt, engine, target)
         applied = 0
         try:
             # The engine has applied an update to its mask by the time it yields it, so the
@@ -124,25 +140,39 @@ class Annotation:
         except BaseException:
             # The engine restored its mask; the step did not happen.
             self._sequence.remove_step(index)
-            self._untrack(prompt, target)
+            self._untrack(record)
             item = _END
             raise
         finally:
             if item is not _END:
                 self._sequence.stopped_after[index] = applied
+                if not isinstance(prompt, Undo) and self._in_effect:
+                    made, named_engine, _ = self._in_effect[-1]
+                    self._in_effect[-1] = (made, named_engine, applied)
             updates.close()
 
-    def _track(self, prompt: Prompt, target: Engine) -> None:
-        if isinstance(prompt, Undo):
+    def _track(self, record: Prompt, prompt: Prompt, engine: str | None,
+               target: Engine) -> None:
+        """Book-keeping of a step taken: `record` as the file says it (Redo), `prompt` as
+        the engine runs it."""
+        self._history_before = (list(self._made_by), list(self._in_effect), list(self._undone))
+        if isinstance(record, Undo):
             if self._made_by:
                 self._made_by.pop()
+            if self._in_effect:
+                self._undone.append(self._in_effect.pop())
         else:
             self._made_by.append(target)
+            if isinstance(record, Redo):
+                self._in_effect.append(self._undone.pop())
+            else:
+                self._in_effect.append((prompt, engine, None))
+                self._undone.clear()            # a new step: what was undone is gone
         self.engine = target
 
-    def _untrack(self, prompt: Prompt, target: Engine) -> None:
-        if not isinstance(prompt, Undo) and self._made_by:
-            self._made_by.pop()
+    def _untrack(self, record: Prompt) -> None:
+        """The step failed: its book-keeping is taken back."""
+        self._made_by, self._in_effect, self._undone = self._history_before
 
     def apply(self, prompt: Prompt, engine: str | None = None) -> np.ndarray:
         for _ in self.interact(prompt, engine=engine):

@@ -276,11 +276,18 @@ class Reset(_HistoryStep):
     kind = "reset"
 
 
-Prompt = Point | Box | Scribble | Text | Auto | MaskPrompt | Undo | Reset
+@dataclass(frozen=True)
+class Redo(_HistoryStep):
+    """The last undone step again (as it was made: same prompt, same engine)."""
+    kind = "redo"
+
+
+Prompt = Point | Box | Scribble | Text | Auto | MaskPrompt | Undo | Reset | Redo
 
 
 # ---------------------------------------------------------------------------- JSON steps
-PROMPT_TYPES = {cls.kind: cls for cls in (Point, Box, Scribble, Text, Auto, MaskPrompt, Undo, Reset)}
+PROMPT_TYPES = {cls.kind: cls for cls in (Point, Box, Scribble, Text, Auto, MaskPrompt, Undo, Reset,
+                                           Redo)}
 PROMPT_KINDS = tuple(PROMPT_TYPES)
 
 
