@@ -5,10 +5,11 @@ decision along the vessel:
 
 - "make thinner" / "make thicker": the same step on every slice within ALONG_MM of the click
   that the clicked vessel crosses, with the point moved onto the vessel on that slice.
-- "remove": what the model removed on the clicked slice seeds the 3D piece to delete: the
-  mask is eroded by about a bridge's width (BRIDGE_MM), its eroded pieces that the seeds do
-  not touch are the rest (grown back to their full width within the mask), and the connected
-  parts of what remains that hold a seed are deleted. A leak into a neighbouring vein joined
+- "remove": what the model removed on the clicked slice (or, where it keeps most of it, the
+  slice's piece of the mask the user pointed at, within POINTED_MM) seeds the 3D piece to
+  delete: the mask is eroded by about a bridge's width (BRIDGE_MM), its eroded pieces that
+  the seeds do not touch are the rest (grown back to their full width within the mask), and
+  the connected parts of what remains that hold a seed are deleted. A leak into a neighbouring vein joined
   by a thin bridge goes whole, bridge included; a thin false branch goes back to its parent.
 - "make a connection": the two 3D pieces of the mask nearest the click are joined by a tube
   between their closest voxels, as wide as they are there.
@@ -25,6 +26,7 @@ from ..data.regions import full_structure
 ALONG_MM = 5.0          # reach of thinner/thicker along the vessel
 BRIDGE_MM = 1.5         # depth below which the mask is a bridge or a thin branch
 EXTEND_MM = 3.0         # how near the click a traced continuation must start
+POINTED_MM = 2.0        # a mask piece this near the click of a "remove" is the one meant
 END_MM = 5.0            # how far into a piece its end's width and middle are looked for
 
 
@@ -43,14 +45,19 @@ def disc(shape, centre_yx, radius_mm: float, spacing_yx) -> np.ndarray:
                     (xx - centre_yx[1]) * spacing_yx[1]) <= radius_mm
 
 
-def piece_nearest(region: np.ndarray, point_yx) -> np.ndarray | None:
-    """The 2D piece of `region` holding the point, or the nearest one (None: empty)."""
+def piece_nearest(region: np.ndarray, point_yx, spacing_yx=(1.0, 1.0),
+                  within_mm: float | None = None) -> np.ndarray | None:
+    """The 2D piece of `region` holding the point, or the nearest one (None: empty, or
+    none within `within_mm` of the point)."""
     pieces, count = ndimage.label(region, full_structure(2))
     if count == 0:
         return None
     pixels = np.argwhere(pieces > 0)
-    nearest = pixels[np.argmin(((pixels - np.asarray(point_yx)) ** 2).sum(1))]
-    return pieces == pieces[tuple(nearest)]
+    distances = np.linalg.norm((pixels - np.asarray(point_yx)) * np.asarray(spacing_yx), axis=1)
+    nearest = int(np.argmin(distances))
+    if within_mm is not None and distances[nearest] > within_mm:
+        return None
+    return pieces == pieces[tuple(pixels[nearest])]
 
 
 def vessel_point_on(component: np.ndarray, z: int, near_yx):

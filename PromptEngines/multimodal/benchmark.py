@@ -1,4 +1,5 @@
-"""The multimodal benchmark on held-out 2D vessel images (fundus-like seeds from 1000):
+"""The multimodal benchmark on held-out 2D vessel images (ambiguous fundus-like pictures,
+seeds from 1000; samples.fundus_pictures) and 3D CTA volumes (benchmark_3d.py):
 
 - sessions: an imperfect starting mask (several defects of every kind, built from the truth),
   then 10 simulated steps (click at the centre of the largest error with the command that
@@ -9,7 +10,9 @@
   its point with its command: the share of the defect fixed, the share of cases with at
   least half fixed, pixels made wrong away from the defect, and the Text Prompt Predictor's
   accuracy on the same (image, mask, point);
-- speed: a 2D step (encode + decode of the crop) on `threads` CPU threads.
+- one step, one defect in 3D: the same per command on CTA volumes (benchmark_3d.py);
+- speed: a 2D step (encode + decode of the crop) on `threads` CPU threads, and a 3D
+  "remove" / "extend" at 256 x 256 x 200.
 """
 from __future__ import annotations
 
@@ -23,9 +26,11 @@ from scipy import ndimage
 
 from ..descriptor import BenchSettings
 from ..evaluation.tables import markdown_table
+from .benchmark_3d import one_step_one_defect_3d, speed_3d
 from .checkpoints import DEFAULT_WEIGHTS, load_model
 from .correction import Step, predict_command, run_step
 from .defects import DEFECT_COMMANDS, DEFECT_KINDS, make_defect
+from .engine import MultimodalEngine
 from .evaluate import HELD_OUT_FIRST_SEED, correction_session, held_out_cases
 from .samples import fundus_pictures
 
@@ -35,15 +40,21 @@ PER_COMMAND = 20
 AWAY_PX = 5            # pixels around a defect that a step may change as part of fixing it
 
 
-def sessions(model, cases: int, steps: int = STEPS) -> dict:
-    runs = {"starting mask": [], "point + text (ours)": [], "points only (same model)": []}
-    for picture, start in held_out_cases(cases):
-        ours = correction_session(model, picture.image, picture.truth, start, steps)
-        clicks = correction_session(model, picture.image, picture.truth, start, steps,
-                                    with_text=False)
-        runs["starting mask"].append({k: [v[0]] * (steps + 1) for k, v in ours.items()})
-        runs["point + text (ours)"].append(ours)
-        runs["points only (same model)"].append(clicks)
+def session_runs(model, cases: int, steps: int = STEPS, with_text: bool = True) -> list:
+    """One correction session per held-out case (evaluate.correction_session)."""
+    return [correction_session(model, picture.image, picture.truth, start, steps,
+                               with_text=with_text)
+            for picture, start in held_out_cases(cases)]
+
+
+def starting_runs(runs: list) -> list:
+    """The starting mask as a method: its IoU and clDice at every step."""
+    return [{k: [v[0]] * len(v) for k, v in run.items()} for run in runs]
+
+
+def summarise(runs: dict, steps: int) -> dict:
+    """Per method (name -> its runs): mean IoU / clDice curves and at the last step, and the
+    share of cases that end below their starting IoU."""
     summary = {}
     for name, done in runs.items():
         iou = np.array([r["iou"] for r in done])
@@ -52,7 +63,14 @@ def sessions(model, cases: int, steps: int = STEPS) -> dict:
                          cldice.mean(0).tolist(), f"miou_at_{steps}": float(iou[:, -1].mean()),
                          f"cldice_at_{steps}": float(cldice[:, -1].mean()),
                          "worse_than_start": float((iou[:, -1] < iou[:, 0]).mean())}
-    return {"cases": cases, "steps": steps, "summary": summary}
+    return summary
+
+
+def sessions(model, cases: int, steps: int = STEPS) -> dict:
+    ours = session_runs(model, cases, steps)
+    runs = {"starting mask": starting_runs(ours), "point + text (ours)": ours,
+            "points only (same model)": session_runs(model, cases, steps, with_text=False)}
+    return {"cases": cases, "steps": steps, "summary": summarise(runs, steps)}
 
 
 def one_step_one_defect(model, per_command: int = PER_COMMAND) -> dict:
@@ -104,32 +122,50 @@ def run(settings: BenchSettings) -> dict:
     model, checkpoint = load_model(weights)
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
+    engine = MultimodalEngine(weights=weights, device="cpu")
     results = {"weights": str(weights), "weights_sha256": checkpoint.get("weights_sha256"),
                "threads": settings.threads,
                "sessions": sessions(model, settings.cases or DEFAULT_CASES),
-               "one_step_one_defect": one_step_one_defect(model)}
+               "one_step_one_defect": one_step_one_defect(model),
+               "one_step_one_defect_3d": one_step_one_defect_3d(engine, PER_COMMAND)}
     if settings.speed:
-        results["speed"] = step_speed(model)
+        results["speed"] = step_speed(model) | speed_3d(engine)
     (out / "multimodal.json").write_text(json.dumps(results, indent=1) + "\n")
     plot(results, out / "multimodal.png")
     return results
 
 
-def table(results: dict) -> str:
-    steps = results["sessions"]["steps"]
+def sessions_table(sessions_result: dict) -> str:
+    steps = sessions_result["steps"]
     rows = [[name, f"{100 * s['miou_curve'][0]:.1f}", f"{100 * s[f'miou_at_{steps}']:.1f}",
              f"{100 * s[f'cldice_at_{steps}']:.1f}", f"{100 * s['worse_than_start']:.0f} %"]
-            for name, s in results["sessions"]["summary"].items()]
-    sessions_table = markdown_table(["method", "mIoU start", f"mIoU@{steps}",
-                                     f"clDice@{steps}", "cases ending worse"], rows)
-    per_command = markdown_table(
-        ["command", "cases", "defect fixed (mean)", "≥ half fixed", "cases with pixels made "
-         "wrong away from the defect", "TPP accuracy"],
-        [[command, str(r["cases"]), f"{100 * r['mean_fixed']:.0f} %",
-          f"{100 * r['half_fixed_share']:.0f} %", str(r["cases_made_wrong_away"]),
-          f"{100 * r['tpp_accuracy']:.0f} %"]
-         for command, r in results["one_step_one_defect"].items()])
-    return sessions_table + "\n\n" + per_command
+            for name, s in sessions_result["summary"].items()]
+    return markdown_table(["method", "mIoU start", f"mIoU@{steps}", f"clDice@{steps}",
+                           "cases ending worse"], rows)
+
+
+def per_command_table(per_command: dict, tpp: bool) -> str:
+    headers = ["command", "cases", "defect fixed (mean)", "≥ half fixed",
+               "cases made wrong away from the defect"]
+    rows = [[command, str(r["cases"]), f"{100 * r['mean_fixed']:.0f} %",
+             f"{100 * r['half_fixed_share']:.0f} %", str(r["cases_made_wrong_away"])]
+            + ([f"{100 * r['tpp_accuracy']:.0f} %"] if tpp else
+               [f"{r['median_seconds']:.2f} s"])
+            for command, r in per_command.items()]
+    return markdown_table(headers + (["TPP accuracy"] if tpp else ["median step"]), rows)
+
+
+def table(results: dict) -> str:
+    parts = [sessions_table(results["sessions"]),
+             "One step, one defect, 2D:\n\n" + per_command_table(
+                 results["one_step_one_defect"], tpp=True)]
+    if "one_step_one_defect_3d" in results:
+        parts.append("One step, one defect, 3D:\n\n" + per_command_table(
+            results["one_step_one_defect_3d"]["per_command"], tpp=False))
+    if "speed" in results:
+        parts.append(", ".join(f"{k}: {v:.3g}" for k, v in results["speed"].items()
+                               if isinstance(v, float)))
+    return "\n\n".join(parts)
 
 
 def plot(results: dict, path: Path) -> None:

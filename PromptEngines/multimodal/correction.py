@@ -8,9 +8,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from ..prompts import TEXT_COMMANDS
+from ..data.regions import full_structure, window
 from .crops import crop_origin, cropped, mask_prompt
+
+REACH_PX = 8          # a step's changes within this many pixels of its point, and what
+                      # connects to them, are kept (near_the_point)
 
 
 @dataclass(frozen=True)
@@ -56,16 +61,35 @@ def paste(mask2d: np.ndarray, crop: np.ndarray, origin, valid: np.ndarray) -> np
     return out
 
 
+def near_the_point(before: np.ndarray, after: np.ndarray, point_yx,
+                   reach: int = REACH_PX) -> np.ndarray:
+    """`after` where the step changed the mask within `reach` pixels of its point or
+    connected to such a change (a branch added or removed whole, a rim along the vessel);
+    `before` elsewhere. The model decides the whole crop; a step fixes the error it was
+    asked about and leaves the rest of the mask as it was."""
+    changed = after != before
+    pieces, count = ndimage.label(changed, full_structure(2))
+    if count == 0:
+        return before.copy()
+    y, x = (int(round(c)) for c in point_yx)
+    near = pieces[max(y - reach, 0):y + reach + 1, max(x - reach, 0):x + reach + 1]
+    kept = np.isin(pieces, np.unique(near[near > 0]))
+    return np.where(kept, after, before)
+
+
 def run_step(model, image2d: np.ndarray, mask2d: np.ndarray, steps: list[Step],
              device="cpu") -> tuple[np.ndarray, float]:
-    """The slice's mask after the last of `steps`, and the model's predicted IoU."""
+    """The slice's mask after the last of `steps` (its changes near the point:
+    near_the_point), and the model's predicted IoU."""
     origin, valid, image, prompt = crop_inputs(image2d, mask2d, steps[-1].point, model.crop,
                                                device)
     points, labels, commands = sequence_inputs(steps, origin, model.crop, device)
     with torch.no_grad():
         logits, iou = model.decode(model.encode(image), points, labels, commands, prompt)
     crop = (logits[0, 0] > 0).cpu().numpy()
-    return paste(mask2d, crop, origin, valid), float(iou[0])
+    before = window(np.asarray(mask2d) > 0, origin, model.crop, False)
+    local = points[0, -1].cpu().numpy()
+    return paste(mask2d, near_the_point(before, crop, local), origin, valid), float(iou[0])
 
 
 def predict_command(model, image2d, mask2d, point, device="cpu") -> tuple[str, np.ndarray]:

@@ -199,14 +199,15 @@ class _Anatomy:
     segments: list[np.ndarray]
     junctions: np.ndarray
     nearest: np.ndarray     # flat index of each voxel's nearest skeleton voxel
+    local_extent: tuple = LOCAL_EXTENT
 
     @classmethod
-    def of(cls, truth: np.ndarray) -> "_Anatomy":
+    def of(cls, truth: np.ndarray, local_extent=LOCAL_EXTENT) -> "_Anatomy":
         skeleton, radius, segments, junctions = _centrelines(truth)
         indices = ndimage.distance_transform_edt(~skeleton, return_distances=False,
                                                  return_indices=True)
         nearest = np.ravel_multi_index(tuple(indices), truth.shape)
-        return cls(truth, skeleton, radius, segments, junctions, nearest)
+        return cls(truth, skeleton, radius, segments, junctions, nearest, tuple(local_extent))
 
     def owned_by(self, voxels: np.ndarray) -> np.ndarray:
         """Truth voxels whose nearest skeleton voxel is one of `voxels` (n, ndim)."""
@@ -242,7 +243,7 @@ def _local_skeleton(anatomy: _Anatomy, rng, near) -> np.ndarray:
     voxels = np.argwhere(anatomy.skeleton)
     centre = _pick(rng, list(voxels), near, lambda v: v[None],
                    weights=anatomy.radius[anatomy.skeleton] + 0.5)
-    extent = rng.uniform(*LOCAL_EXTENT)
+    extent = rng.uniform(*anatomy.local_extent)
     grid = np.indices(anatomy.truth.shape, sparse=True)
     ball = sum((g - c) ** 2 for g, c in zip(grid, centre)) <= extent ** 2
     pieces, _ = ndimage.label(anatomy.skeleton & ball, full_structure(anatomy.truth.ndim))
@@ -437,13 +438,15 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"unknown defect kind {kind!r}; known: {', '.join(DEFECT_KINDS)}")
 
 
-def make_defect(kind: str, truth, rng, image=None, near=None) -> Defect | None:
+def make_defect(kind: str, truth, rng, image=None, near=None,
+                local_extent=LOCAL_EXTENT) -> Defect | None:
     """The truth with one defect of `kind` (near voxel `near` if given, else at random);
-    None when the mask offers no place for it (e.g. no bifurcation for a gap)."""
+    None when the mask offers no place for it (e.g. no bifurcation for a gap).
+    `local_extent`: (least, most) radius in voxels of a thinner/thicker stretch."""
     _check_kind(kind)
     truth = _binary(truth, "truth")
     image = _image(image, truth.shape)
-    return _defect(kind, _Anatomy.of(truth), rng, image, near)
+    return _defect(kind, _Anatomy.of(truth, local_extent), rng, image, near)
 
 
 def _defect(kind, anatomy, rng, image, near) -> Defect | None:

@@ -134,6 +134,12 @@ class MultimodalEngine(Engine):
     def _remove(self, z: int, step: Step):
         before = self._mask[z] > 0
         taken = along_vessel.piece_nearest(before & ~(self._step_on(z, step) > 0), step.point)
+        clicked = along_vessel.piece_nearest(before, step.point, self.spacing_zyx[1:],
+                                             within_mm=along_vessel.POINTED_MM)
+        if clicked is not None and (taken is None or (taken & clicked).sum() < 0.5 * clicked.sum()):
+            # The model keeps most of the piece the user pointed at and said to remove (a
+            # leaked vein looks like a vessel on its slice): the user's word decides.
+            taken = clicked
         if taken is None:
             yield _box_update(None, None, "nothing removed here")
             return
@@ -159,15 +165,16 @@ class MultimodalEngine(Engine):
         yield _box_update(box, patch, "connected")
 
     def _extend(self, click):
-        """tracer3d from the point; of what it traces beyond the mask, the piece that
-        continues from the point is added (not the rims it draws along vessels already
-        there)."""
+        """tracer3d from the point, taking the mask as traced already; of what it traces
+        beyond the mask, the piece that continues from the point is added (not rims it may
+        draw along vessels already there)."""
         tracer = self._tracer_engine()
         tracer.set_image(self.image, self.spacing_zyx)
         voxel = self._voxel(click)
         box = tuple(slice(v, v + 1) for v in voxel)
         try:
-            for update in tracer.interact(Point(tuple(click))):    # the trace's box, not the scan
+            # Traced beyond the mask only: tracks stop where they reach what is there.
+            for update in tracer.trace_beyond(click, self._mask > 0):   # its box, not the scan
                 if all(s.stop > s.start for s in update.region):
                     box = union_region(box, update.region)
         except PromptError as refused:

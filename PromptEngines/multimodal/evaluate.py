@@ -15,10 +15,12 @@ from .samples import fundus_pictures
 HELD_OUT_FIRST_SEED = 1000          # fundus seeds below are training pictures
 
 
-def held_out_cases(cases: int, first_seed: int = HELD_OUT_FIRST_SEED, size: int = 320):
-    """(picture, starting mask) pairs, deterministic by seed."""
+def held_out_cases(cases: int, first_seed: int = HELD_OUT_FIRST_SEED, size: int = 320,
+                   realism: str = "clinical"):
+    """(picture, starting mask) pairs, deterministic by seed: ambiguous pictures by default
+    (samples.fundus_pictures), where an automatic model's masks fail as in the paper."""
     out = []
-    for picture in fundus_pictures(range(first_seed, first_seed + cases), size):
+    for picture in fundus_pictures(range(first_seed, first_seed + cases), size, realism):
         rng = np.random.default_rng([int(first_seed), len(out), 77])
         start, _ = imperfect_mask(picture.truth, rng, image=picture.image)
         out.append((picture, start))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.synthetic.fundus import vessel_correction_case
+from ..data.synthetic.fundus_clinical import clinical_vessel_picture
 from ..prompts import TEXT_COMMANDS
 from .crops import crop_origin, cropped
 from .defects import DEFECT_KINDS, imperfect_mask, make_defect
@@ -34,17 +35,27 @@ class Sample:
                                # a plain click (the engine takes those too)
     label: int = 1             # a plain click's: 1 the error is missing vessel, 0 too much
 
+FUNDUS_REALISM = ("clinical", "clean")
+
 # Defects that add voxels to the truth: a plain click on them is a negative one.
 ADDING = ("too_thick", "false_positive")
 
 
-def fundus_pictures(seeds, size: int = 320) -> list[Picture]:
-    """Fundus-like images and their vessel trees (the generator's truth; its own imperfect
-    mask is not used: defects are built from the truth as the paper does)."""
+def fundus_pictures(seeds, size: int = 320, realism: str = "clinical") -> list[Picture]:
+    """Fundus-like images and their vessel trees. `realism`: "clinical" (ambiguous pictures:
+    faint thin vessels, blur, unannotated vessel-like structures; fundus_clinical.py) or
+    "clean" (every annotated vessel plainly visible, nothing else; fundus.py, whose own
+    imperfect mask is not used: defects are built from the truth as the paper does)."""
+    if realism not in FUNDUS_REALISM:
+        raise ValueError(f"unknown fundus realism {realism!r}; known: {', '.join(FUNDUS_REALISM)}")
     pictures = []
     for seed in seeds:
-        case = vessel_correction_case(int(seed), size=size)
-        pictures.append(Picture(case.image.array[0], case.truth[0] > 0, "fundus"))
+        if realism == "clinical":
+            image, truth = clinical_vessel_picture(int(seed), size)
+        else:
+            case = vessel_correction_case(int(seed), size=size)
+            image, truth = case.image.array[0], case.truth[0] > 0
+        pictures.append(Picture(image, truth, "fundus"))
     return pictures
 
 

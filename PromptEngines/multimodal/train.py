@@ -18,11 +18,13 @@ scratch the tiny model needs the shared trainer's AdamW at 1e-3 with batches of 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..backbones.checkpoint import read_checkpoint
 from ..errors import IVSegError
 from .crops import MASK_LOGIT
 from .defects import next_step
@@ -37,13 +39,18 @@ class TrainOptions:
     sequence_steps: int = 4              # phase 3: up to this many steps, the last trained
     fundus_images: int = 48              # fundus-like training pictures (seeds 0..n-1)
     fundus_size: int = 320
+    fundus_realism: tuple = ("clean", "clinical")   # that many pictures of each
     cta_slices: int = 2                  # slices along the vessels per training volume
     fundus_fraction: float = 0.7         # of the samples
     jitter: int = 24                     # pixels the crop's centre moves off the defect
     plain_fraction: float = 0.2          # steps that are plain clicks (no text), phases 1, 3
+    start: str = ""                      # a multimodal checkpoint (.resume too) whose weights,
+                                         # all but the PSM's, start the model: the ablations
+                                         # re-run phase 3 from the same earlier weights
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"phase_steps": list(self.phase_steps)}
+        return asdict(self) | {"phase_steps": list(self.phase_steps),
+                               "fundus_realism": list(self.fundus_realism)}
 
     def phase(self, step: int) -> int:
         return 1 if step < self.phase_steps[0] else 2 if step < self.phase_steps[1] else 3
@@ -119,6 +126,23 @@ def _rollout(model, batch, steps: int):
         masks = (logits > 0).to(masks.dtype)
 
 
+def start_from(model, path: str) -> None:
+    """Load every parameter but the Prompt Sequence Module's from the checkpoint at `path`;
+    the rest of the model must be the checkpoint's exactly (same config but for the PSM)."""
+    checkpoint = read_checkpoint(path, "multimodal")
+    ours = {k: v for k, v in model.config.items() if k != "psm"}
+    theirs = {k: v for k, v in checkpoint["config"].items() if k != "psm"}
+    if ours != theirs:
+        raise IVSegError(f"{Path(path).name}: its model config {theirs} differs from this "
+                         f"run's {ours} beyond the PSM")
+    state = {k: v for k, v in checkpoint["model"].items() if not k.startswith("psm.")}
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("psm.")]
+    if missing or result.unexpected_keys:
+        raise IVSegError(f"{Path(path).name} does not fit the model: missing {missing}, "
+                         f"unexpected {result.unexpected_keys}")
+
+
 class MultimodalTask:
     engine = "multimodal"
 
@@ -127,12 +151,15 @@ class MultimodalTask:
         self.options, self.seed, self.batch_size = options, seed, batch_size
         self.config = dict(model or {})
         self.evaluation_cases = evaluation_cases
-        self.fundus = fundus_pictures(range(options.fundus_images), options.fundus_size)
+        self.fundus = [picture for realism in options.fundus_realism for picture in
+                       fundus_pictures(range(options.fundus_images), options.fundus_size,
+                                       realism)]
         self.cta = []
         for index in range(len(source)):
             case = source[index]
             self.cta += cta_pictures(case.image, case.label, options.cta_slices)
-        self.data = (f"{len(self.fundus)} fundus-like images (synthetic/fundus.py seeds "
+        realism = " and ".join(options.fundus_realism)
+        self.data = (f"{len(self.fundus)} fundus-like images ({realism}, seeds "
                      f"0-{options.fundus_images - 1}, {options.fundus_size}²) and {len(self.cta)} "
                      f"CTA slices along the vessels from: {source.describe()}")
 
@@ -141,7 +168,10 @@ class MultimodalTask:
         return 16 * (len(self.fundus) + len(self.cta))
 
     def build_model(self):
-        return TinyMultimodal(TinyConfig.from_dict(self.config))
+        model = TinyMultimodal(TinyConfig.from_dict(self.config))
+        if self.options.start:
+            start_from(model, self.options.start)
+        return model
 
     def model_config(self) -> dict:
         return TinyConfig.from_dict(self.config).to_dict() | {"kind": "tiny"}

@@ -9,6 +9,7 @@ import SimpleITK as sitk
 
 from PromptEngines.cli import main
 from PromptEngines.recording_files import prompts_path_for
+from PromptEngines.registry import descriptor
 from PromptEngines.data.segmentation_file import read_mask, write_mask
 from PromptEngines.data.synthetic.cta import vessel_volume
 from PromptEngines.data.synthetic.fundus import vessel_correction_case
@@ -234,3 +235,42 @@ def test_a_prompts_file_mixes_engines_and_replays(case_files, tmp_path, capsys):
     assert np.array_equal(read_mask(first)[0], read_mask(second)[0])
     assert error_of(capsys, *arguments[:4], "--step-weights", "multimodal",
                     "--out", tmp_path / "x.seg.nrrd").endswith("takes ENGINE=FILE, got 'multimodal'")
+
+
+@pytest.mark.skipif(not (descriptor("multimodal").ready() and descriptor("tracer3d").ready()),
+                    reason="no embedded multimodal / tracer3d weights")
+def test_a_prompts_file_traces_then_removes_a_leak_and_extends_a_missed_branch(
+        case_files, tmp_path, capsys):
+    """One click traces (tracer3d); a mask step holds the trace made wrong as traces go
+    wrong (a branch missed, the neighbour leaked into through a thin bridge); "remove" on
+    the leak and "extend" on the branch (embedded multimodal, named per step) mend it, and
+    the file replays bit for bit."""
+    from corrections_case import leak_and_missed_branch
+
+    folder, case = case_files
+    traced_file = tmp_path / "traced.seg.nrrd"
+    assert run("trace", folder / "cta.nrrd", "--seed-ras", *case.seed_ras, "--out",
+               traced_file) == 0
+    wrong = leak_and_missed_branch(read_mask(traced_file)[0], case.distractor,
+                                   case.volume.spacing_zyx)
+    write_mask(tmp_path / "edited.seg.nrrd", wrong.mask.astype(np.uint8), case.volume.ijk_to_ras)
+    ras = lambda voxel: [float(c) for c in case.volume.index_to_ras(voxel)]
+    (tmp_path / "mend.prompts.json").write_text(json.dumps({"version": 1, "engine": {
+        "name": "tracer3d"}, "steps": [
+            {"kind": "point", "ras": list(case.seed_ras), "label": 1},
+            {"kind": "mask", "path": "edited.seg.nrrd"},
+            {"kind": "text", "text": "remove", "ras": ras(wrong.leak_point),
+             "engine": "multimodal"},
+            {"kind": "text", "text": "extend", "ras": ras(wrong.branch_point),
+             "engine": "multimodal"}]}))
+    out, again = tmp_path / "mended.seg.nrrd", tmp_path / "again.seg.nrrd"
+    assert run("segment", folder / "cta.nrrd", "--prompts", tmp_path / "mend.prompts.json",
+               "--out", out) == 0
+    mended = read_mask(out)[0] > 0
+    assert mended[wrong.leak].mean() < 0.05
+    assert mended[wrong.mask & ~wrong.leak].mean() > 0.99
+    assert mended[wrong.branch].mean() > 0.5
+    assert run("segment", folder / "cta.nrrd", "--prompts", prompts_path_for(out), "--out",
+               again, "--check") == 0
+    assert "replay reproduces the recorded mask: yes" in capsys.readouterr().out
+    assert np.array_equal(read_mask(again)[0], read_mask(out)[0])

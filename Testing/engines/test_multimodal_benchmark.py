@@ -26,3 +26,24 @@ def test_sessions_and_one_defect_steps_are_measured_and_tabled(tmp_path):
     benchmark.plot(results, tmp_path / "multimodal.png")
     assert (tmp_path / "multimodal.png").stat().st_size > 10_000
     assert np.isfinite(benchmark.step_speed(model, repeats=1)["median_2d_step_ms"])
+
+
+def test_one_defect_steps_in_3d_are_measured_and_tabled(tmp_path):
+    """One case per command on a CTA volume, with random weights: the geometric commands
+    (a connection's tube, remove's 3D piece, extend's trace) already fix most of theirs."""
+    from PromptEngines.backbones.checkpoint import CHECKPOINT_FORMAT
+    from PromptEngines.multimodal.benchmark_3d import one_step_one_defect_3d
+    from PromptEngines.multimodal.engine import MultimodalEngine
+
+    torch.manual_seed(0)
+    model = TinyMultimodal()
+    weights = tmp_path / "random.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "engine": "multimodal", "config": model.config,
+                "model": model.state_dict()}, weights)
+    found = one_step_one_defect_3d(MultimodalEngine(weights=weights, device="cpu"), 1)
+    per_command = found["per_command"]
+    assert all(r["cases"] == 1 and r["median_seconds"] > 0 for r in per_command.values())
+    assert per_command["make a connection"]["mean_fixed"] > 0.5
+    assert per_command["remove"]["mean_fixed"] > 0.5
+    table = benchmark.per_command_table(per_command, tpp=False)
+    assert "| make a connection | 1 |" in table and " s |" in table

@@ -170,3 +170,52 @@ def test_training_the_command_predictor_leaves_every_mask_as_it_was(model):
         after, _ = model.decode(features, points, labels, commands)
         changed = model.predict_command(features, points)
     assert torch.equal(before, after) and not torch.allclose(classes, changed)
+
+
+def test_an_ablation_starts_from_a_checkpoint_all_but_its_psm(tmp_path):
+    """train.start_from: every parameter but the PSM's from the checkpoint (the ablations
+    re-run phase 3 from the same weights); another model config is refused by name."""
+    from PromptEngines.backbones.checkpoint import CHECKPOINT_FORMAT
+    from PromptEngines.errors import IVSegError
+    from PromptEngines.multimodal.train import start_from
+
+    torch.manual_seed(1)
+    trained = TinyMultimodal()
+    path = tmp_path / "phase2.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "engine": "multimodal", "config": trained.config,
+                "model": trained.state_dict()}, path)
+    torch.manual_seed(2)
+    variant = TinyMultimodal(TinyConfig(psm="lstm"))
+    psm_before = {k: v.clone() for k, v in variant.psm.state_dict().items()}
+    start_from(variant, str(path))
+    ours, theirs = variant.state_dict(), trained.state_dict()
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs if not k.startswith("psm."))
+    assert all(torch.equal(variant.psm.state_dict()[k], v) for k, v in psm_before.items())
+    with pytest.raises(IVSegError, match="differs from this run's"):
+        start_from(TinyMultimodal(TinyConfig(depth=1)), str(path))
+
+
+def test_a_step_keeps_only_the_changes_that_reach_its_point():
+    """near_the_point: changes within REACH_PX of the point, and what connects to them (a
+    rim along the vessel, a branch added whole), are kept; a change elsewhere in the crop
+    is not."""
+    from PromptEngines.multimodal.correction import REACH_PX, near_the_point
+
+    before = np.zeros((64, 64), bool)
+    before[30:34, :] = True                                   # a vessel across the crop
+    after = before.copy()
+    after[28:30, :] = True                                    # thicker along its whole length
+    after[20:28, 5:8] = True                                  # a branch leaving the rim
+    after[34:36, 22:26] = True                                # the other rim, near
+    after[34:40, 50:53] = True                                # a branch elsewhere
+    after[50:55, 50:55] = True                                # a blob far away
+    after[31, 60:64] = False                                  # a nick far away
+    kept = near_the_point(before, after, (29, 20))
+    assert kept[28:30, :].all() and kept[20:28, 5:8].all()    # connected through the rim
+    assert kept[34:36, 22:26].all() and not kept[34:40, 50:53].any()
+    assert not kept[50:55, 50:55].any() and kept[31, 60:64].all()
+    assert np.array_equal(near_the_point(before, before, (29, 20)), before)
+    lonely = before.copy()
+    lonely[10, 20] = True
+    assert near_the_point(before, lonely, (10 + REACH_PX, 20))[10, 20]
+    assert not near_the_point(before, lonely, (11 + REACH_PX, 20))[10, 20]

@@ -275,3 +275,30 @@ def test_paired_clean_realism_and_reslicing_to_thick_slices():
     assert set(thick.other_kinds) == set(case.other_kinds)
     # Slab averaging: the mean of the image is kept (up to the ends' partial slabs).
     assert abs(thick.volume.array.mean() - case.volume.array.mean()) < 2.0
+
+
+def test_clinical_fundus_pictures_are_ambiguous_where_clean_ones_are_not():
+    """Clean pictures: a threshold between vessel and background finds the truth. Clinical
+    ones (deterministic by seed): thin vessels fainter than wide ones, and dark vessel-like
+    structures outside the truth that the same kind of threshold also finds."""
+    from PromptEngines.data.synthetic.fundus_clinical import clinical_vessel_picture
+
+    image, truth = clinical_vessel_picture(3)
+    again, truth_again = clinical_vessel_picture(3)
+    assert np.array_equal(image, again) and np.array_equal(truth, truth_again)
+    assert image.shape == truth.shape == (320, 320) and image.dtype == np.float32
+    assert 0.01 < truth.mean() < 0.2
+    background = ndimage.gaussian_filter(image, 8)
+    darkness = (background - image) / background
+    depth = ndimage.distance_transform_edt(truth)
+    centre = truth & (depth >= ndimage.maximum_filter(depth, 3))
+    wide, thin = centre & (depth >= 3.5), centre & (depth <= 1.5)
+    assert darkness[wide].mean() > 1.5 * darkness[thin].mean()
+    far = ~ndimage.binary_dilation(truth, iterations=4)
+    found = ndimage.gaussian_filter(darkness, 1) > np.median(darkness[centre & (depth >= 2)]) / 2
+    assert (found & far).sum() > 0.1 * (found & truth).sum()
+    clean = vessel_correction_case(3, size=320)
+    clean_dark = (ndimage.gaussian_filter(clean.image.array[0], 8) - clean.image.array[0])
+    clean_found = ndimage.gaussian_filter(clean_dark, 1) > 0.1
+    clean_far = ~ndimage.binary_dilation(clean.truth[0] > 0, iterations=4)
+    assert (clean_found & clean_far).sum() < 0.02 * (clean_found & (clean.truth[0] > 0)).sum()

@@ -30,7 +30,7 @@ class CorrectionCase:
     point_index: tuple[int, int, int]   # (0, y, x): centre of the error, where a user clicks
 
 
-def _vessel_tree_2d(rng, size) -> list[Branch]:
+def vessel_tree_2d(rng, size) -> list[Branch]:
     extent = np.array([size - 1.0, size - 1.0])
     start = np.array([size * rng.uniform(0.4, 0.6), 2.0])
     trunk = grow_branch(start, [rng.normal(0, 0.2), 1.0], size * 0.95, 4.5, 2.5, rng, extent,
@@ -66,7 +66,7 @@ def vessel_correction_case(seed: int = 0, error: str = "missing_branch",
         raise ValueError(f"unknown error kind {error!r}; known: {', '.join(CORRECTION_COMMANDS)}")
     rng = np.random.default_rng(seed)
     shape, spacing = (size, size), (1.0, 1.0)
-    branches = _vessel_tree_2d(rng, size)
+    branches = vessel_tree_2d(rng, size)
     truth = signed_depth(shape, spacing, branches) >= 0
     initial = _imperfect_mask(error, rng, branches, truth, shape, spacing)
 
