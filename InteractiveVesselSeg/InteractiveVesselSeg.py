@@ -12,6 +12,7 @@ import os
 
 import qt
 import slicer
+from InteractiveVesselSegLib.armed_tools import ArmedTools
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
                                            ScriptedLoadableModuleTest,
                                            ScriptedLoadableModuleWidget)
@@ -19,6 +20,14 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
 PUMP_INTERVAL_MS = 30
 SETTINGS = "InteractiveVesselSeg/"      # engine, weights, device: remembered across restarts
 PATH_SETTLE_MS = 500                    # a typed weights path is applied once typing stops
+# Keys while the module is shown (enter/exit): tools, then text commands 1-5 in their order.
+TOOL_KEYS = {"traceButton": "T", "positivePointButton": "P", "negativePointButton": "N",
+             "boxButton": "B", "scribbleButton": "S", "undoButton": "Ctrl+Z",
+             "redoButton": "Ctrl+Y"}
+TEXT_KEYS = "12345"
+SHORTCUT_HELP = ("Keys while the module is shown: T trace, P + point, N − point, B box, "
+                 "S scribble, 1-5 the text commands in their order, Ctrl+Z undo, Ctrl+Y redo, "
+                 "Esc cancel a running job or disarm the tool.")
 
 
 class InteractiveVesselSeg(ScriptedLoadableModule):
@@ -31,9 +40,25 @@ class InteractiveVesselSeg(ScriptedLoadableModule):
         self.parent.helpText = ("One click traces a vessel tree slice by slice; points, boxes, "
                                 "scribbles and text commands correct it. Every prompt is "
                                 "recorded with the segmentation and can be exported and "
-                                "replayed.")
+                                "replayed. To try it: Sample Data > InteractiveVesselSeg > "
+                                "CTA vessel tree (synthetic). A tool button arms its tool: each "
+                                "click in a slice "
+                                "view then acts at once. " + SHORTCUT_HELP)
         self.parent.acknowledgementText = ("Methods: Zhang, Yu, Xue (MIDL 2026); Lim & Lee "
                                            "(MICCAI 2025); PRISM (MICCAI 2024); VerSe.")
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData():
+    """Sample Data gets "CTA vessel tree (synthetic)", made by our generator on the spot."""
+    from InteractiveVesselSegLib import sample_data
+
+    icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons",
+                        "InteractiveVesselSeg.png")
+    try:
+        sample_data.register(icon)
+    except ImportError:                     # a Slicer without the Sample Data module
+        logging.info("Sample Data is not available: no synthetic sample registered")
 
 
 def ensure_dependencies(ask=True) -> bool:
@@ -80,6 +105,8 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         self.pathTimer.setSingleShot(True)
         self.pathTimer.setInterval(PATH_SETTLE_MS)
         self.pathTimer.timeout.connect(self.onEngineSettingsChanged)
+        self.armed = ArmedTools(self.onArmedTool)
+        self.shortcuts = {}
         self.connect_gestures()
         self.layout.addStretch(1)
 
@@ -93,12 +120,14 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         ui.inputVolumeSelector.currentNodeChanged.connect(self.onInputsChanged)
         ui.segmentSelector.currentNodeChanged.connect(self.onInputsChanged)
         ui.segmentSelector.currentSegmentChanged.connect(self.onInputsChanged)
+        ui.promptPointsSelector.currentNodeChanged.connect(self.armed.watch)
         ui.traceButton.clicked.connect(lambda: self.onPointTool(trace=True))
         ui.positivePointButton.clicked.connect(lambda: self.onPointTool(positive=True))
         ui.negativePointButton.clicked.connect(lambda: self.onPointTool(positive=False))
         ui.boxButton.clicked.connect(self.onBoxTool)
         ui.scribbleButton.clicked.connect(self.onScribbleTool)
         ui.undoButton.clicked.connect(lambda: self.call("undo"))
+        ui.redoButton.clicked.connect(lambda: self.call("redo"))
         ui.resetButton.clicked.connect(lambda: self.call("reset"))
         ui.cancelButton.clicked.connect(lambda: self.call("cancel", start=False))
         ui.exportButton.clicked.connect(self.onExport)
@@ -125,7 +154,8 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
             self.vocabulary_buttons[kind] = {}
             for index, (word, tip) in enumerate(vocabulary[kind].items()):
                 button = qt.QPushButton(word)
-                button.setToolTip(tip)
+                button.setToolTip(tip + (f" (key {TEXT_KEYS[index]})"
+                                         if kind == "text" and index < len(TEXT_KEYS) else ""))
                 button.clicked.connect(lambda _=False, w=word, act=act: act(w))
                 if kind == "text":                      # two columns
                     layout.addWidget(button, index // 2, index % 2)
@@ -152,6 +182,42 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
             self.restore_settings()
             self.onInputsChanged()
         return self.logic
+
+    # ------------------------------------------------------------------ keys
+    def enter(self):
+        """Shortcuts exist while the module is shown, so Slicer's own keys work elsewhere."""
+        window = slicer.util.mainWindow() if hasattr(slicer.util, "mainWindow") else None
+        parent = window or self.parent
+        keys = {key: lambda name=name: self.press(getattr(self.ui, name))
+                for name, key in TOOL_KEYS.items()}
+        keys.update({key: lambda i=i: self.press(list(self.text_buttons().values())[i:i + 1])
+                     for i, key in enumerate(TEXT_KEYS)})
+        keys["Esc"] = self.onEscape
+        for key, action in keys.items():
+            shortcut = qt.QShortcut(qt.QKeySequence(key), parent)
+            shortcut.activated.connect(action)
+            self.shortcuts[key] = shortcut
+
+    def exit(self):
+        for shortcut in self.shortcuts.values():
+            shortcut.setEnabled(False)
+            shortcut.setParent(None)
+        self.shortcuts = {}
+        self.armed.disarm()
+
+    def press(self, button):
+        """A key's button, as if clicked (not when disabled: the tooltip says why)."""
+        button = button[0] if isinstance(button, list) and button else button
+        if button and button.isEnabled():
+            button.click()
+
+    def onEscape(self):
+        """Esc: cancel a running job (what it traced stays), else disarm the tool."""
+        if self.timer.isActive():
+            self.call("cancel", start=False)
+        else:
+            self.armed.disarm()
+            self.ui.statusLabel.setText("no tool armed")
 
     # ------------------------------------------------------------------ settings
     def restore_settings(self, defaults=False):
@@ -203,22 +269,27 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         logging.error(str(error))
         self.ui.statusLabel.setText(f"Error: {error}")
 
-    def current_point(self):
-        """The last control point of the prompt markups node, world RAS."""
-        node = self.ui.promptPointsSelector.currentNode()
-        if node is None or node.GetNumberOfControlPoints() == 0:
-            raise ValueError("place a point first (prompt points node)")
-        ras = [0.0, 0.0, 0.0]
-        node.GetNthControlPointPositionWorld(node.GetNumberOfControlPoints() - 1, ras)
-        return ras
-
     def onPointTool(self, positive=True, trace=False):
-        try:
-            ras = self.current_point()
-        except ValueError as error:
-            self.show_error(error)
-            return
-        self.call("trace" if trace else "add_point", *([ras] if trace else [ras, positive]))
+        self.arm("trace" if trace else "positive" if positive else "negative")
+
+    def arm(self, tool):
+        """A tool button: armed for the next clicks in the views; acts at once at a point
+        placed and not used yet."""
+        if self.ui.promptPointsSelector.currentNode() is None:     # clicks need a home
+            node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "prompts")
+            self.ui.promptPointsSelector.setCurrentNode(node)
+        if not self.armed.press(tool):
+            name = tool[1] if isinstance(tool, tuple) else tool
+            self.ui.statusLabel.setText(f"{name}: click in a view (Esc: stop)")
+
+    def onArmedTool(self, tool, ras):
+        """A point placed in a view with `tool` armed."""
+        if isinstance(tool, tuple):                    # ("text", command)
+            self.call("text_command", tool[1], ras)
+        elif tool == "trace":
+            self.call("trace", ras)
+        else:
+            self.call("add_point", ras, tool == "positive")
 
     def onBoxTool(self):
         node = self.ui.promptBoxSelector.currentNode()
@@ -242,11 +313,7 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         self.call("add_scribble", points, self.ui.scribblePositiveCheckBox.isChecked())
 
     def onTextCommand(self, command):
-        try:
-            ras = self.current_point()
-        except ValueError:
-            ras = None
-        self.call("text_command", command, ras)
+        self.arm(("text", command))
 
     def onEngineSettingsChanged(self, *_):
         self.onEngineChanged(qt_value(self.ui.engineComboBox, "currentText"))
@@ -264,7 +331,8 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         for tool, reason in self.logic.engine_tools(name).items():
             for button in self.tool_buttons(tool):
                 button.setEnabled(reason is None)
-                button.setToolTip(reason or "")
+                key = TOOL_KEYS.get(qt_value(button, "objectName"))
+                button.setToolTip(reason or (f"key {key}" if key else ""))
         self.rebuild_vocabulary_buttons(name)
 
     def tool_buttons(self, tool):
@@ -305,6 +373,7 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
             self.call("import_prompts", path)
 
     def cleanup(self):
+        self.armed.close()
         self.timer.stop()
         if self.logic is not None:
             self.logic.close()

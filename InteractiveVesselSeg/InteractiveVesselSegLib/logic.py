@@ -130,6 +130,9 @@ class VesselSegLogic:
     def undo(self) -> None:
         self.current_session().undo()
 
+    def redo(self) -> None:
+        self.current_session().redo()
+
     def reset(self) -> None:
         self.current_session().reset()
 

@@ -65,3 +65,15 @@ def source_path(volume_node) -> str:
     storage = volume_node.GetStorageNode()
     file_name = storage.GetFileName() if storage is not None else None
     return file_name or volume_node.GetName()
+
+
+def add_volume_node(scene, volume: Volume, name: str):
+    """A scalar volume node holding `volume`'s voxels (float32) and its IJK-to-RAS."""
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    image = vtk.vtkImageData()
+    image.SetDimensions(*reversed(volume.shape))
+    image.AllocateScalars(vtk.VTK_FLOAT, 1)
+    image_array(image)[...] = volume.array
+    node.SetAndObserveImageData(image)
+    node.SetIJKToRASMatrix(numpy_to_matrix(volume.ijk_to_ras))
+    return node

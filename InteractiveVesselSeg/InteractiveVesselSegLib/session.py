@@ -22,7 +22,7 @@ import numpy as np
 from PromptEngines.annotation import Annotation
 from PromptEngines.data.segmentation_file import write_mask
 from PromptEngines.engine import Update, union_region
-from PromptEngines.prompts import MaskPrompt, Prompt, PromptSequence, Reset, Undo
+from PromptEngines.prompts import MaskPrompt, Prompt, PromptSequence, Redo, Reset, Undo
 from PromptEngines.recording_files import segmentation_path_for
 from PromptEngines.registry import get_engine
 
@@ -114,6 +114,9 @@ class SegmentationSession:
 
     def undo(self) -> None:
         self.submit(Undo())
+
+    def redo(self) -> None:
+        self.submit(Redo())
 
     def reset(self) -> None:
         self.submit(Reset())

@@ -5,8 +5,6 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
-import vtk
-
 import slicer_standin
 from slicer_scene import new_scene
 
@@ -15,15 +13,9 @@ def build_panel(case, engine: str = "regiongrow"):
     scene = new_scene()
     application = slicer_standin.install(scene)
     from InteractiveVesselSeg import InteractiveVesselSegWidget
-    from InteractiveVesselSegLib.mrml_volume import image_array, numpy_to_matrix
+    from InteractiveVesselSegLib.mrml_volume import add_volume_node
 
-    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CTA")
-    image = vtk.vtkImageData()
-    image.SetDimensions(*reversed(case.volume.shape))
-    image.AllocateScalars(vtk.VTK_FLOAT, 1)
-    image_array(image)[...] = case.volume.array
-    volume.SetAndObserveImageData(image)
-    volume.SetIJKToRASMatrix(numpy_to_matrix(case.volume.ijk_to_ras))
+    volume = add_volume_node(scene, case.volume, "CTA")
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Segmentation")
     segment = segmentation.GetSegmentation().AddEmptySegment("vessel", "vessel")
     points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "prompts")

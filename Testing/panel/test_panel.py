@@ -76,6 +76,13 @@ def segment_mask(widget):
     return widget.logic.session.writer.read()
 
 
+def panel_seed(widget):
+    """The first point of the prompts node (the click on the trunk build_panel placed)."""
+    ras = [0.0, 0.0, 0.0]
+    widget.ui.promptPointsSelector.currentNode().GetNthControlPointPositionWorld(0, ras)
+    return ras
+
+
 def test_trace_point_undo_reset_buttons(panel, case):
     widget, scene, volume, segmentation, segment, points, application = panel
     ui = widget.ui
@@ -87,8 +94,9 @@ def test_trace_point_undo_reset_buttons(panel, case):
     # A negative point on the trunk cuts the tree; undo brings it back; reset clears.
     trunk = case.branches[0].points
     cut = np.round(trunk[len(trunk) // 2] / np.asarray(case.volume.spacing_zyx)).astype(int)
+    ui.negativePointButton.click()                    # armed: the next click acts
+    assert widget.logic.session.engine.name and len(widget.logic.recorded().steps) == 1
     points.AddControlPointWorld(list(case.volume.index_to_ras(cut)))
-    ui.negativePointButton.click()
     settle(widget, application)
     assert segment_mask(widget).sum() < traced.sum()
     ui.undoButton.click()
@@ -97,8 +105,8 @@ def test_trace_point_undo_reset_buttons(panel, case):
     ui.resetButton.click()
     settle(widget, application)
     assert segment_mask(widget).sum() == 0
-    points.AddControlPointWorld(list(case.seed_ras))
     ui.positivePointButton.click()
+    points.AddControlPointWorld(list(case.seed_ras))
     settle(widget, application)
     np.testing.assert_array_equal(segment_mask(widget), traced)
     kinds = [s.kind for s in widget.logic.recorded().steps]
@@ -145,15 +153,22 @@ def test_tools_an_engine_cannot_take_are_disabled_with_the_reason(panel):
 
 
 def test_text_and_structure_buttons_reach_the_engine(panel, case):
-    widget, *_, application = panel
+    widget, *_, points, application = panel
     ui = widget.ui
     ui.engineComboBox.setCurrentText("all-tools")
     assert list(widget.text_buttons()) == list(TEXT_COMMANDS)        # as the engine declares
     assert list(widget.structure_buttons()) == ["LV", "Myo", "RV"]
-    assert widget.text_buttons()["extend"].toolTip() == TEXT_COMMAND_HELP["extend"]
+    assert widget.text_buttons()["extend"].toolTip() == TEXT_COMMAND_HELP["extend"] + " (key 4)"
     assert not ui.textCollapsibleButton.isHidden()
     order = ["extend", "remove", "make thinner", "make thicker", "make a connection"]
-    for button in [widget.text_buttons()[c] for c in order] + list(widget.structure_buttons().values()):
+    for index, command in enumerate(order):
+        # The first acts at the point placed before (the seed), the others at the next click.
+        assert widget.text_buttons()[command].isEnabled()
+        widget.text_buttons()[command].click()
+        if index:
+            points.AddControlPointWorld(list(case.seed_ras))
+        settle(widget, application)
+    for button in widget.structure_buttons().values():
         assert button.isEnabled()
         button.click()
         settle(widget, application)
@@ -184,14 +199,15 @@ def test_errors_show_one_message_and_keep_the_segment(panel):
     ui.traceButton.click()
     settle(widget, application)
     kept = segment_mask(widget)
-    points.AddControlPointWorld([900.0, 900.0, 900.0])
     ui.positivePointButton.click()
+    points.AddControlPointWorld([900.0, 900.0, 900.0])
     settle(widget, application)
     assert ui.statusLabel.text().startswith("Error: point RAS (900.0, 900.0, 900.0) is outside the volume")
     np.testing.assert_array_equal(segment_mask(widget), kept)
     ui.inputVolumeSelector.setCurrentNode(None)
     widget.onInputsChanged()
     ui.traceButton.click()
+    points.AddControlPointWorld(list(panel_seed(widget)))
     assert ui.statusLabel.text() == "Error: select an input volume first"
 
 
@@ -257,6 +273,7 @@ def test_engine_without_weights_and_2d_images_are_refused_in_the_panel(panel, tm
     ui.inputVolumeSelector.setCurrentNode(flat)
     widget.onInputsChanged()
     ui.traceButton.click()
+    points.AddControlPointWorld([0.0, 0.0, 0.0])
     settle(widget, application)
     assert ui.statusLabel.text() == ("Error: engine 'tracer3d' needs a 3D volume; this image is "
                                      "a single 2D slice")
@@ -271,12 +288,13 @@ def segment_mask_or_empty(widget, segmentation, segment):
 
 
 def test_worker_exception_shows_one_message_and_restores_the_segment(panel):
-    widget, *_, application = panel
+    widget, *_, points, application = panel
     widget.ui.traceButton.click()
     settle(widget, application)
     kept = segment_mask(widget)
     widget.ui.engineComboBox.setCurrentText("failing-painter")
     widget.ui.traceButton.click()
+    points.AddControlPointWorld(list(panel_seed(widget)))
     settle(widget, application)
     assert widget.ui.statusLabel.text() == "Error: model crashed on slice 2"
     np.testing.assert_array_equal(segment_mask(widget), kept)   # the user's segment, intact
@@ -324,3 +342,151 @@ def test_engine_weights_and_device_are_remembered_and_reset(panel, tmp_path):
     third.ensure_logic()
     assert third.ui.deviceComboBox.currentText() == "auto"
     third.cleanup()
+
+
+@pytest.mark.skipif(not (descriptor("multimodal").ready() and descriptor("tracer3d").ready()),
+                    reason="no embedded multimodal / tracer3d weights")
+def test_a_trace_then_remove_on_a_leak_and_extend_on_a_missed_branch(panel, case):
+    """The signature workflow: one click traces; the trace is made wrong as traces go wrong
+    (painted with another tool: a branch missed, the neighbouring vessel leaked into through
+    a thin bridge); a click on the leak + "remove", a click on the branch + "extend" (the
+    embedded multimodal, a step of the same session) give the tree back."""
+    import slicer
+    from corrections_case import leak_and_missed_branch
+
+    widget, scene, volume, segmentation, segment, points, application = panel
+    ui = widget.ui
+    ui.engineComboBox.setCurrentText("tracer3d")
+    ui.traceButton.click()
+    settle(widget, application)
+    wrong = leak_and_missed_branch(segment_mask(widget), case.distractor,
+                                   case.volume.spacing_zyx)
+    logic = slicer.vtkSlicerSegmentationsModuleLogic
+    logic.SetBinaryLabelmapToSegment(widget.logic.session.writer._oriented(
+        wrong.mask.astype(np.uint8)), segmentation, segment, logic.MODE_REPLACE)
+    assert widget.text_buttons()["remove"].isEnabled()
+    widget.text_buttons()["remove"].click()
+    points.AddControlPointWorld(list(case.volume.index_to_ras(wrong.leak_point)))
+    settle(widget, application)
+    removed = segment_mask(widget) > 0
+    kept = wrong.mask & ~wrong.leak
+    assert removed[wrong.leak].mean() < 0.05 and removed[kept].mean() > 0.99
+    widget.text_buttons()["extend"].click()
+    points.AddControlPointWorld(list(case.volume.index_to_ras(wrong.branch_point)))
+    settle(widget, application)
+    extended = segment_mask(widget) > 0
+    assert extended[wrong.branch].mean() > 0.5 and (extended >= removed).all()
+    assert metrics.fraction_on(extended, case.distractor) < 0.02
+    recorded = widget.logic.recorded()
+    assert [s.kind for s in recorded.steps] == ["point", "mask", "text", "text"]
+    assert [recorded.engine_of(i) for i in range(4)] == ["tracer3d", "tracer3d", "multimodal",
+                                                          "multimodal"]
+
+
+def test_an_armed_tool_acts_at_each_click_and_esc_disarms_it(panel, case):
+    """A tool button arms its tool (Slicer's persistent place mode on the prompts node); each
+    point then placed in a view (the event a click in a slice view fires, in RAS) runs the
+    engine once, with no other button; Esc leaves place mode, and a point placed then waits
+    for the next tool button, which acts at it."""
+    import slicer
+
+    widget, scene, *_, points, application = panel
+    ui = widget.ui
+    ui.engineComboBox.setCurrentText("all-tools")
+    interaction = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+    ui.positivePointButton.click()                         # acts at the seed placed before
+    settle(widget, application)
+    assert interaction.GetCurrentInteractionMode() == interaction.Place
+    assert interaction.GetPlaceModePersistence() == 1
+    assert scene.GetNodeByID("vtkMRMLSelectionNodeSingleton").GetActivePlaceNodeID() == \
+        points.GetID()
+    clicks = [case.seed_index, (10, 20, 30), (20, 40, 30)]
+    for voxel in clicks[1:]:
+        points.AddControlPointWorld(list(case.volume.index_to_ras(voxel)))
+        settle(widget, application)
+    received = widget.logic.session.engine.received
+    assert [p.kind for p in received] == ["point"] * 3 and all(p.label == 1 for p in received)
+    for prompt, voxel in zip(received, clicks):
+        np.testing.assert_allclose(prompt.position, voxel, atol=1e-4)
+    widget.enter()
+    widget.shortcuts["Esc"].activated.emit()
+    assert interaction.GetCurrentInteractionMode() == interaction.ViewTransform
+    points.AddControlPointWorld(list(case.volume.index_to_ras((5, 5, 5))))
+    settle(widget, application)
+    assert len(received) == 3                              # disarmed: nothing ran
+    widget.shortcuts["N"].activated.emit()                 # − point, at the waiting click
+    settle(widget, application)
+    assert len(received) == 4 and received[-1].label == 0
+    np.testing.assert_allclose(received[-1].position, (5, 5, 5), atol=1e-4)
+    before_undo = segment_mask(widget).copy()
+    widget.shortcuts["Ctrl+Z"].activated.emit()
+    settle(widget, application)
+    assert widget.logic.recorded().steps[-1].kind == "undo"
+    assert not np.array_equal(segment_mask(widget), before_undo)
+    widget.shortcuts["Ctrl+Y"].activated.emit()
+    settle(widget, application)
+    assert widget.logic.recorded().steps[-1].kind == "redo"
+    np.testing.assert_array_equal(segment_mask(widget), before_undo)
+    assert len(received) == 5                              # the − point made again
+    assert ui.traceButton.toolTip() == "key T" and "Esc" in widget.shortcuts
+    widget.exit()
+    assert widget.shortcuts == {}
+    assert interaction.GetCurrentInteractionMode() == interaction.ViewTransform
+
+
+def test_keys_arm_tools_and_text_commands_and_esc_cancels_a_running_trace(panel, case):
+    widget, scene, *_, points, application = panel
+    ui = widget.ui
+    ui.engineComboBox.setCurrentText("all-tools")
+    widget.enter()
+    widget.shortcuts["T"].activated.emit()                # trace, at the seed placed before
+    settle(widget, application)
+    widget.shortcuts["2"].activated.emit()                # the second text command: armed
+    points.AddControlPointWorld(list(case.volume.index_to_ras((12, 30, 30))))
+    settle(widget, application)
+    received = widget.logic.session.engine.received
+    assert [p.kind for p in received] == ["point", "text"]
+    assert received[1].command == list(widget.text_buttons())[1]
+    np.testing.assert_allclose(received[1].position, (12, 30, 30), atol=1e-4)
+    ui.engineComboBox.setCurrentText("slow-painter")
+    widget.shortcuts["T"].activated.emit()
+    points.AddControlPointWorld(list(case.volume.index_to_ras((12, 30, 30))))
+    written = []
+    widget.logic.session.on_update = lambda update: written.append(update.region[0].start)
+    while len(written) < 3:
+        application.processEvents()
+        time.sleep(0.005)
+    widget.shortcuts["Esc"].activated.emit()              # cancels; what was painted stays
+    settle(widget, application)
+    assert 3 <= len(written) < case.volume.shape[0]
+    painted = set(np.nonzero(segment_mask(widget).any(axis=(1, 2)))[0])
+    assert painted == set(range(len(written))) | {case.seed_index[0], 12}   # + the marks
+    widget.exit()
+
+
+def test_sample_data_offers_the_synthetic_cta_and_loads_it_on_the_spot(panel, monkeypatch):
+    """Registered with Slicer's Sample Data (its customDownloader makes the volume: nothing
+    is downloaded), and loading it adds the generator's volume with its geometry."""
+    import sys
+    import types
+
+    from InteractiveVesselSeg import registerSampleData
+    from InteractiveVesselSegLib import sample_data
+    from InteractiveVesselSegLib.mrml_volume import volume_from_node
+
+    registered_sources = []
+    fake = types.ModuleType("SampleData")
+    fake.SampleDataLogic = types.SimpleNamespace(
+        registerCustomSampleDataSource=lambda **kw: registered_sources.append(kw))
+    monkeypatch.setitem(sys.modules, "SampleData", fake)
+    registerSampleData()
+    (source,) = registered_sources
+    assert source["category"] == "InteractiveVesselSeg"
+    assert source["nodeNames"] == "CTA vessel tree (synthetic)"
+    assert os.path.isfile(source["thumbnailFileName"])
+    node = source["customDownloader"](types.SimpleNamespace(**source))
+    loaded = volume_from_node(node)
+    expected = vessel_volume(sample_data.SEED, sample_data.SHAPE).volume
+    assert np.array_equal(loaded.array, expected.array)
+    np.testing.assert_allclose(loaded.ijk_to_ras, expected.ijk_to_ras, atol=1e-6)
+    assert node.GetName() == "CTA vessel tree (synthetic)"
