@@ -173,7 +173,8 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    three_d = results.get("one_step_one_defect_3d", {}).get("per_command")
+    fig, axes = plt.subplots(1, 3 if three_d else 2, figsize=(15 if three_d else 10, 3.8))
     for name, s in results["sessions"]["summary"].items():
         axes[0].plot(range(len(s["miou_curve"])), s["miou_curve"], "o-", label=name, ms=3)
     axes[0].set_xlabel("step")
@@ -188,8 +189,19 @@ def plot(results: dict, path: Path) -> None:
     axes[1].set_xticks(x, [c.replace("make ", "") for c in commands], fontsize=8)
     axes[1].set_ylim(0, 1)
     axes[1].legend(fontsize=8)
-    fig.suptitle(f"multimodal, held-out fundus-like images ({results['sessions']['cases']} "
-                 f"cases; {results['threads']} CPU threads)", fontsize=9)
+    axes[1].set_title("2D, one step per defect", fontsize=9)
+    if three_d:
+        axes[2].bar(x - 0.2, [three_d[c]["mean_fixed"] for c in commands], 0.4,
+                    label="defect fixed by one step")
+        axes[2].bar(x + 0.2, [three_d[c]["half_fixed_share"] for c in commands], 0.4,
+                    label="cases at least half fixed")
+        axes[2].set_xticks(x, [c.replace("make ", "") for c in commands], fontsize=8)
+        axes[2].set_ylim(0, 1)
+        axes[2].legend(fontsize=8)
+        axes[2].set_title("3D CTA, one step per defect", fontsize=9)
+    fig.suptitle(f"multimodal: sessions on {results['sessions']['cases']} held-out clinical "
+                 f"fundus-like pictures; one step per defect, 2D and 3D CTA "
+                 f"({results['threads']} CPU threads)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
