@@ -130,6 +130,8 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         ui.redoButton.clicked.connect(lambda: self.call("redo"))
         ui.resetButton.clicked.connect(lambda: self.call("reset"))
         ui.cancelButton.clicked.connect(lambda: self.call("cancel", start=False))
+        ui.manualCheckBox.toggled.connect(self.onManualToggled)
+        ui.runButton.clicked.connect(lambda: self.call("run_waiting"))
         ui.exportButton.clicked.connect(self.onExport)
         ui.importButton.clicked.connect(self.onImport)
 
@@ -245,13 +247,18 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
 
     # ------------------------------------------------------------------ gestures
     def call(self, method, *args, start=True):
-        """Run one logic method; show its error as one message; start the update timer."""
+        """Run one logic method; show its error as one message; start the update timer
+        (unless manual mode kept the prompt: the method returned False)."""
         try:
-            getattr(self.ensure_logic(), method)(*args)
+            started = getattr(self.ensure_logic(), method)(*args)
         except Exception as error:           # the panel shows it; the segment is untouched
             self.show_error(error)
             return
-        if start:
+        if started is False:
+            count = len(self.logic.waiting)
+            self.ui.statusLabel.setText(f"{count} prompt{'' if count == 1 else 's'} waiting: "
+                                        "Run applies them")
+        elif start:
             self.ui.progressBar.setValue(0)
             self.ui.progressBar.setVisible(True)
             self.ui.statusLabel.setText("working…")
@@ -314,6 +321,9 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
 
     def onTextCommand(self, command):
         self.arm(("text", command))
+
+    def onManualToggled(self, checked):
+        self.ensure_logic().manual = bool(checked)
 
     def onEngineSettingsChanged(self, *_):
         self.onEngineChanged(qt_value(self.ui.engineComboBox, "currentText"))

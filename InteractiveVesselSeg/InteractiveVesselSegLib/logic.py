@@ -26,6 +26,8 @@ class VesselSegLogic:
         self.weights: str | None = None
         self.device: str | None = None
         self._inputs = (None, None, None)
+        self.manual = False                  # keep prompts until run_waiting (manual mode)
+        self.waiting: list = []              # (prompt, engine) kept in manual mode
 
     # ------------------------------------------------------------------ set-up
     @staticmethod
@@ -106,26 +108,45 @@ class VesselSegLogic:
         return self.session
 
     # ------------------------------------------------------------------ tools
-    def trace(self, ras) -> None:
-        self.current_session().submit(Point(ras, 1))
+    # Each returns True when it started a job, False when manual mode keeps the prompt.
+    def _submit(self, prompt, engine: str | None = None) -> bool:
+        session = self.current_session()
+        if not self.manual:
+            session.submit(prompt, engine)
+            return True
+        if session.ready and engine is None:
+            session.annotation.check(prompt)         # refused now, not at Run
+        self.waiting.append((prompt, engine))
+        return False
 
-    def add_point(self, ras, positive: bool = True) -> None:
-        self.current_session().submit(Point(ras, 1 if positive else 0))
+    def run_waiting(self) -> bool:
+        """Manual mode's Run: the prompts kept, in order, each its own recorded step."""
+        if not self.waiting:
+            raise IVSegError("no prompts waiting: click in a view with a tool armed first")
+        waiting, self.waiting = self.waiting, []
+        self.current_session().submit_all(waiting)
+        return True
 
-    def add_box(self, ras_a, ras_b) -> None:
-        self.current_session().submit(Box(ras_a, ras_b))
+    def trace(self, ras) -> bool:
+        return self._submit(Point(ras, 1))
 
-    def add_scribble(self, ras_points, positive: bool = True) -> None:
-        self.current_session().submit(Scribble(ras_points, 1 if positive else 0))
+    def add_point(self, ras, positive: bool = True) -> bool:
+        return self._submit(Point(ras, 1 if positive else 0))
 
-    def text_command(self, command: str, ras=None) -> None:
+    def add_box(self, ras_a, ras_b) -> bool:
+        return self._submit(Box(ras_a, ras_b))
+
+    def add_scribble(self, ras_points, positive: bool = True) -> bool:
+        return self._submit(Scribble(ras_points, 1 if positive else 0))
+
+    def text_command(self, command: str, ras=None) -> bool:
         """A text command at a point, by the chosen engine if it takes text, else by the
         correction engine, starting from the segment as it is."""
         own = command in descriptor(self.engine_name).text_commands
-        self.current_session().submit(Text(command, ras), engine=None if own else TEXT_ENGINE)
+        return self._submit(Text(command, ras), engine=None if own else TEXT_ENGINE)
 
-    def segment_structure(self, name: str) -> None:
-        self.current_session().submit(Auto(name))
+    def segment_structure(self, name: str) -> bool:
+        return self._submit(Auto(name))
 
     def undo(self) -> None:
         self.current_session().undo()
@@ -167,6 +188,7 @@ class VesselSegLogic:
         if self.session is not None:
             self.session.close()
         self.session = None
+        self.waiting = []                    # they were meant for that session
 
 
 __all__ = ["VesselSegLogic", "TOOLS"]

@@ -13,6 +13,8 @@ right away, so a session made when the inputs are chosen is ready before the fir
 """
 from __future__ import annotations
 
+import itertools
+
 import time
 from pathlib import Path
 from typing import Callable
@@ -77,11 +79,18 @@ class SegmentationSession:
         session's does it, from the segment as it is); a prompt the engine cannot take
         raises here, at once, and nothing is submitted (while the engine is still being
         prepared, the worker checks it and `pump` raises)."""
-        if self.ready and engine is None:
-            self.annotation.check(prompt)
+        self.submit_all([(prompt, engine)])
+
+    def submit_all(self, prompts: list) -> None:
+        """(prompt, engine) pairs applied one after the other in one job, each its own
+        recorded step (manual mode's Run)."""
+        if self.ready:
+            for prompt, engine in prompts:
+                if engine is None:
+                    self.annotation.check(prompt)
         edits = self._edits()
-        self.worker.submit(lambda: self._steps(edits, self.annotation.interact(prompt,
-                                                                                engine=engine)))
+        self.worker.submit(lambda: self._steps(edits, itertools.chain.from_iterable(
+            self.annotation.interact(prompt, engine=engine) for prompt, engine in prompts)))
 
     def _edits(self) -> MaskPrompt | None:
         """What another tool did to the segment since our last write, as a mask step to take
@@ -140,6 +149,10 @@ class SegmentationSession:
                     # The engine has put its mask back; so does the segment, where we wrote.
                     if written is not None:
                         self.writer.write(written, self.engine.mask[written])
+                    # Steps of the job before the failing one happened (manual mode's Run).
+                    if self.annotation is not None:
+                        recorder.save(self.segmentation_node, self.segment_id,
+                                      self.annotation.finish())
                     self.last_error = item.error
                     raise item.error
                 recorder.save(self.segmentation_node, self.segment_id, self.annotation.finish())
@@ -183,7 +196,8 @@ class SegmentationSession:
         PromptSequence(steps=steps, volume=sequence.volume, engine=sequence.engine,
                        weights_sha256=sequence.weights_sha256, segment=sequence.segment,
                        result_voxels=sequence.result_voxels, result_sha256=sequence.result_sha256,
-                       stopped_after=dict(sequence.stopped_after)).save(path)
+                       stopped_after=dict(sequence.stopped_after),
+                       step_engines=dict(sequence.step_engines)).save(path)
         write_mask(segmentation_path_for(path), self.annotation.mask, self.annotation.volume.ijk_to_ras,
                    sequence.segment)
 

@@ -147,7 +147,7 @@ def test_tools_an_engine_cannot_take_are_disabled_with_the_reason(panel):
     assert list(widget.text_buttons()) == list(TEXT_COMMANDS)
     button = widget.text_buttons()["remove"]
     if descriptor("multimodal").ready():
-        assert button.isEnabled() and button.toolTip().endswith("(multimodal)")
+        assert button.isEnabled() and button.toolTip().endswith("(multimodal) (key 5)")
     else:
         assert not button.isEnabled() and "multimodal has no trained weights" in button.toolTip()
 
@@ -490,3 +490,28 @@ def test_sample_data_offers_the_synthetic_cta_and_loads_it_on_the_spot(panel, mo
     assert np.array_equal(loaded.array, expected.array)
     np.testing.assert_allclose(loaded.ijk_to_ras, expected.ijk_to_ras, atol=1e-6)
     assert node.GetName() == "CTA vessel tree (synthetic)"
+
+
+def test_manual_mode_collects_three_clicks_and_one_run_makes_three_steps(panel, case):
+    widget, scene, *_, points, application = panel
+    ui = widget.ui
+    ui.manualCheckBox.setChecked(True)
+    ui.positivePointButton.click()                          # the seed placed before: kept
+    on_vessel = np.argwhere(case.label)
+    for voxel in on_vessel[[len(on_vessel) // 3, 2 * len(on_vessel) // 3]]:
+        points.AddControlPointWorld(list(case.volume.index_to_ras(voxel)))
+    recorded = widget.logic.recorded()
+    assert not widget.timer.isActive() and (recorded is None or not recorded.steps)
+    assert len(widget.logic.waiting) == 3
+    assert ui.statusLabel.text() == "3 prompts waiting: Run applies them"
+    ui.runButton.click()
+    settle(widget, application)
+    assert ui.statusLabel.text() == "3 steps recorded"
+    steps = widget.logic.recorded().steps
+    assert [s.kind for s in steps] == ["point"] * 3 and widget.logic.waiting == []
+    ui.manualCheckBox.setChecked(False)
+    ui.runButton.click()
+    assert ui.statusLabel.text().startswith("Error: no prompts waiting")
+    points.AddControlPointWorld(list(case.volume.index_to_ras(on_vessel[-1])))   # live again
+    settle(widget, application)
+    assert len(widget.logic.recorded().steps) == 4
