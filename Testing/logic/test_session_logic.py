@@ -2,6 +2,7 @@
 voxel indices (oblique, anisotropic volume under a transform), a trace fills the segment
 live and only where it changed, undo is exact, errors leave the segment as it was, and the
 recording survives an .mrb round trip and replays bit for bit."""
+import json
 import threading
 import time
 
@@ -353,7 +354,7 @@ def test_edits_made_while_the_engine_works_wait_for_the_next_prompt(oblique_volu
 
 
 def test_a_text_command_after_a_trace_is_the_correction_engines_step(oblique_volume, monkeypatch,
-                                                                     request):
+                                                                     request, tmp_path):
     """The chosen engine takes no text: the command goes to the correction engine, made on
     the worker, starting from the segment as the trace left it; the record names it."""
     import InteractiveVesselSegLib.logic as logic_module
@@ -399,4 +400,7 @@ def test_a_text_command_after_a_trace_is_the_correction_engines_step(oblique_vol
     assert fixer.name == "fixer" and fixer.made_on is logic.session.worker._thread
     record = logic.recorded().to_json()
     assert "engine" not in record["steps"][0] and record["steps"][1]["engine"] == "fixer"
+    logic.export_prompts(tmp_path / "mixed.prompts.json")           # the file says it too
+    exported = json.loads((tmp_path / "mixed.prompts.json").read_text())
+    assert "engine" not in exported["steps"][0] and exported["steps"][1]["engine"] == "fixer"
     logic.close()
