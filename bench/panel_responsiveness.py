@@ -122,7 +122,10 @@ def main():
               "cancel": measure_cancel(panel)}
     panel.widget.cleanup()
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    name = "panel_responsiveness" + ("_clinical" if args.clinical else "")
+    # The 440x512x512 run keeps its old name; other clinical sizes are named by shape.
+    name = "panel_responsiveness" + ("" if not args.clinical else "_clinical"
+                                     if list(args.clinical) == [440, 512, 512]
+                                     else "_" + "x".join(map(str, args.clinical)))
     (Path(args.out) / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
 
