@@ -127,7 +127,30 @@ def main():
                                      if list(args.clinical) == [440, 512, 512]
                                      else "_" + "x".join(map(str, args.clinical)))
     (Path(args.out) / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    plot(result, Path(args.out) / f"{name}.png")
     print(json.dumps(result, indent=1))
+
+
+def plot(result: dict, path: Path) -> None:
+    """The click's latency and the event loop's longest stall against issue 17's bars."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blocking = result["blocking"]
+    bars = [("click → first update", blocking["click_to_first_update_ms"], 150),
+            ("longest stall", blocking["max_gap_ms"], 100),
+            ("99th-percentile stall", blocking["p99_gap_ms"], 100)]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.bar(range(len(bars)), [b[1] for b in bars], color="tab:blue")
+    for i, (_, _, limit) in enumerate(bars):
+        ax.hlines(limit, i - 0.4, i + 0.4, colors="tab:red", linestyles="--")
+    ax.set_xticks(range(len(bars)), [b[0] for b in bars], fontsize=8)
+    ax.set_ylabel("ms (red: the bar)")
+    ax.set_title(f"panel, {result['engine']} on {'×'.join(map(str, result['volume']))}; "
+                 f"trace {blocking['trace_seconds']:.1f} s", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":
