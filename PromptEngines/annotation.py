@@ -10,6 +10,7 @@ engine made them.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +26,16 @@ from .threads import in_background
 _END = object()
 
 
+@dataclass
+class _Made:
+    """A step as it was made: its RAS prompt, the engine it named, the engine that made it
+    and, if cancelled, how many updates it applied."""
+    prompt: Prompt
+    engine: str | None
+    target: Engine
+    stop_after: int | None = None
+
+
 class Annotation:
     def __init__(self, volume: Volume, engine: Engine, segment: str = "vessel",
                  make_engine=None):
@@ -34,11 +45,10 @@ class Annotation:
         self.main = self.engine = engine     # the record's engine; the one holding the mask
         self._engines = {engine.name: engine}
         self._make_engine = make_engine or (lambda name: _registry_engine(name, engine.device))
-        self._made_by: list[Engine] = []     # the engine of each step in effect (for undo)
-        # Steps in effect and steps undone, as made (RAS prompt, engine named, updates
-        # applied when cancelled): redo makes the last undone one again.
-        self._in_effect: list[tuple[Prompt, str | None, int | None]] = []
-        self._undone: list[tuple[Prompt, str | None, int | None]] = []
+        # The steps in effect (undo takes back the last, with the engine that made it) and
+        # those undone since the last new step (redo makes the last again, as it was made).
+        self._in_effect: list[_Made] = []
+        self._undone: list[_Made] = []
         engine.set_image(volume.array, volume.spacing_zyx)
         # The record names the volume by a hash of its voxels: half a second at clinical
         # size, so it is computed beside the first prompt, not before it.
@@ -87,7 +97,7 @@ class Annotation:
         """Who does the step: undo goes to the engine of the last step in effect, reset to
         the one holding the mask, any other step to the engine it names."""
         if isinstance(prompt, Undo):
-            return self._made_by[-1] if self._made_by else self.engine
+            return self._in_effect[-1].target if self._in_effect else self.engine
         if isinstance(prompt, Reset):
             return self.engine
         return self.engine_named(engine)
@@ -96,10 +106,11 @@ class Annotation:
         """Refuse a prompt the engine cannot take (outside the volume, wrong kind; a redo
         with nothing undone) without running anything."""
         if isinstance(prompt, Redo):
-            prompt, engine, _ = self._redone()
+            again = self._redone()
+            prompt, engine = again.prompt, again.engine
         self._target(prompt, engine).check(self.to_index(prompt))
 
-    def _redone(self) -> tuple[Prompt, str | None, int | None]:
+    def _redone(self) -> "_Made":
         if not self._undone:
             raise PromptError("nothing to redo: no step was undone since the last new one")
         return self._undone[-1]
@@ -112,8 +123,9 @@ class Annotation:
         that replay stops at the same place and gives the same mask."""
         record = prompt
         if isinstance(prompt, Redo):           # the undone step again, as it was made
-            prompt, engine, first_stop = self._redone()
-            stop_after = first_stop if stop_after is None else stop_after
+            again = self._redone()
+            prompt, engine = again.prompt, again.engine
+            stop_after = again.stop_after if stop_after is None else stop_after
         target = self._target(prompt, engine)
         if target is not self.engine and not isinstance(prompt, Undo):
             # The other engine starts from the mask as it is (not a step of the record).
@@ -140,39 +152,34 @@ class Annotation:
         except BaseException:
             # The engine restored its mask; the step did not happen.
             self._sequence.remove_step(index)
-            self._untrack(record)
+            self._untrack()
             item = _END
             raise
         finally:
             if item is not _END:
                 self._sequence.stopped_after[index] = applied
                 if not isinstance(prompt, Undo) and self._in_effect:
-                    made, named_engine, _ = self._in_effect[-1]
-                    self._in_effect[-1] = (made, named_engine, applied)
+                    self._in_effect[-1].stop_after = applied
             updates.close()
 
     def _track(self, record: Prompt, prompt: Prompt, engine: str | None,
                target: Engine) -> None:
         """Book-keeping of a step taken: `record` as the file says it (Redo), `prompt` as
         the engine runs it."""
-        self._history_before = (list(self._made_by), list(self._in_effect), list(self._undone))
+        self._history_before = (list(self._in_effect), list(self._undone))
         if isinstance(record, Undo):
-            if self._made_by:
-                self._made_by.pop()
             if self._in_effect:
                 self._undone.append(self._in_effect.pop())
+        elif isinstance(record, Redo):
+            self._in_effect.append(self._undone.pop())
         else:
-            self._made_by.append(target)
-            if isinstance(record, Redo):
-                self._in_effect.append(self._undone.pop())
-            else:
-                self._in_effect.append((prompt, engine, None))
-                self._undone.clear()            # a new step: what was undone is gone
+            self._in_effect.append(_Made(prompt, engine, target))
+            self._undone.clear()                # a new step: what was undone is gone
         self.engine = target
 
-    def _untrack(self, record: Prompt) -> None:
+    def _untrack(self) -> None:
         """The step failed: its book-keeping is taken back."""
-        self._made_by, self._in_effect, self._undone = self._history_before
+        self._in_effect, self._undone = self._history_before
 
     def apply(self, prompt: Prompt, engine: str | None = None) -> np.ndarray:
         for _ in self.interact(prompt, engine=engine):

@@ -114,8 +114,7 @@ class VesselSegLogic:
         if not self.manual:
             session.submit(prompt, engine)
             return True
-        if session.ready and engine is None:
-            session.annotation.check(prompt)         # refused now, not at Run
+        session.check(prompt, engine)                 # refused now, not at Run
         self.waiting.append((prompt, engine))
         return False
 

@@ -81,13 +81,17 @@ class SegmentationSession:
         prepared, the worker checks it and `pump` raises)."""
         self.submit_all([(prompt, engine)])
 
+    def check(self, prompt: Prompt, engine: str | None = None) -> None:
+        """Refuse at once a prompt the session's engine cannot take (once it is ready; one
+        for another engine is checked by that engine, on the worker)."""
+        if self.ready and engine is None:
+            self.annotation.check(prompt)
+
     def submit_all(self, prompts: list) -> None:
         """(prompt, engine) pairs applied one after the other in one job, each its own
         recorded step (manual mode's Run)."""
-        if self.ready:
-            for prompt, engine in prompts:
-                if engine is None:
-                    self.annotation.check(prompt)
+        for prompt, engine in prompts:
+            self.check(prompt, engine)
         edits = self._edits()
         self.worker.submit(lambda: self._steps(edits, itertools.chain.from_iterable(
             self.annotation.interact(prompt, engine=engine) for prompt, engine in prompts)))

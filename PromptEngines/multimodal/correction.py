@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..prompts import TEXT_COMMANDS
 from ..data.regions import full_structure, window
+from ..prompts import TEXT_COMMANDS
 from .crops import crop_origin, cropped, mask_prompt
 
 REACH_PX = 8          # a step's changes within this many pixels of its point, and what

@@ -136,9 +136,10 @@ class MultimodalEngine(Engine):
         taken = along_vessel.piece_nearest(before & ~(self._step_on(z, step) > 0), step.point)
         clicked = along_vessel.piece_nearest(before, step.point, self.spacing_zyx[1:],
                                              within_mm=along_vessel.POINTED_MM)
-        if clicked is not None and (taken is None or (taken & clicked).sum() < 0.5 * clicked.sum()):
-            # The model keeps most of the piece the user pointed at and said to remove (a
-            # leaked vein looks like a vessel on its slice): the user's word decides.
+        # Where the model keeps most of the piece the user pointed at and said to remove (a
+        # leaked vein looks like a vessel on its slice), the user's word decides.
+        if clicked is not None and (taken is None
+                                    or (taken & clicked).sum() < 0.5 * clicked.sum()):
             taken = clicked
         if taken is None:
             yield _box_update(None, None, "nothing removed here")
