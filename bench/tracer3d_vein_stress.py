@@ -73,6 +73,9 @@ def methods(model, threshold: float) -> dict:
         return threshold_component(volume, case.seed_index, threshold)
 
     return {TRACER: lambda case: trace_case(model, case, TraceOptions()),
+            # The same model and tracker without the contact rule (held.py): before issue 15.
+            f"{TRACER}, contacts not judged":
+                lambda case: trace_case(model, case, TraceOptions(contacts=False)),
             f"threshold {threshold:.2f} + component":
                 lambda case: timed(lambda: threshold_mask(case)),
             "regiongrow": lambda case: timed(lambda: regiongrow_mask(case))}
@@ -104,7 +107,8 @@ def describe(case) -> dict:
 def source_fingerprint() -> dict:
     """What code traced: the commit and a hash of the (possibly uncommitted) tracing files."""
     files = ["PromptEngines/tracer3d/tracking.py", "PromptEngines/tracer3d/normalise.py",
-             "PromptEngines/tracer3d/branches.py", "PromptEngines/data/intensity.py",
+             "PromptEngines/tracer3d/branches.py", "PromptEngines/tracer3d/contacts.py",
+             "PromptEngines/tracer3d/held.py", "PromptEngines/data/intensity.py",
              "PromptEngines/data/synthetic/cta.py",
              "PromptEngines/data/synthetic/cta_neighbours.py",
              "PromptEngines/data/synthetic/thick_slices.py"]

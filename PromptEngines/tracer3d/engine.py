@@ -80,7 +80,10 @@ class Tracer3DEngine(Engine):
             if result.tentative:                       # progress only; a place to cancel
                 yield Update(empty, np.zeros((0, 0, 0), np.uint8),
                              progress=min(tracer.slices_traced / depth, 1.0),
-                             message=f"second look: trying slice {result.z}")
+                             message=(f"second look: trying slice {result.z}"
+                                      if result.second_look else
+                                      f"{moved}slice {result.z}: telling touching vessels "
+                                      "apart"))
                 continue
             region = (slice(result.z, result.z + 1), result.rows, result.cols)
             patch = self._mask[region] | result.mask[None].astype(np.uint8)
@@ -110,7 +113,7 @@ class Tracer3DEngine(Engine):
         trace from `voxel` up to its first slice, which raises if there is no vessel."""
         volume = click_normalised(self.image, self.spacing_zyx, voxel)
         tracer = SliceTracer(self.model, volume, self.options, self.device, self._calls,
-                             known=self._known)
+                             known=self._known, spacing=self.spacing_zyx)
         results = tracer.trace(seed_yx, voxel[0], heartbeat=True)
         first = next(results)
         return tracer, itertools.chain([first], results)

@@ -18,7 +18,8 @@ def trace_case(model, case, options, device: str = "cpu") -> tuple[np.ndarray, f
     included)."""
     started = time.perf_counter()
     volume = click_normalised(case.volume.array, case.volume.spacing_zyx, case.seed_index)
-    tracer = SliceTracer(model, volume, options, device)
+    tracer = SliceTracer(model, volume, options, device,
+                         spacing=case.volume.spacing_zyx)
     mask = np.zeros(case.volume.shape, bool)
     for result in tracer.trace(case.seed_index[1:], case.seed_index[0]):
         mask[result.z, result.rows, result.cols] |= result.mask

@@ -18,6 +18,11 @@ peak's confidence; the model segments again with p. Our additions, where the pap
 - A second look once the trace is complete: tracks from wherever a slice's traced mask
   reaches past its neighbours' (the arms of shallow branches, which a slice traced before
   its neighbours cannot tell apart), kept only where they are branches (branches.py).
+- Contacts with other vessels (issue 15): where a slice's mask takes in a lumen that ran
+  outside the trace one slice before, the tracks from there are held back, traced on, and
+  judged in 3D (contacts.py, held.py): a vessel that only touches the trace (it goes on both
+  ways from where they meet: a vein beside or across the artery) is dropped and never traced
+  again; a branch is shown. Nothing shown is ever taken back.
 - Encoding is prompt-free: fixed tiles on a grid, each encoded once, in batches along z ahead
   of the tracks, exactly as the model saw crops in training (the point within half a grid
   step of its tile's centre, where training's crop jitter puts it); the per-slice cost is
@@ -38,6 +43,8 @@ from ..data.regions import (bounding_box, deepest_point, dilated_within, full_st
                             pieces_in_box, window)
 from ..errors import PromptError
 from .branches import keep_branches
+from .contacts import foreign_parts, outside_lumen
+from .held import HeldContacts
 from ..backbones.graphs import GraphedCall
 
 
@@ -58,6 +65,8 @@ class TraceOptions:
     min_new_pixels: int = 2            # fewer new pixels: the track joined traced territory
     min_backward_pixels: int = 6       # mask beyond the previous slice that starts a track back
     second_look: bool = True           # trace on from the finished trace's arms (branches.py)
+    contacts: bool = True              # hold and judge where another vessel comes in (held.py)
+    judge_after: int = 16              # slices traced from a contact before it is judged
     min_escape: float = 3.0            # voxels beyond the trace a second-look find must reach
     max_brighter: float = 0.0          # a find's level over its parent's (normalised units)
     max_slices: int = 4000             # traced slices, all tracks together
@@ -74,8 +83,8 @@ class SliceResult:
     cols: slice
     mask: np.ndarray                   # bool, the traced vessel in this window of slice z
     tracks: int                        # tracks still waiting
-    second_look: bool = False          # a branch the second look kept (tracks: none)
-    tentative: bool = False            # the second look is trying slice z: nothing to show
+    second_look: bool = False          # the second look's: a branch it kept (tracks: none)
+    tentative: bool = False            # slice z is traced but held back: nothing to show
 
 
 @dataclass
@@ -87,6 +96,7 @@ class _Track:
     previous_origin: tuple[int, int]
     previous_logits: tuple[torch.Tensor, tuple[int, int]]   # logits and their crop origin
     bottleneck: torch.Tensor | None = field(default=None, repr=False)
+    group: int = 0                     # the contact it was traced from (held.py); 0: none
 
 
 @dataclass(frozen=True)
@@ -186,9 +196,10 @@ class SliceTracer:
 
     def __init__(self, model, volume: np.ndarray, options: TraceOptions = TraceOptions(),
                  device: str = "cpu", calls: SliceCalls | None = None,
-                 known: np.ndarray | None = None):
+                 known: np.ndarray | None = None, spacing=(1.0, 1.0, 1.0)):
         """`known`: voxels taken as traced before the trace starts (a mask already made):
-        tracks stop where they reach them."""
+        tracks stop where they reach them. `spacing`: the voxels' size (z, y, x mm), for
+        telling touching vessels apart in 3D."""
         self.model, self.options, self.device = model, options, device
         self.volume = volume
         self.size = model.crop
@@ -204,6 +215,8 @@ class SliceTracer:
         self.traced = np.zeros(volume.shape, bool) if known is None else known.copy()
         self.extent: tuple[slice, slice, slice] | None = None
         self.slices_traced = 0
+        self.held = HeldContacts(volume.shape, spacing)
+        self._heartbeat = False
 
     # ------------------------------------------------------------------ geometry
     def _origin(self, point) -> tuple[int, int]:
@@ -318,6 +331,7 @@ class SliceTracer:
         result for each slice the second look tries, so a caller can show progress and
         cancel there (closing the generator) instead of waiting for it to end."""
         started = time.perf_counter()
+        self._heartbeat = heartbeat
         seed = np.asarray(seed_yx, float)
         probability, origin, logits, bottleneck = self._segment(
             seed_z, seed, lambda _: None, None)
@@ -350,7 +364,7 @@ class SliceTracer:
         for tried in self._run(self._tracks_from_traced(), started):
             if heartbeat:
                 yield SliceResult(tried.z, nothing, nothing, np.zeros((0, 0), bool),
-                                  tried.tracks, tentative=True)
+                                  tried.tracks, second_look=True, tentative=True)
         # What the tentative tracks added, judged in the box of all that is traced now.
         box = self.extent
         committed = np.zeros([s.stop - s.start for s in box], bool)
@@ -428,11 +442,39 @@ class SliceTracer:
     def _run(self, queue, started) -> Iterator[SliceResult]:
         while queue:
             if self._capped(started):
-                return
+                break
             track = queue.popleft()
             result = self._step(track, queue)
             if result is not None:
                 yield result
+            group = self.held.root(track.group)
+            if group and (self.held.slices(group) >= self.options.judge_after
+                          or not any(self.held.root(t.group) == group for t in queue)):
+                yield from self._judge(group, queue)
+        for group in self.held.groups():       # stopped by a limit: judged as they stand
+            yield from self._judge(group, queue)
+
+    def _judge(self, group: int, queue) -> Iterator[SliceResult]:
+        """A contact traced far enough (held.py): its tracks go on as the trace's where they
+        continue what is kept, and stop where they continue a vessel that was dropped."""
+        kept = self.held.judge(group, self.traced, self.volume)
+        own = [t for t in queue if self.held.root(t.group) == group]
+        for track in own:
+            track.group = 0
+        dropped = [t for t in own if self._continues_rejected(t)]
+        if dropped:
+            rest = [t for t in queue if all(t is not d for d in dropped)]
+            queue.clear()
+            queue.extend(rest)
+        for z, rows, cols, mask in kept:
+            yield SliceResult(z, rows, cols, mask, len(queue))
+
+    def _continues_rejected(self, track) -> bool:
+        z = track.z - track.direction
+        py, px = track.previous_origin
+        height, width = track.previous.shape
+        rejected = self.held.rejected.window(z, slice(py, py + height), slice(px, px + width))
+        return bool(rejected[track.previous].mean() > 0.5)
 
     def _piece_near(self, pieces, local, reach: int = 3) -> int:
         y, x = local
@@ -442,7 +484,8 @@ class SliceTracer:
         found = window[window > 0]
         return int(np.bincount(found).argmax()) if found.size else 0
 
-    def _continue(self, queue, z, direction, mask, mask_corner, logits, origin, bottleneck):
+    def _continue(self, queue, z, direction, mask, mask_corner, logits, origin, bottleneck,
+                  group: int = 0):
         """Queue tracks from slice z's traced window `mask` towards z + direction: one per
         piece (a bifurcation gives two)."""
         target = z + direction
@@ -462,9 +505,10 @@ class SliceTracer:
             region = torch.from_numpy(piece_crop).to(logits.device)
             own = torch.where(region, logits.clamp(min=0.5), -8.0)
             queue.append(_Track(target, direction, centre, piece, corner, (own, origin),
-                                bottleneck if count == 1 else None))
+                                bottleneck if count == 1 else None, group))
 
-    def _spread(self, queue, z, kept, rows, cols, logits, origin, bottleneck, forward):
+    def _spread(self, queue, z, kept, rows, cols, logits, origin, bottleneck, forward,
+                group: int = 0):
         """Queue what this slice's traced window leads to.
 
         Towards each neighbouring slice, the part of `kept` not yet traced there continues:
@@ -485,10 +529,10 @@ class SliceTracer:
                 self.traced[neighbour, rows, cols], near, self.options.overlap_margin)
             if uncovered.sum() >= (1 if ahead else self.options.min_backward_pixels):
                 self._continue(queue, z, direction, uncovered, corner, logits, origin,
-                               bottleneck if direction == forward else None)
-        self._continue_in_plane(queue, z, kept, rows, cols, logits, origin)
+                               bottleneck if direction == forward else None, group)
+        self._continue_in_plane(queue, z, kept, rows, cols, logits, origin, group)
 
-    def _continue_in_plane(self, queue, z, kept, rows, cols, logits, origin):
+    def _continue_in_plane(self, queue, z, kept, rows, cols, logits, origin, group: int = 0):
         edge = np.zeros_like(kept)
         height, width = self.shape[1:]
         if rows.start > 0:
@@ -504,7 +548,7 @@ class SliceTracer:
         for label in range(1, count + 1):
             centre = (np.argwhere(pieces == label) + corner).mean(axis=0)
             queue.append(_Track(z, 0, centre, kept, (rows.start, cols.start), (logits, origin),
-                                None))
+                                None, group))
 
     def _step(self, track: _Track, queue) -> SliceResult | None:
         z, options = track.z, self.options
@@ -516,7 +560,8 @@ class SliceTracer:
             track.bottleneck, moved_from=z - track.direction if track.direction else None)
         rows, cols, (cy, cx) = self._window(origin)
         crop_prob = probability[cy:cy + rows.stop - rows.start, cx:cx + cols.stop - cols.start]
-        candidate = crop_prob > options.threshold
+        # Another vessel, once judged (held.py), is never traced again.
+        candidate = (crop_prob > options.threshold) & ~self.held.rejected.window(z, rows, cols)
         # Keep the pieces that continue the previous slice's mask (3D connectivity with a
         # margin for oblique vessels); anything else is another vessel.
         previous = np.zeros_like(candidate)
@@ -536,10 +581,40 @@ class SliceTracer:
         kept = np.isin(pieces, touching[touching > 0])
         if not kept.any() or crop_prob[kept].mean() < options.min_confidence:
             return None                                   # the vessel ends or fades out
+        group, pending = self.held.root(track.group), self.held.pending.window(z, rows, cols)
+        if group:
+            for other in np.unique(pending[kept]):        # met another contact's tracks
+                self.held.merge(int(other), group)
+        else:
+            kept &= pending == 0                          # held back by a contact
         new = kept & ~self.traced[z, rows, cols]
         if new.sum() < options.min_new_pixels:
             return None                                   # joined what is already traced
-        self._commit(z, rows, cols, kept)
         self.slices_traced += 1
-        self._spread(queue, z, kept, rows, cols, logits, origin, bottleneck, track.direction)
+        foreign = self._foreign(z, track.direction, kept, near, reach, rows, cols)
+        if foreign is not None and not group:
+            group = self.held.open()                      # another vessel comes in here
+        self._commit(z, rows, cols, new if group else kept)
+        self._spread(queue, z, kept, rows, cols, logits, origin, bottleneck, track.direction,
+                     group)
+        if group:
+            self.held.hold(group, z, rows, cols, new, foreign)
+            nothing = slice(0, 0)
+            return (SliceResult(z, nothing, nothing, np.zeros((0, 0), bool), len(queue),
+                                tentative=True) if self._heartbeat else None)
         return SliceResult(z, rows, cols, kept, len(queue))
+
+    def _foreign(self, z, direction, kept, near, reach, rows, cols):
+        """The parts of `kept` that continue a vessel running outside the trace on the slice
+        the track came from (contacts.py), or None."""
+        if not (direction and self.options.contacts):
+            return None
+        whole_reach = np.zeros_like(kept)
+        whole_reach[near] = reach
+        if (kept & ~whole_reach).sum() < self.options.min_backward_pixels:
+            return None
+        before = z - direction
+        other = (outside_lumen(self.volume[before, rows, cols], self.traced[before, rows, cols])
+                 | self.held.rejected.window(before, rows, cols))
+        foreign = foreign_parts(kept, whole_reach, other)
+        return foreign if foreign.any() else None
