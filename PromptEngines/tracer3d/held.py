@@ -137,7 +137,10 @@ class HeldContacts:
             # with the lumen it runs on in outside the trace.
             theirs = held & (regions > 1)
             vessels, count = ndimage.label(theirs, full_structure(3))
-            lumen = (volume[box] > LUMEN) & ~self.rejected.box(box) & ~held & ~own
+            # Not the rim of the trace's own lumen that its mask left out (it would join
+            # the region to the trace's own vessel along its length).
+            rim = ndimage.binary_dilation(own, full_structure(3), iterations=2)
+            lumen = (volume[box] > LUMEN) & ~self.rejected.box(box) & ~held & ~rim
             seen, _ = with_lumen(theirs, lumen)
             del regions, lumen, foreign
             for index in range(1, count + 1):

@@ -132,3 +132,27 @@ def test_the_engine_s_live_updates_only_ever_add_what_the_final_mask_keeps(model
     assert np.array_equal(shown, engine.mask > 0)
     assert any("telling touching vessels apart" in m for m in messages)
     assert not (shown & case.other_vessels.astype(bool)).any()
+
+
+def test_a_trace_from_the_middle_of_a_missed_branch_keeps_the_branch(model):
+    """The "extend" command traces from a click in the middle of a branch the mask missed:
+    the branch's own lumen, not traced yet on the slice before, is not another vessel (seed
+    1008: grown through the rim of the trace's own lumen, the branch once showed two ways
+    and half of it was dropped)."""
+    from corrections_case import leak_and_missed_branch
+
+    from PromptEngines.prompts import Point
+    from PromptEngines.tracer3d.engine import Tracer3DEngine
+
+    case = vessel_volume(1008, shape=(48, 72, 72))
+    engine = Tracer3DEngine(device="cpu")
+    engine.set_image(case.volume.array, case.volume.spacing_zyx)
+    traced = engine.run(Point(case.seed_index)).copy() > 0
+    wrong = leak_and_missed_branch(traced, case.distractor, case.volume.spacing_zyx)
+    known = wrong.mask & ~wrong.leak
+    engine.set_image(case.volume.array, case.volume.spacing_zyx)
+    for _ in engine.trace_beyond(wrong.branch_point, known):
+        pass
+    added = (engine.mask > 0) & ~known
+    assert (added & wrong.branch).sum() > 0.9 * wrong.branch.sum()
+    assert not (added & case.distractor.astype(bool)).any()
