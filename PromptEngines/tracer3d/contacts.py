@@ -47,29 +47,12 @@ def foreign_parts(kept: np.ndarray, reach: np.ndarray, other_lumen: np.ndarray) 
     return found
 
 
-def depth_inside(region: np.ndarray, spacing) -> np.ndarray:
-    """`inner_distance` (mm to the region's outside, the border outside too) in float32,
-    summed axis by axis from the feature transform: the same values at about 40 % less
-    peak memory (a judged box's depth is its largest array)."""
-    padded = np.pad(region, 1)
-    nearest = ndimage.distance_transform_edt(padded, sampling=spacing, return_distances=False,
-                                             return_indices=True)
-    grid = np.ogrid[tuple(slice(0, n) for n in padded.shape)]
-    depth = np.zeros(padded.shape, np.float32)
-    for axis, (index, size) in enumerate(zip(grid, spacing)):
-        step = (nearest[axis] - index).astype(np.float32)
-        step *= size
-        depth += np.square(step, out=step)
-    del nearest
-    return np.sqrt(depth, out=depth)[1:-1, 1:-1, 1:-1]
-
-
 def separate(held: np.ndarray, own: np.ndarray, foreign: np.ndarray, spacing) -> np.ndarray:
     """Split `held` (voxels traced from a contact on) between the trace (`own`: what it
     showed before, label 1) and each other vessel (`foreign`: labels 1.. where it came in,
     2.. in the result): watershed on the depth (mm) inside held | own."""
     domain = held | own
-    depth = depth_inside(domain, spacing)
+    depth = inner_distance(domain, spacing, np.float32)     # a judged box's largest array
     markers = np.where(own, 1, 0).astype(np.int32)
     markers[foreign > 0] = foreign[foreign > 0] + 1
     return watershed(-depth, markers, mask=domain)
@@ -100,6 +83,8 @@ def passes_by(region: np.ndarray, trace: np.ndarray, spacing, seen=None) -> bool
     # Where they meet: the region's voxel nearest the trace, looked for around the region
     # (they touch, so the nearest trace voxel is within a voxel or two of it).
     near = bounding_box(region, margin=2)
+    if not trace[near].any():                 # joined only through the overlap margin
+        near = tuple(slice(0, n) for n in trace.shape)
     to_trace = ndimage.distance_transform_edt(~trace[near], sampling=spacing)
     inside = region[near]
     contact = np.argwhere(inside)[int(np.argmin(to_trace[inside]))] + [b.start for b in near]
@@ -109,9 +94,3 @@ def passes_by(region: np.ndarray, trace: np.ndarray, spacing, seen=None) -> bool
     contact = contact - [b.start for b in box]
     radius = float(inner_distance(seen, spacing).max())
     return arms(seen, contact, spacing, radius) >= 2
-
-
-def with_lumen(regions: np.ndarray, lumen: np.ndarray) -> tuple[np.ndarray, int]:
-    """Pieces of `regions | lumen` (full connectivity): each region with the lumen it runs
-    on in, for `passes_by(seen=...)`."""
-    return ndimage.label(regions | lumen, full_structure(3))

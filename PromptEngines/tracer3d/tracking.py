@@ -84,7 +84,15 @@ class SliceResult:
     mask: np.ndarray                   # bool, the traced vessel in this window of slice z
     tracks: int                        # tracks still waiting
     second_look: bool = False          # the second look's: a branch it kept (tracks: none)
-    tentative: bool = False            # slice z is traced but held back: nothing to show
+    tentative: bool = False            # slice z traced but held back (a contact being judged,
+                                       # or the second look trying it): nothing to show
+
+
+def _progress_only(z: int, tracks: int, second_look: bool = False) -> SliceResult:
+    """An empty result for slice z, traced but held back: progress, and a place to cancel."""
+    nothing = slice(0, 0)
+    return SliceResult(z, nothing, nothing, np.zeros((0, 0), bool), tracks,
+                       second_look=second_look, tentative=True)
 
 
 @dataclass
@@ -328,8 +336,9 @@ class SliceTracer:
     # ------------------------------------------------------------------ tracing
     def trace(self, seed_yx, seed_z: int, heartbeat: bool = False) -> Iterator[SliceResult]:
         """The traced slices as they come. `heartbeat`: also yield an empty, `tentative`
-        result for each slice the second look tries, so a caller can show progress and
-        cancel there (closing the generator) instead of waiting for it to end."""
+        result for each slice traced but held back (a contact being judged, the second look
+        trying it), so a caller can show progress and cancel there (closing the generator)
+        instead of waiting for it to end."""
         started = time.perf_counter()
         self._heartbeat = heartbeat
         seed = np.asarray(seed_yx, float)
@@ -351,20 +360,18 @@ class SliceTracer:
         yield SliceResult(seed_z, rows, cols, kept, len(queue))
         yield from self._run(queue, started)
         if self.options.second_look and not self._capped(started):
-            yield from self._second_look(started, heartbeat)
+            yield from self._second_look(started)
 
-    def _second_look(self, started, heartbeat: bool = False) -> Iterator[SliceResult]:
+    def _second_look(self, started) -> Iterator[SliceResult]:
         """Tracks spread from each slice as it is traced, when its neighbours are not traced
         yet; so where a branch leaves at a shallow angle, its first piece (an arm of the
         parent's cross-section) is never a track of its own. Once the trace is complete,
         the arms are what reaches past the neighbouring slices: trace on from them
         tentatively and keep what `keep_branches` accepts."""
         before, kept_before = self.extent, self.traced[self.extent].copy()
-        nothing = slice(0, 0)
         for tried in self._run(self._tracks_from_traced(), started):
-            if heartbeat:
-                yield SliceResult(tried.z, nothing, nothing, np.zeros((0, 0), bool),
-                                  tried.tracks, second_look=True, tentative=True)
+            if self._heartbeat:
+                yield _progress_only(tried.z, tried.tracks, second_look=True)
         # What the tentative tracks added, judged in the box of all that is traced now.
         box = self.extent
         committed = np.zeros([s.stop - s.start for s in box], bool)
@@ -448,7 +455,7 @@ class SliceTracer:
             if result is not None:
                 yield result
             group = self.held.root(track.group)
-            if group and (self.held.slices(group) >= self.options.judge_after
+            if group and (self.held.held_slices(group) >= self.options.judge_after
                           or not any(self.held.root(t.group) == group for t in queue)):
                 yield from self._judge(group, queue)
         for group in self.held.groups():       # stopped by a limit: judged as they stand
@@ -458,23 +465,42 @@ class SliceTracer:
         """A contact traced far enough (held.py): its tracks go on as the trace's where they
         continue what is kept, and stop where they continue a vessel that was dropped."""
         kept = self.held.judge(group, self.traced, self.volume)
-        own = [t for t in queue if self.held.root(t.group) == group]
-        for track in own:
-            track.group = 0
-        dropped = [t for t in own if self._continues_rejected(t)]
-        if dropped:
-            rest = [t for t in queue if all(t is not d for d in dropped)]
-            queue.clear()
-            queue.extend(rest)
+        going_on = []
+        for track in queue:
+            if self.held.root(track.group) == group:
+                track.group = 0
+                if not self._clear_of_rejected(track):
+                    continue                      # it followed the vessel that was dropped
+            going_on.append(track)
+        queue.clear()
+        queue.extend(going_on)
         for z, rows, cols, mask in kept:
             yield SliceResult(z, rows, cols, mask, len(queue))
 
-    def _continues_rejected(self, track) -> bool:
+    def _clear_of_rejected(self, track) -> bool:
+        """Take what was dropped out of a track's previous mask and its mask prompt (a
+        piece where the two vessels touched covers both); False when nothing is left."""
         z = track.z - track.direction
         py, px = track.previous_origin
         height, width = track.previous.shape
         rejected = self.held.rejected.window(z, slice(py, py + height), slice(px, px + width))
-        return bool(rejected[track.previous].mean() > 0.5)
+        if not (rejected & track.previous).any():
+            return True
+        track.previous = track.previous & ~rejected
+        if not track.previous.any():
+            return False
+        track.point = np.asarray(deepest_point(track.previous), float) + (py, px)
+        logits, origin = track.previous_logits
+        # The rejected pixels where the prompt's crop holds them.
+        top, left = py + self.pad - origin[0], px + self.pad - origin[1]
+        crop = np.zeros(logits.shape[-2:], bool)
+        y0, x0 = max(top, 0), max(left, 0)
+        y1, x1 = min(top + height, self.size), min(left + width, self.size)
+        if y1 > y0 and x1 > x0:
+            crop[y0:y1, x0:x1] = rejected[y0 - top:y1 - top, x0 - left:x1 - left]
+        track.previous_logits = (torch.where(torch.from_numpy(crop).to(logits.device), -8.0,
+                                             logits), origin)
+        return True
 
     def _piece_near(self, pieces, local, reach: int = 3) -> int:
         y, x = local
@@ -593,15 +619,13 @@ class SliceTracer:
         self.slices_traced += 1
         foreign = self._foreign(z, track.direction, kept, near, reach, rows, cols)
         if foreign is not None and not group:
-            group = self.held.open()                      # another vessel comes in here
+            group = track.group = self.held.open()        # another vessel comes in here
         self._commit(z, rows, cols, new if group else kept)
         self._spread(queue, z, kept, rows, cols, logits, origin, bottleneck, track.direction,
                      group)
         if group:
             self.held.hold(group, z, rows, cols, new, foreign)
-            nothing = slice(0, 0)
-            return (SliceResult(z, nothing, nothing, np.zeros((0, 0), bool), len(queue),
-                                tentative=True) if self._heartbeat else None)
+            return _progress_only(z, len(queue)) if self._heartbeat else None
         return SliceResult(z, rows, cols, kept, len(queue))
 
     def _foreign(self, z, direction, kept, near, reach, rows, cols):
