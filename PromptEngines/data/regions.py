@@ -61,6 +61,20 @@ def bounding_box(region: np.ndarray, margin: int = 0) -> tuple[slice, ...]:
     return tuple(box)
 
 
+def slice_pieces(mask: np.ndarray, box: tuple[slice, ...]) -> list[tuple]:
+    """A 3D mask cut out at `box` of a volume, slice by slice where it holds anything: (z,
+    rows, cols, piece) in the volume's coordinates, each piece cropped to its bounding box
+    (what a tracer yields per slice)."""
+    out = []
+    for z in np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1)):
+        rows, cols = bounding_box(mask[z])
+        out.append((int(z) + box[0].start,
+                    slice(rows.start + box[1].start, rows.stop + box[1].start),
+                    slice(cols.start + box[2].start, cols.stop + box[2].start),
+                    mask[z, rows, cols].copy()))
+    return out
+
+
 def pieces_in_box(mask: np.ndarray) -> tuple[np.ndarray, int, tuple[slice, ...]]:
     """The mask's connected pieces (full connectivity) labelled within its bounding box: the
     same pieces, numbered in the same order, at the box's cost. Returns the labels (box-sized),

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from ..data.regions import bounding_box, full_structure
+from ..data.regions import full_structure, slice_pieces
 from .contacts import LUMEN, passes_by, separate
 from .slice_patches import Patches
 
@@ -101,9 +101,9 @@ class HeldContacts:
                                    self.rejected.box(box))
         dropped = held & ~kept
         traced[box] &= ~dropped
-        for z, rows, cols, mask in self._by_slice(dropped, box):
+        for z, rows, cols, mask in slice_pieces(dropped, box):
             self.rejected.paste(z, rows, cols, mask, True)
-        return self._by_slice(kept, box)
+        return slice_pieces(kept, box)
 
     def _passing(self, held, own, foreign, lumen, rejected) -> np.ndarray:
         """The held voxels of vessels that only touch the trace (box arrays)."""
@@ -123,17 +123,6 @@ class HeldContacts:
             if passes_by(region, trace, self.spacing, np.isin(seen, np.unique(seen[region]))):
                 passing |= region
         return passing
-
-    @staticmethod
-    def _by_slice(mask, box) -> list[tuple[int, slice, slice, np.ndarray]]:
-        out = []
-        for z in np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1)):
-            rows, cols = bounding_box(mask[z])
-            out.append((int(z) + box[0].start,
-                        slice(rows.start + box[1].start, rows.stop + box[1].start),
-                        slice(cols.start + box[2].start, cols.stop + box[2].start),
-                        mask[z, rows, cols].copy()))
-        return out
 
     def _box(self, slices, margin: int = MARGIN) -> tuple[slice, ...]:
         zs = [s[0] for s in slices]

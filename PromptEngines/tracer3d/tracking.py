@@ -40,7 +40,7 @@ import torch
 from scipy import ndimage
 
 from ..data.regions import (bounding_box, deepest_point, dilated_within, full_structure,
-                            pieces_in_box, window)
+                            pieces_in_box, slice_pieces, window)
 from ..errors import PromptError
 from .branches import keep_branches
 from .contacts import foreign_parts, outside_lumen
@@ -382,11 +382,8 @@ class SliceTracer:
         found = keep_branches(committed, self.traced[box] & ~committed, volume,
                               self.options)
         self.traced[box] = committed | found
-        for z in np.nonzero(found.reshape(found.shape[0], -1).any(axis=1))[0]:
-            rows, cols = bounding_box(found[z])
-            yield SliceResult(int(z) + box[0].start, _shifted(rows, box[1].start),
-                              _shifted(cols, box[2].start), found[z, rows, cols].copy(), 0,
-                              second_look=True)
+        for z, rows, cols, piece in slice_pieces(found, box):
+            yield SliceResult(z, rows, cols, piece, 0, second_look=True)
 
     def _tracks_from_traced(self) -> deque:
         """A track onto each neighbouring slice wherever a slice's traced mask reaches past
