@@ -22,12 +22,12 @@ SETTINGS = "InteractiveVesselSeg/"      # engine, weights, device: remembered ac
 PATH_SETTLE_MS = 500                    # a typed weights path is applied once typing stops
 # Keys while the module is shown (enter/exit): tools, then text commands 1-5 in their order.
 TOOL_KEYS = {"traceButton": "T", "positivePointButton": "P", "negativePointButton": "N",
-             "boxButton": "B", "scribbleButton": "S", "undoButton": "Ctrl+Z",
+             "boxButton": "B", "scribbleButton": "S", "lassoButton": "L", "undoButton": "Ctrl+Z",
              "redoButton": "Ctrl+Y"}
 TEXT_KEYS = "12345"
 SHORTCUT_HELP = ("Keys while the module is shown: T trace, P + point, N − point, B box, "
-                 "S scribble, 1-5 the text commands in their order, Ctrl+Z undo, Ctrl+Y redo, "
-                 "Esc cancel a running job or disarm the tool.")
+                 "S scribble, L lasso, 1-5 the text commands in their order, Ctrl+Z undo, "
+                 "Ctrl+Y redo, Esc cancel a running job or disarm the tool.")
 
 
 class InteractiveVesselSeg(ScriptedLoadableModule):
@@ -42,8 +42,8 @@ class InteractiveVesselSeg(ScriptedLoadableModule):
                                 "recorded with the segmentation and can be exported and "
                                 "replayed. To try it: Sample Data > InteractiveVesselSeg > "
                                 "CTA vessel tree (synthetic). A tool button arms its tool: each "
-                                "click in a slice "
-                                "view then acts at once. " + SHORTCUT_HELP)
+                                "click (points, text commands) or drag (box, scribble, lasso) "
+                                "in a slice view then acts at once. " + SHORTCUT_HELP)
         self.parent.acknowledgementText = ("Methods: Zhang, Yu, Xue (MIDL 2026); Lim & Lee "
                                            "(MICCAI 2025); PRISM (MICCAI 2024); VerSe.")
         slicer.app.connect("startupCompleted()", registerSampleData)
@@ -107,6 +107,7 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         self.pathTimer.timeout.connect(self.onEngineSettingsChanged)
         self.armed = ArmedTools(self.onArmedTool)
         self.shortcuts = {}
+        self.tool_tips = {}                   # each tool button's own words, then its key
         self.connect_gestures()
         self.layout.addStretch(1)
 
@@ -124,8 +125,11 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         ui.traceButton.clicked.connect(lambda: self.onPointTool(trace=True))
         ui.positivePointButton.clicked.connect(lambda: self.onPointTool(positive=True))
         ui.negativePointButton.clicked.connect(lambda: self.onPointTool(positive=False))
-        ui.boxButton.clicked.connect(self.onBoxTool)
-        ui.scribbleButton.clicked.connect(self.onScribbleTool)
+        ui.boxButton.clicked.connect(lambda: self.arm("box"))
+        ui.scribbleButton.clicked.connect(lambda: self.arm("scribble"))
+        ui.lassoButton.clicked.connect(lambda: self.arm("lasso"))
+        ui.excludeOthersCheckBox.toggled.connect(self.onExcludeOthersToggled)
+        ui.lockCheckBox.toggled.connect(self.onLockToggled)
         ui.undoButton.clicked.connect(lambda: self.call("undo"))
         ui.redoButton.clicked.connect(lambda: self.call("redo"))
         ui.resetButton.clicked.connect(lambda: self.call("reset"))
@@ -280,44 +284,40 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         self.arm("trace" if trace else "positive" if positive else "negative")
 
     def arm(self, tool):
-        """A tool button: armed for the next clicks in the views; acts at once at a point
-        placed and not used yet."""
+        """A tool button: armed for the next clicks (or drags) in the views; a point tool
+        acts at once at a point placed and not used yet."""
         if self.ui.promptPointsSelector.currentNode() is None:     # clicks need a home
             node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "prompts")
             self.ui.promptPointsSelector.setCurrentNode(node)
         if not self.armed.press(tool):
             name = tool[1] if isinstance(tool, tuple) else tool
-            self.ui.statusLabel.setText(f"{name}: click in a view (Esc: stop)")
+            gesture = "drag" if self.armed.dragging else "click"
+            self.ui.statusLabel.setText(f"{name}: {gesture} in a view (Esc: stop)")
 
-    def onArmedTool(self, tool, ras):
-        """A point placed in a view with `tool` armed."""
+    def onArmedTool(self, tool, where):
+        """A point placed (or, for box, scribble and lasso, a stroke dragged) in a view with
+        `tool` armed."""
+        positive = self.ui.scribblePositiveCheckBox.isChecked()
         if isinstance(tool, tuple):                    # ("text", command)
-            self.call("text_command", tool[1], ras)
+            self.call("text_command", tool[1], where)
         elif tool == "trace":
-            self.call("trace", ras)
+            self.call("trace", where)
+        elif tool in ("positive", "negative"):
+            self.call("add_point", where, tool == "positive")
+        elif tool == "box" and len(where) >= 2:
+            self.call("add_box", where[0], where[-1])
+        elif tool == "scribble":
+            self.call("add_scribble", where, positive)
+        elif tool == "lasso" and len(where) >= 3:
+            self.call("add_lasso", where, positive)
         else:
-            self.call("add_point", ras, tool == "positive")
+            self.show_error(f"{tool}: drag further in the view to draw it")
 
-    def onBoxTool(self):
-        node = self.ui.promptBoxSelector.currentNode()
-        if node is None:
-            self.show_error("select or place a box (markups ROI) first")
-            return
-        bounds = [0.0] * 6
-        node.GetRASBounds(bounds)
-        self.call("add_box", bounds[0::2], bounds[1::2])
+    def onExcludeOthersToggled(self, checked):
+        self.ensure_logic().exclude_others = checked
 
-    def onScribbleTool(self):
-        node = self.ui.promptScribbleSelector.currentNode()
-        if node is None or node.GetNumberOfControlPoints() < 1:
-            self.show_error("draw a scribble (markups curve) first")
-            return
-        points = []
-        for i in range(node.GetNumberOfControlPoints()):
-            ras = [0.0, 0.0, 0.0]
-            node.GetNthControlPointPositionWorld(i, ras)
-            points.append(ras)
-        self.call("add_scribble", points, self.ui.scribblePositiveCheckBox.isChecked())
+    def onLockToggled(self, checked):
+        self.call("set_locked", bool(checked), start=False)
 
     def onTextCommand(self, command):
         self.arm(("text", command))
@@ -341,15 +341,18 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         for tool, reason in self.logic.engine_tools(name).items():
             for button in self.tool_buttons(tool):
                 button.setEnabled(reason is None)
-                key = TOOL_KEYS.get(qt_value(button, "objectName"))
-                button.setToolTip(reason or (f"key {key}" if key else ""))
+                button_name = qt_value(button, "objectName")
+                words = self.tool_tips.setdefault(button_name, button.toolTip())   # the .ui's
+                key = f" (key {TOOL_KEYS[button_name]})" if button_name in TOOL_KEYS else ""
+                button.setToolTip(reason or words + key)
         self.rebuild_vocabulary_buttons(name)
 
     def tool_buttons(self, tool):
         """The fixed buttons of a tool (text and structure buttons come from the engine)."""
         ui = self.ui
         return {"point": [ui.positivePointButton, ui.negativePointButton, ui.traceButton],
-                "box": [ui.boxButton], "scribble": [ui.scribbleButton]}.get(tool, [])
+                "box": [ui.boxButton], "scribble": [ui.scribbleButton],
+                "lasso": [ui.lassoButton]}.get(tool, [])
 
     def onInputsChanged(self, *_):
         if self.logic is None:
@@ -357,6 +360,9 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         self.logic.set_inputs(self.ui.inputVolumeSelector.currentNode(),
                               self.ui.segmentSelector.currentNode(),
                               self.ui.segmentSelector.currentSegmentID())
+        self.ui.lockCheckBox.blockSignals(True)        # shows the chosen segment's lock
+        self.ui.lockCheckBox.setChecked(self.logic.locked)
+        self.ui.lockCheckBox.blockSignals(False)
 
     def onPump(self):
         try:

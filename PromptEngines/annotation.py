@@ -20,7 +20,8 @@ from .data.segmentation_file import read_mask
 from .data.volume import Volume, grid_mismatch
 from .engine import Engine, Update
 from .errors import PromptError, PromptFileError
-from .prompts import MaskPrompt, Prompt, PromptSequence, Redo, Reset, Undo, VolumeIdentity
+from .prompts import (ExcludeMask, MaskPrompt, Prompt, PromptSequence, Redo, Reset, Undo,
+                      VolumeIdentity, has_place)
 from .threads import in_background
 
 _END = object()
@@ -131,6 +132,9 @@ class Annotation:
             # The other engine starts from the mask as it is (not a step of the record).
             for _ in target.interact(MaskPrompt(self.engine.mask.copy())):
                 pass
+            if self.engine.excluded is not None:          # and keeps off other segments
+                for _ in target.interact(ExcludeMask(self.engine.excluded)):
+                    pass
         updates = target.interact(self.to_index(prompt))
         item = next(updates, _END)             # validation errors surface here, unrecorded
         index = len(self._sequence.steps)
@@ -181,6 +185,18 @@ class Annotation:
         """The step failed: its book-keeping is taken back."""
         self._in_effect, self._undone = self._history_before
 
+    def prompts_in_effect(self) -> list[tuple[int, Prompt]]:
+        """The RAS prompts of the steps in effect since the last reset that have a place in
+        the volume (what a viewer shows), each with a key that stays the same while its step
+        is in effect (undo and redo move a step, they do not copy it)."""
+        shown: list[tuple[int, Prompt]] = []
+        for made in self._in_effect:
+            if isinstance(made.prompt, Reset):
+                shown = []
+            elif has_place(made.prompt):
+                shown.append((id(made), made.prompt))
+        return shown
+
     def apply(self, prompt: Prompt, engine: str | None = None) -> np.ndarray:
         for _ in self.interact(prompt, engine=engine):
             pass
@@ -212,10 +228,11 @@ class Annotation:
                 raise PromptFileError("the prompts were recorded on a different volume "
                                       "(voxel sha256 differs)")
         for index, step in enumerate(sequence.steps):
-            if isinstance(step, MaskPrompt) and step.mask is None:
+            if isinstance(step, MaskPrompt) and step.mask is None:    # or an exclude step
                 mask = resolve_mask(step.path) if resolve_mask else None
-                step = (MaskPrompt(mask=mask, path=step.path) if mask is not None else
-                        self.load_mask_prompt(Path(base_dir) / step.path, record_as=step.path))
+                if mask is None:
+                    mask = self.load_mask_prompt(Path(base_dir) / step.path).mask
+                step = type(step)(mask=mask, path=step.path)
             yield from self.interact(step, stop_after=sequence.stopped_after.get(index),
                                      engine=sequence.step_engines.get(index))
 

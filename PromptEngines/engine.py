@@ -9,14 +9,14 @@ Prompts reach engines in voxel index space (z, y, x floats).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar, Iterator
 
 import numpy as np
 
 from .descriptor import EngineDescriptor
 from .errors import EngineError, PromptError
-from .prompts import MaskPrompt, Prompt, Reset, Undo
+from .prompts import ExcludeMask, MaskPrompt, Prompt, Reset, Undo
 
 Region = tuple[slice, slice, slice]
 
@@ -159,7 +159,9 @@ class Engine:
         self.image: np.ndarray | None = None
         self.spacing_zyx = (1.0, 1.0, 1.0)
         self._mask: np.ndarray | None = None
-        self._history: list[tuple[Region, np.ndarray, object]] = []
+        # Voxels that are never this structure (other segments, an exclude step), or None.
+        self._excluded: np.ndarray | None = None
+        self._history: list[tuple[Region, np.ndarray, tuple]] = []
 
     @property
     def name(self) -> str:
@@ -186,6 +188,7 @@ class Engine:
         self.image = image
         self.spacing_zyx = spacing
         self._mask = np.zeros(image.shape, np.uint8)
+        self._excluded = None
         self._history.clear()
         self._on_image()
 
@@ -194,9 +197,14 @@ class Engine:
         self._require_image()
         return self._mask
 
+    @property
+    def excluded(self) -> np.ndarray | None:
+        """Voxels this engine never puts in its mask (an exclude step), or None."""
+        return self._excluded
+
     def accepts(self, kind: str) -> bool:
-        """Undo, reset and a starting mask are taken by every engine."""
-        return kind in self.capabilities or kind in ("undo", "reset", "mask")
+        """Undo, reset, a starting mask and an excluded region are taken by every engine."""
+        return kind in self.capabilities or kind in ("undo", "reset", "mask", "exclude")
 
     def interact(self, prompt: Prompt) -> Iterator[Update]:
         """Apply one prompt, yielding updates as they are ready.
@@ -214,12 +222,20 @@ class Engine:
             return
         self.check(prompt)
         before = _MaskBefore(self._mask)
-        state = self._save_state()
+        state = (self._save_state(), self._excluded)
         touched: Region = tuple(slice(0, 0) for _ in range(3))
-        work = (self._start_from(prompt) if isinstance(prompt, MaskPrompt)
-                and "mask" not in self.capabilities else self._interact(prompt))
+        if isinstance(prompt, ExcludeMask):
+            work = self._exclude(prompt)
+        elif isinstance(prompt, MaskPrompt) and "mask" not in self.capabilities:
+            work = self._start_from(prompt)
+        else:
+            work = self._interact(prompt)
         try:
             for update in work:
+                if self._excluded is not None and _size(update.region):
+                    # Finished work elsewhere is never taken, whatever the engine proposes.
+                    update = replace(update, patch=np.where(self._excluded[update.region], 0,
+                                                            update.patch).astype(np.uint8))
                 before.keep(update.region)
                 self._mask[update.region] = update.patch
                 if _size(update.region):       # a progress-only update touches nothing
@@ -230,7 +246,7 @@ class Engine:
             pass                       # cancelled by the caller: keep what was done
         except BaseException:
             before.restore()
-            self._restore_state(state)
+            self._restore(state)
             raise
         # Every finished or cancelled interaction is one undo step, even one that changed
         # nothing, so that "undo" always means "take back the last prompt".
@@ -246,6 +262,12 @@ class Engine:
             raise PromptError(f"engine {self.name!r} does not take {prompt.kind} prompts "
                               f"(it takes: {', '.join(sorted(self.capabilities))})")
         prompt.check_inside(self.image.shape)
+        if self._excluded is not None and prompt.kind == "point" and prompt.label == 1:
+            voxel = tuple(int(np.clip(round(c), 0, n - 1))
+                          for c, n in zip(prompt.position, self.image.shape))
+            if self._excluded[voxel]:
+                raise PromptError("the click is on another segment, which this one may not "
+                                  "take (other segments are excluded)")
 
     def run(self, prompt: Prompt) -> np.ndarray:
         """Apply a prompt to completion and return the mask."""
@@ -259,13 +281,13 @@ class Engine:
             return None
         region, old, state = self._history.pop()
         self._mask[region] = old
-        self._restore_state(state)
+        self._restore(state)
         return Update(region, old.copy(), final=True, message="undo")
 
     def reset(self) -> Update:
         self._require_image()
         region = full_region(self._mask.shape)
-        self._history.append((region, self._mask.copy(), self._save_state()))
+        self._history.append((region, self._mask.copy(), (self._save_state(), self._excluded)))
         self._mask[...] = 0
         self._on_image()
         return Update(region, self._mask.copy(), final=True, message="reset")
@@ -274,6 +296,17 @@ class Engine:
         """A starting mask for engines with no use of their own for it: it becomes the
         current mask, which their prompts then add to (nothing the user had is lost)."""
         yield self._final_update((prompt.mask > 0).astype(np.uint8), message="starting mask")
+
+    def _exclude(self, prompt: ExcludeMask) -> Iterator[Update]:
+        """From now on the region is never in the mask; what the mask holds there goes."""
+        excluded = np.asarray(prompt.mask) > 0
+        self._excluded = excluded if excluded.any() else None
+        yield self._final_update(np.where(excluded, 0, self._mask).astype(np.uint8),
+                                 message="other segments excluded")
+
+    def _restore(self, state: tuple) -> None:
+        engine_state, self._excluded = state
+        self._restore_state(engine_state)
 
     # ------------------------------------------------------------------ for subclasses
     def _interact(self, prompt: Prompt) -> Iterator[Update]:

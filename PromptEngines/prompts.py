@@ -184,6 +184,23 @@ class Scribble:
 
 
 @dataclass(frozen=True)
+class Lasso(Scribble):
+    """A closed curve drawn on one slice: everything inside it, on that slice, is (label 1)
+    or is not (label 0) the structure. Engines that take scribbles take it as the scribble
+    of its filled voxels (`lasso_fill.filled_voxels`)."""
+    kind = "lasso"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(self.points) < 3:
+            raise PromptError(f"a lasso needs at least 3 points to enclose an area, got "
+                              f"{len(self.points)}")
+
+    def to_json(self) -> dict:
+        return {"kind": "lasso", "ras": [list(p) for p in self.points], "label": self.label}
+
+
+@dataclass(frozen=True)
 class Text:
     """A correction command, optionally anchored at the point the user clicked with it."""
     command: str
@@ -255,6 +272,24 @@ class MaskPrompt(_NoCoordinates):
         return cls(path=str(step["path"]))
 
 
+@dataclass(frozen=True, eq=False)
+class ExcludeMask(MaskPrompt):
+    """Voxels that are not this structure (the other segments of the segmentation, finished
+    work): from this step on the engine never puts them in its mask, and removes them from
+    it now. Recorded like a starting mask (the file that holds it)."""
+    kind = "exclude"
+
+    def check_inside(self, shape) -> None:
+        if self.mask is None or self.mask.shape != tuple(shape):
+            got = None if self.mask is None else self.mask.shape
+            raise PromptError(f"the excluded region has shape {got}, the image {tuple(shape)}")
+
+    def to_json(self) -> dict:
+        if self.path is None:
+            raise PromptFileError("an exclude step must name the file that holds its mask")
+        return {"kind": "exclude", "path": self.path}
+
+
 class _HistoryStep(_NoCoordinates):
     """A step on the session's history rather than on the volume."""
 
@@ -282,12 +317,19 @@ class Redo(_HistoryStep):
     kind = "redo"
 
 
-Prompt = Point | Box | Scribble | Text | Auto | MaskPrompt | Undo | Reset | Redo
+Prompt = (Point | Box | Scribble | Lasso | Text | Auto | MaskPrompt | ExcludeMask | Undo | Reset
+          | Redo)
+
+
+def has_place(prompt: Prompt) -> bool:
+    """The prompt is somewhere in the volume (a viewer can show it): points, boxes, curves,
+    a text command given at a point."""
+    return isinstance(prompt, Box) or bool(prompt.positions())
 
 
 # ---------------------------------------------------------------------------- JSON steps
-PROMPT_TYPES = {cls.kind: cls for cls in (Point, Box, Scribble, Text, Auto, MaskPrompt, Undo, Reset,
-                                           Redo)}
+PROMPT_TYPES = {cls.kind: cls for cls in (Point, Box, Scribble, Lasso, Text, Auto, MaskPrompt,
+                                           ExcludeMask, Undo, Reset, Redo)}
 PROMPT_KINDS = tuple(PROMPT_TYPES)
 
 

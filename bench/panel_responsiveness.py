@@ -54,12 +54,10 @@ def measure_selection(panel) -> dict:
 
 
 def _take_seed(panel) -> list:
-    """The seed build_panel placed, taken off the prompts node: the trace starts from a
-    click placed in a view with the tool armed, as a user works."""
-    ras = [0.0, 0.0, 0.0]
-    panel.points.GetNthControlPointPositionWorld(0, ras)
+    """The case's seed, off the prompts node (build_panel placed it there): the trace starts
+    from a click placed in a view with the tool armed, as a user works."""
     panel.points.RemoveAllControlPoints()
-    return ras
+    return list(panel.seed_ras)
 
 
 def measure_blocking(panel) -> dict:
@@ -117,6 +115,7 @@ def main():
     args = parser.parse_args()
     case = clinical_case(args.clinical) if args.clinical else vessel_volume(1009, shape=(120, 192, 192))
     panel = build_panel(case, args.engine)
+    panel.seed_ras = case.seed_ras
     result = {"engine": args.engine, "volume": list(case.volume.shape),
               "selection": measure_selection(panel), "blocking": measure_blocking(panel),
               "cancel": measure_cancel(panel)}

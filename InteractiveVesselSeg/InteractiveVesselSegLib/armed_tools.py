@@ -1,29 +1,49 @@
 """The click in a slice view is the action: a tool button arms its tool, and while it is
-armed each point the user places in any view acts at once.
+armed each point the user places, or each stroke the user drags, in a view acts at once.
 
-Placing is Slicer's own: the prompts markups node becomes the active place node and the
-views stay in persistent place mode, so a click in the Red, Yellow, Green or 3D view (any
-orientation, oblique reformats included) adds a control point at that RAS position and fires
-the node's PointPositionDefinedEvent, which hands the point to the armed tool. Pressing a
-tool's button right after placing a point (with no tool armed) acts at that point too; a
-point is never used twice. Esc (or `disarm`) leaves place mode.
+Point tools (trace, + / − point, text commands) place with Slicer's own machinery: the
+prompts markups node becomes the active place node and the views stay in persistent place
+mode, so a click in the Red, Yellow, Green or 3D view (any orientation, oblique reformats
+included) adds a control point at that RAS position and fires the node's
+PointPositionDefinedEvent, which hands the point to the armed tool; the point then leaves
+the node (the prompt markers show it, tied to its step). Pressing a tool's button right
+after placing a point (with no tool armed) acts at that point too; a point is never used
+twice. Drag tools (box, scribble, lasso) take left-button drags in the slice views
+(`slice_drags`), previewed while drawn; the engine starts on release. Esc (or `disarm`)
+leaves place mode and drops a stroke being drawn.
 """
 from __future__ import annotations
 
+import numpy as np
+import qt
 import slicer
+
+from .slice_drags import SliceDrags
 
 INTERACTION_NODE = "vtkMRMLInteractionNodeSingleton"
 SELECTION_NODE = "vtkMRMLSelectionNodeSingleton"
+DRAG_TOOLS = ("box", "scribble", "lasso")
+PREVIEW_CLASS = {"box": "vtkMRMLMarkupsROINode", "scribble": "vtkMRMLMarkupsCurveNode",
+                 "lasso": "vtkMRMLMarkupsClosedCurveNode"}
+
+
+def tool_name(tool) -> str:
+    """A tool is a name ("trace", "box") or (name, argument): ("text", command),
+    ("scribble", positive)."""
+    return tool[0] if isinstance(tool, tuple) else tool
 
 
 class ArmedTools:
     def __init__(self, act):
-        """`act(tool, ras)`: run the tool at a point (world RAS); the widget's gesture map."""
+        """`act(tool, where)`: run the tool at a point (world RAS), or along a dragged
+        stroke (a list of RAS points) for a drag tool; the widget's gesture map."""
         self.act = act
-        self.tool = None              # the armed tool (a name the widget maps), or None
+        self.tool = None              # the armed tool, or None
         self._node = None
         self._observer = None
         self._pending = False         # the node's last point is placed and not used yet
+        self.drags = SliceDrags(self._on_stroke, self._on_drawing)
+        self._preview = None          # the stroke being drawn, as a markups node
 
     # ------------------------------------------------------------------ the prompts node
     def watch(self, node) -> None:
@@ -38,7 +58,7 @@ class ArmedTools:
         if node is not None:
             self._observer = node.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
                                               self._on_point)
-            if self.tool is not None:
+            if self.tool is not None and not self.dragging:
                 self._place_mode(True)
 
     def _last_point(self):
@@ -48,18 +68,33 @@ class ArmedTools:
 
     def _on_point(self, *_):
         self._pending = True
-        if self.tool is not None:
+        if self.tool is not None and not self.dragging:
             self._use(self.tool)
 
     def _use(self, tool) -> None:
         self._pending = False
-        self.act(tool, self._last_point())
+        ras = self._last_point()
+        # The used point leaves the node once Slicer has finished placing it: the prompt
+        # markers show it from now on, with its step.
+        node = self._node
+        qt.QTimer.singleShot(0, lambda: node.RemoveAllControlPoints())
+        self.act(tool, ras)
 
     # ------------------------------------------------------------------ arming
+    @property
+    def dragging(self) -> bool:
+        """The armed tool is drawn by dragging (box, scribble, lasso)."""
+        return self.tool is not None and tool_name(self.tool) in DRAG_TOOLS
+
     def press(self, tool) -> bool:
-        """A tool's button: armed from now on; acts at once at a point placed and not used
-        yet. Returns whether it acted."""
+        """A tool's button: armed from now on; a point tool acts at once at a point placed
+        and not used yet. Returns whether it acted."""
         self.tool = tool
+        if self.dragging:
+            self._place_mode(False)
+            self.drags.start()
+            return False
+        self.drags.stop()
         self._place_mode(True)
         if self._pending and self._node is not None and self._node.GetNumberOfControlPoints():
             self._use(tool)
@@ -68,6 +103,8 @@ class ArmedTools:
 
     def disarm(self) -> None:
         self.tool = None
+        self.drags.stop()
+        self._clear_preview()
         self._place_mode(False)
 
     def close(self) -> None:
@@ -90,3 +127,30 @@ class ArmedTools:
         elif not on:
             interaction.SetPlaceModePersistence(0)
             interaction.SetCurrentInteractionMode(interaction.ViewTransform)
+
+    # ------------------------------------------------------------------ drags
+    def _on_drawing(self, points) -> None:
+        """The stroke so far, shown as the tool's markups node."""
+        kind = tool_name(self.tool) if self.dragging else None
+        if kind is None:
+            return
+        if self._preview is None:
+            self._preview = slicer.mrmlScene.AddNewNodeByClass(PREVIEW_CLASS[kind], "drawing")
+            self._preview.SetSaveWithScene(False)
+            self._preview.SetHideFromEditors(True)
+        if kind == "box":
+            corners = np.asarray([points[0], points[-1]])
+            self._preview.SetXYZ(*corners.mean(axis=0))
+            self._preview.SetRadiusXYZ(*(np.abs(corners[1] - corners[0]) / 2))
+        else:
+            self._preview.AddControlPointWorld(list(points[-1]))
+
+    def _clear_preview(self) -> None:
+        if self._preview is not None:
+            slicer.mrmlScene.RemoveNode(self._preview)
+            self._preview = None
+
+    def _on_stroke(self, points) -> None:
+        self._clear_preview()
+        if self.dragging:
+            self.act(self.tool, points)

@@ -7,13 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from PromptEngines.errors import IVSegError
-from PromptEngines.prompts import TEXT_COMMAND_HELP, Auto, Box, Point, PromptSequence, Scribble, Text
+from PromptEngines.prompts import (TEXT_COMMAND_HELP, Auto, Box, Lasso, Point, PromptSequence,
+                                   Scribble, Text)
 from PromptEngines.registry import available_engines, default_tracer, descriptor
 
 from . import recorder
 from .session import SegmentationSession
 
-TOOLS = ("point", "box", "scribble", "text", "auto")
+TOOLS = ("point", "box", "scribble", "lasso", "text", "auto")
+LOCK_TAG = "InteractiveVesselSeg.Locked"    # on the segment: saved with the scene
 
 
 TEXT_ENGINE = "multimodal"      # the correction engine behind the text buttons
@@ -28,6 +30,7 @@ class VesselSegLogic:
         self._inputs = (None, None, None)
         self.manual = False                  # keep prompts until run_waiting (manual mode)
         self.waiting: list = []              # (prompt, engine) kept in manual mode
+        self._exclude_others = False         # other segments are "not this" for the engine
 
     # ------------------------------------------------------------------ set-up
     @staticmethod
@@ -105,23 +108,69 @@ class VesselSegLogic:
         if self.session is None:
             self.session = SegmentationSession(volume_node, segmentation_node, segment_id,
                                                self.engine_name, self.weights, self.device)
+            self.session.exclude_others = self._exclude_others
         return self.session
+
+    # ------------------------------------------------------------------ finished work
+    @property
+    def exclude_others(self) -> bool:
+        """The segmentation's other segments are "not this": the engine never puts their
+        voxels in the segment (taken up, and recorded, at the next prompt)."""
+        return self._exclude_others
+
+    @exclude_others.setter
+    def exclude_others(self, on: bool) -> None:
+        self._exclude_others = bool(on)
+        if self.session is not None:
+            self.session.exclude_others = self._exclude_others
+
+    def _segment(self):
+        _, segmentation_node, segment_id = self._inputs
+        if segmentation_node is None or not segment_id:
+            return None
+        return segmentation_node.GetSegmentation().GetSegment(segment_id)
+
+    @property
+    def locked(self) -> bool:
+        """The segment may not be changed by any prompt (a tag on the segment, so it is
+        saved with the scene)."""
+        import vtk
+
+        segment, value = self._segment(), vtk.reference("")
+        return segment is not None and segment.GetTag(LOCK_TAG, value) and str(value) == "1"
+
+    @locked.setter
+    def locked(self, on: bool) -> None:
+        segment = self._segment()
+        if segment is None:
+            raise IVSegError("select a segmentation and a segment first")
+        segment.SetTag(LOCK_TAG, "1" if on else "0")
+
+    def set_locked(self, on: bool) -> None:
+        self.locked = on
+
+    def _require_unlocked(self) -> None:
+        if self.locked:
+            raise IVSegError("the segment is locked: unlock it to change it")
 
     # ------------------------------------------------------------------ tools
     # Each returns True when it started a job, False when manual mode keeps the prompt.
     def _submit(self, prompt, engine: str | None = None) -> bool:
+        self._require_unlocked()
         session = self.current_session()
         if not self.manual:
             session.submit(prompt, engine)
             return True
         session.check(prompt, engine)                 # refused now, not at Run
         self.waiting.append((prompt, engine))
+        session.show_prompts([waiting for waiting, _ in self.waiting])
         return False
 
     def run_waiting(self) -> bool:
         """Manual mode's Run: the prompts kept, in order, each its own recorded step."""
         if not self.waiting:
             raise IVSegError("no prompts waiting: click in a view with a tool armed first")
+        self._require_unlocked()
         waiting, self.waiting = self.waiting, []
         self.current_session().submit_all(waiting)
         return True
@@ -138,6 +187,10 @@ class VesselSegLogic:
     def add_scribble(self, ras_points, positive: bool = True) -> bool:
         return self._submit(Scribble(ras_points, 1 if positive else 0))
 
+    def add_lasso(self, ras_points, positive: bool = True) -> bool:
+        """A closed curve drawn on one slice: inside it is (or is not) the structure."""
+        return self._submit(Lasso(ras_points, 1 if positive else 0))
+
     def text_command(self, command: str, ras=None) -> bool:
         """A text command at a point, by the chosen engine if it takes text, else by the
         correction engine, starting from the segment as it is."""
@@ -148,12 +201,15 @@ class VesselSegLogic:
         return self._submit(Auto(name))
 
     def undo(self) -> None:
+        self._require_unlocked()
         self.current_session().undo()
 
     def redo(self) -> None:
+        self._require_unlocked()
         self.current_session().redo()
 
     def reset(self) -> None:
+        self._require_unlocked()
         self.current_session().reset()
 
     def cancel(self) -> None:
@@ -174,6 +230,7 @@ class VesselSegLogic:
 
     def import_prompts(self, path: str | Path) -> int:
         """Replay a prompts file on the current inputs, step by step, on the worker."""
+        self._require_unlocked()
         sequence = PromptSequence.load(path)
         session = self.current_session()
         session.submit_sequence(sequence, Path(path).parent)

@@ -70,11 +70,12 @@ class SegmentWriter:
         image_array(image)[...] = mask
         return image
 
-    def read(self) -> np.ndarray:
-        """The segment's current mask on the volume's grid (a copy, uint8 0/1)."""
+    def read(self, segment_id: str | None = None) -> np.ndarray:
+        """The segment's current mask (or another segment's) on the volume's grid (a copy,
+        uint8 0/1)."""
         current = slicer.vtkOrientedImageData()
         slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(
-            self.node, self.segment_id, current)
+            self.node, segment_id or self.segment_id, current)
         reference = self._oriented(np.zeros(self.shape, np.uint8))
         if current.GetPointData().GetScalars() is None or current.IsEmpty():
             return np.zeros(self.shape, np.uint8)
@@ -82,6 +83,17 @@ class SegmentWriter:
         slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
             current, reference, resampled)
         return (image_array(resampled) > 0).astype(np.uint8)
+
+    def others(self) -> np.ndarray:
+        """The segmentation's other segments (finished work) as one mask on the volume's
+        grid."""
+        union = np.zeros(self.shape, np.uint8)
+        segmentation = self.node.GetSegmentation()
+        for index in range(segmentation.GetNumberOfSegments()):
+            other = segmentation.GetNthSegmentID(index)
+            if other != self.segment_id:
+                union |= self.read(other)
+        return union
 
     def _place_on_grid(self, mask: np.ndarray) -> None:
         """Give the segment's own layer the volume's full grid, holding `mask`. (Slicer's

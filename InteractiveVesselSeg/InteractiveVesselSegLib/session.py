@@ -24,12 +24,14 @@ import numpy as np
 from PromptEngines.annotation import Annotation
 from PromptEngines.data.segmentation_file import write_mask
 from PromptEngines.engine import Update, union_region
-from PromptEngines.prompts import MaskPrompt, Prompt, PromptSequence, Redo, Reset, Undo
+from PromptEngines.prompts import (ExcludeMask, MaskPrompt, Prompt, PromptSequence, Redo, Reset,
+                                   Undo)
 from PromptEngines.recording_files import segmentation_path_for
 from PromptEngines.registry import get_engine
 
 from . import recorder
 from .mrml_volume import volume_from_node
+from .prompt_markers import PromptMarkers
 from .segment_writer import SegmentWriter
 from .worker import InferenceWorker, JobDone
 
@@ -57,6 +59,10 @@ class SegmentationSession:
         self.on_update: Callable[[Update], None] | None = None
         self.last_error: BaseException | None = None
         self._written = None          # region written during the current job
+        self.exclude_others = False   # the other segments are "not this" for the engine
+        self.markers = PromptMarkers(segmentation_node.GetScene())
+        self._in_effect: list = []    # the prompts in effect when the last job ended
+        self._running: list = []      # the prompts of the current job
 
     @property
     def ready(self) -> bool:
@@ -92,9 +98,32 @@ class SegmentationSession:
         recorded step (manual mode's Run)."""
         for prompt, engine in prompts:
             self.check(prompt, engine)
-        edits = self._edits()
-        self.worker.submit(lambda: self._steps(edits, itertools.chain.from_iterable(
+        prelude = self._prelude()
+        self._running = [prompt for prompt, _ in prompts]
+        self.show_prompts()
+        self.worker.submit(lambda: self._steps(prelude, itertools.chain.from_iterable(
             self.annotation.interact(prompt, engine=engine) for prompt, engine in prompts)))
+
+    def _prelude(self) -> list[MaskPrompt]:
+        """The steps to take before the next prompt: what other tools did to the segment
+        (a mask step), then a change of the region excluded (the other segments)."""
+        edits = self._edits()
+        exclusion = self._exclusion(self.annotation.steps_recorded + (edits is not None))
+        return [step for step in (edits, exclusion) if step is not None]
+
+    def _exclusion(self, step: int) -> ExcludeMask | None:
+        """An exclude step when the other segments (with `exclude_others`) are not what the
+        engine excludes now: they changed, or the option was turned on or off."""
+        current = self.annotation.engine.excluded
+        others = self.writer.others() if self.exclude_others else None
+        if others is not None and not others.any():
+            others = None
+        if others is None and current is None or (
+                others is not None and current is not None and np.array_equal(others > 0, current)):
+            return None
+        mask = others if others is not None else np.zeros(self.writer.shape, np.uint8)
+        return ExcludeMask(mask=mask, path=recorder.save_start_mask(
+            self.segmentation_node, self.segment_id, mask, step))
 
     def _edits(self) -> MaskPrompt | None:
         """What another tool did to the segment since our last write, as a mask step to take
@@ -111,15 +140,16 @@ class SegmentationSession:
         return MaskPrompt(mask=mask, path=recorder.save_start_mask(
             self.segmentation_node, self.segment_id, mask, step))
 
-    def _steps(self, edits: MaskPrompt | None, updates):
-        if edits is not None:
-            yield from self.annotation.interact(edits)
+    def _steps(self, prelude: list[MaskPrompt], updates):
+        for step in prelude:
+            yield from self.annotation.interact(step)
         yield from updates
 
     def submit_sequence(self, sequence: PromptSequence, base_dir=".") -> None:
         """Replay a recorded sequence on the worker (volume identity checked first)."""
         edits = self._edits()
-        self.worker.submit(lambda: self._steps(edits, self.annotation.replay_steps(
+        prelude = [edits] if edits is not None else []
+        self.worker.submit(lambda: self._steps(prelude, self.annotation.replay_steps(
             sequence, base_dir, resolve_mask=self.resolve_mask)))
 
     def resolve_mask(self, path: str):
@@ -148,6 +178,7 @@ class SegmentationSession:
         for item in self.worker.poll(timeout):
             if isinstance(item, JobDone):
                 finished = True
+                self._job_ended()
                 written, self._written = self._written, None
                 if item.error is not None:
                     # The engine has put its mask back; so does the segment, where we wrote.
@@ -167,6 +198,18 @@ class SegmentationSession:
             if self.on_update is not None:
                 self.on_update(item)
         return finished
+
+    def _job_ended(self) -> None:
+        """The steps in effect are known again: the views show their prompts."""
+        self._running = []
+        if self.ready and self._prepared.exception() is None:
+            self._in_effect = self.annotation.prompts_in_effect()
+        self.show_prompts()
+
+    def show_prompts(self, waiting=()) -> None:
+        """Show the prompts in effect, and faded those of the current job and `waiting`
+        (manual mode's prompts before Run)."""
+        self.markers.show(self._in_effect, [*self._running, *waiting])
 
     def wait(self, timeout: float = 600.0) -> None:
         """Pump until the current job ends (headless use and tests)."""
@@ -196,7 +239,7 @@ class SegmentationSession:
             if isinstance(step, MaskPrompt) and step.path and step.path.startswith(recorder.START_SCHEME):
                 name = path.name.replace(".prompts.json", "") + f".start{index}.seg.nrrd"
                 write_mask(path.with_name(name), step.mask, self.annotation.volume.ijk_to_ras)
-                steps[index] = MaskPrompt(mask=step.mask, path=name)
+                steps[index] = type(step)(mask=step.mask, path=name)
         PromptSequence(steps=steps, volume=sequence.volume, engine=sequence.engine,
                        weights_sha256=sequence.weights_sha256, segment=sequence.segment,
                        result_voxels=sequence.result_voxels, result_sha256=sequence.result_sha256,
@@ -206,7 +249,9 @@ class SegmentationSession:
                    sequence.segment)
 
     def close(self) -> None:
-        """Stop a running job (what it did stays) and end the worker."""
+        """Stop a running job (what it did stays), end the worker, take the prompts off the
+        views."""
         self.worker.cancel()
+        self.markers.clear()
         if self._owns_worker:
             self.worker.shutdown()

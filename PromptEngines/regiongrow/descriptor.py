@@ -5,6 +5,6 @@ REGIONGROW = EngineDescriptor(
     name="regiongrow",
     summary="intensity-band region growing from the prompts (the baseline a Slicer user has)",
     engine="PromptEngines.regiongrow.engine:RegionGrowEngine",
-    capabilities=frozenset({"point", "box", "scribble", "mask"}),
+    capabilities=frozenset({"point", "box", "scribble", "lasso", "mask"}),
     trace_preference=9,               # the fallback when no learned tracer is ready
 )

@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from ..data import intensity
 from ..data.intensity import Levels, require_contrast
+from ..data.lasso_area import lasso_area
 from ..engine import Engine
 from ..errors import PromptError
 from .descriptor import REGIONGROW
@@ -29,6 +30,7 @@ class GrowState:
     negative: tuple = ()
     box: tuple | None = None        # ((z0, y0, x0), (z1, y1, x1)) voxel bounds, inclusive
     base: np.ndarray | None = field(default=None, compare=False)   # starting mask
+    erased: np.ndarray | None = field(default=None, compare=False)  # inside negative lassos
 
 
 def _voxel(zyx, shape) -> tuple[int, int, int]:
@@ -60,6 +62,13 @@ class RegionGrowEngine(Engine):
             return replace(state, box=(low, high))
         if prompt.kind == "mask":
             return replace(state, base=(prompt.mask > 0).astype(np.uint8))
+        if prompt.kind == "lasso":       # as Slicer's scissors: fill or erase inside
+            area = lasso_area(prompt.points, shape)
+            base = np.zeros(shape, bool) if state.base is None else state.base > 0
+            erased = np.zeros(shape, bool) if state.erased is None else state.erased
+            if prompt.label:             # the later lasso wins where two overlap
+                return replace(state, base=(base | area).astype(np.uint8), erased=erased & ~area)
+            return replace(state, base=(base & ~area).astype(np.uint8), erased=erased | area)
         # Points and scribbles: each of their positions is a seed of their polarity.
         voxels = tuple(_voxel(p, shape) for p in prompt.positions())
         key = "positive" if prompt.label else "negative"
@@ -92,6 +101,8 @@ class RegionGrowEngine(Engine):
             mask[box] = grown
         if state.base is not None:
             mask |= state.base > 0
+        if state.erased is not None:
+            mask &= ~state.erased
         for region, ball in self._barriers(state):
             mask[region] &= ~ball
         # Negative prompts on a starting mask remove the piece of it they land in.

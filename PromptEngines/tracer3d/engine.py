@@ -113,7 +113,8 @@ class Tracer3DEngine(Engine):
         trace from `voxel` up to its first slice, which raises if there is no vessel."""
         volume = click_normalised(self.image, self.spacing_zyx, voxel)
         tracer = SliceTracer(self.model, volume, self.options, self.device, self._calls,
-                             known=self._known, spacing=self.spacing_zyx)
+                             known=self._known, spacing=self.spacing_zyx,
+                             excluded=self._excluded)
         results = tracer.trace(seed_yx, voxel[0], heartbeat=True)
         first = next(results)
         return tracer, itertools.chain([first], results)

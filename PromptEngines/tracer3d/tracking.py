@@ -204,10 +204,12 @@ class SliceTracer:
 
     def __init__(self, model, volume: np.ndarray, options: TraceOptions = TraceOptions(),
                  device: str = "cpu", calls: SliceCalls | None = None,
-                 known: np.ndarray | None = None, spacing=(1.0, 1.0, 1.0)):
+                 known: np.ndarray | None = None, spacing=(1.0, 1.0, 1.0),
+                 excluded: np.ndarray | None = None):
         """`known`: voxels taken as traced before the trace starts (a mask already made):
         tracks stop where they reach them. `spacing`: the voxels' size (z, y, x mm), for
-        telling touching vessels apart in 3D."""
+        telling touching vessels apart in 3D. `excluded`: voxels of other structures (other
+        segments): never traced, and another vessel's lumen where they touch the trace."""
         self.model, self.options, self.device = model, options, device
         self.volume = volume
         self.size = model.crop
@@ -224,7 +226,16 @@ class SliceTracer:
         self.extent: tuple[slice, slice, slice] | None = None
         self.slices_traced = 0
         self.held = HeldContacts(volume.shape, spacing)
+        if excluded is not None:
+            self._exclude(excluded)
         self._heartbeat = False
+
+    def _exclude(self, excluded: np.ndarray) -> None:
+        """Other structures count as a vessel already judged another's (held.rejected)."""
+        for z in np.flatnonzero(excluded.any(axis=(1, 2))):
+            rows, cols = (slice(int(i.min()), int(i.max()) + 1)
+                          for i in np.nonzero(excluded[z]))
+            self.held.rejected.paste(int(z), rows, cols, excluded[z, rows, cols], True)
 
     # ------------------------------------------------------------------ geometry
     def _origin(self, point) -> tuple[int, int]:
@@ -346,7 +357,9 @@ class SliceTracer:
             seed_z, seed, lambda _: None, None)
         rows, cols, (cy, cx) = self._window(origin)
         crop_prob = probability[cy:cy + rows.stop - rows.start, cx:cx + cols.stop - cols.start]
-        pieces, _ = ndimage.label(crop_prob > self.options.threshold, full_structure(2))
+        pieces, _ = ndimage.label((crop_prob > self.options.threshold)
+                                  & ~self.held.rejected.window(seed_z, rows, cols),
+                                  full_structure(2))
         local_seed = (int(round(seed[0])) - rows.start, int(round(seed[1])) - cols.start)
         label = self._piece_near(pieces, local_seed)
         if label == 0 or crop_prob[pieces == label].mean() < self.options.min_confidence:

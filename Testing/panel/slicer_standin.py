@@ -159,6 +159,48 @@ CUSTOM_WIDGETS = (qMRMLWidget, ctkCollapsibleButton, ctkPathLineEdit, qMRMLNodeC
                   qMRMLSegmentSelectorWidget)
 
 
+# ---------------------------------------------------------------------------- slice views
+class SliceWidget:
+    """A slice view: a Qt widget that receives the mouse, and its real MRML slice node (the
+    XY-to-RAS matrix of the view's pixels)."""
+
+    def __init__(self, scene, name, size=256):
+        self.view = QtWidgets.QWidget()
+        self.view.resize(size, size)
+        self.node = scene.AddNewNodeByClass("vtkMRMLSliceNode", name)
+        self.node.SetName(name)
+        self.node.SetLayoutName(name)
+        self.node.SetDimensions(size, size, 1)
+        getattr(self.node, {"Red": "SetOrientationToAxial", "Yellow": "SetOrientationToSagittal",
+                            "Green": "SetOrientationToCoronal"}[name])()
+        self.node.SetFieldOfView(size * 0.5, size * 0.5, 1.0)
+        self.node.UpdateMatrices()
+
+    def sliceView(self):
+        return self.view
+
+    def mrmlSliceNode(self):
+        return self.node
+
+
+class LayoutManager:
+    """Slicer's layout manager, as far as the module uses it: the slice views by name."""
+
+    def __init__(self, scene):
+        self.widgets = {name: SliceWidget(scene, name) for name in ("Red", "Yellow", "Green")}
+
+    def sliceViewNames(self):
+        return list(self.widgets)
+
+    def sliceWidget(self, name):
+        return self.widgets[name]
+
+    def mrmlSliceLogics(self):
+        import vtk
+
+        return vtk.vtkCollection()          # no slice logics: nothing to fit
+
+
 # ---------------------------------------------------------------------------- modules
 class FileDialog(QtWidgets.QFileDialog):
     """PythonQt returns the chosen path alone; tests set `next_path`."""
@@ -259,6 +301,8 @@ def install(scene):
     slicer.ScriptedLoadableModule = scripted
     slicer.mrmlScene = scene
     slicer.app = application
+    manager = LayoutManager(scene)
+    application.layoutManager = lambda: manager
     slicer.util.loadUI = load_ui
     slicer.util.childWidgetVariables = child_widget_variables
     slicer.util.confirmOkCancelDisplay = lambda *args, **kwargs: True
