@@ -256,16 +256,17 @@ class MaskPrompt(_NoCoordinates):
     mask: np.ndarray | None = None
     path: str | None = None
     kind = "mask"
+    what = "the starting mask"
 
     def check_inside(self, shape) -> None:
         if self.mask is None or self.mask.shape != tuple(shape):
             got = None if self.mask is None else self.mask.shape
-            raise PromptError(f"the starting mask has shape {got}, the image {tuple(shape)}")
+            raise PromptError(f"{self.what} has shape {got}, the image {tuple(shape)}")
 
     def to_json(self) -> dict:
         if self.path is None:
-            raise PromptFileError("a mask step must name the file that holds the mask")
-        return {"kind": "mask", "path": self.path}
+            raise PromptFileError(f"a {self.kind} step must name the file that holds its mask")
+        return {"kind": self.kind, "path": self.path}
 
     @classmethod
     def from_json(cls, step: dict) -> "MaskPrompt":
@@ -278,16 +279,7 @@ class ExcludeMask(MaskPrompt):
     work): from this step on the engine never puts them in its mask, and removes them from
     it now. Recorded like a starting mask (the file that holds it)."""
     kind = "exclude"
-
-    def check_inside(self, shape) -> None:
-        if self.mask is None or self.mask.shape != tuple(shape):
-            got = None if self.mask is None else self.mask.shape
-            raise PromptError(f"the excluded region has shape {got}, the image {tuple(shape)}")
-
-    def to_json(self) -> dict:
-        if self.path is None:
-            raise PromptFileError("an exclude step must name the file that holds its mask")
-        return {"kind": "exclude", "path": self.path}
+    what = "the excluded region"
 
 
 class _HistoryStep(_NoCoordinates):

@@ -15,16 +15,9 @@ from panel_setup import build_panel, settle
 import panel_engines  # noqa: F401  (registers the test engines)
 
 
-@pytest.fixture(scope="module")
-def case():
-    return vessel_volume(1008, shape=(48, 72, 72))
-
-
 @pytest.fixture
-def panel(case):
-    built = build_panel(case)
-    yield built
-    built.widget.cleanup()
+def panel(built_panel):
+    return built_panel
 
 
 def slice_view(name, centre_ras, normal=None, transverse=None):

@@ -12,23 +12,17 @@ from PromptEngines.evaluation import metrics
 from PromptEngines.prompts import TEXT_COMMAND_HELP, TEXT_COMMANDS
 from PromptEngines.registry import descriptor
 import slicer_standin
-from panel_setup import build_panel, settle
+from panel_setup import settle
 import panel_engines  # noqa: F401  (registers the test engines)
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def case():
-    return vessel_volume(1008, shape=(48, 72, 72))
-
-
 @pytest.fixture
-def panel(case):
-    built = build_panel(case)
-    yield (built.widget, built.scene, built.volume, built.segmentation, built.segment,
-           built.points, built.application)
-    built.widget.cleanup()
+def panel(built_panel):
+    built = built_panel
+    return (built.widget, built.scene, built.volume, built.segmentation, built.segment,
+            built.points, built.application)
 
 
 def segment_mask(widget):
