@@ -7,6 +7,7 @@ dict with `model_state_dict` or `state_dict` (PRISM, Lightning), or keys prefixe
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 from ..errors import CheckpointError
@@ -23,20 +24,38 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def read_weights_file(path: str | Path, trusted: bool = False):
-    """What a weights file holds, as saved. `trusted` allows pickled non-tensor objects
-    (PRISM's numpy scalars) for files the user vouches for; otherwise torch's safe loader is
-    used."""
+def numpy_scalar_globals() -> list:
+    """What a training dict's numpy scalars (PRISM's `best_val_loss`) unpickle through, under
+    the names numpy 1 and numpy 2 pickle them with: the only objects besides tensors that
+    the safe loader is allowed to make for such files."""
+    import numpy as np
+
+    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32)]
+    return [scalar, (scalar, "numpy.core.multiarray.scalar"),
+            (scalar, "numpy._core.multiarray.scalar"), np.dtype, *dtypes]
+
+
+def read_weights_file(path: str | Path, allowed=()):
+    """What a weights file holds, as saved, read with torch's safe loader: tensors and plain
+    containers, plus the globals in `allowed` (e.g. `numpy_scalar_globals()`); anything else
+    in the pickle is refused, naming it."""
     import torch                  # keeps torch out of the import path of regiongrow
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trusted)
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:     # torch raises many types for corrupt or foreign files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"cannot read weights file {path.name}: {reason[:200]}") from None
+        text = str(error).strip()
+        reason = text.splitlines()[0] if text else type(error).__name__
+        refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        if refused:
+            reason = (f"it pickles {refused.group(1)}, which is not on the allow-list of "
+                      "objects a weights file may hold (refused: unpickling it could run code)")
+        raise CheckpointError(f"cannot read weights file {path.name}: {reason[:240]}") from None
 
 
 def state_dict_of(loaded, source: str) -> dict:
@@ -53,9 +72,9 @@ def state_dict_of(loaded, source: str) -> dict:
     return loaded
 
 
-def read_state_dict(path: str | Path, trusted: bool = False) -> dict:
+def read_state_dict(path: str | Path, allowed=()) -> dict:
     """The tensors of an official weights file."""
-    return state_dict_of(read_weights_file(path, trusted), Path(path).name)
+    return state_dict_of(read_weights_file(path, allowed), Path(path).name)
 
 
 def _listing(keys) -> str:
