@@ -108,6 +108,7 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         self.armed = ArmedTools(self.onArmedTool)
         self.shortcuts = {}
         self.tool_tips = {}                   # each tool button's own words, then its key
+        self.remembered_intensity = ""
         self.connect_gestures()
         self.layout.addStretch(1)
 
@@ -116,6 +117,7 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         ui = self.ui
         ui.engineComboBox.currentTextChanged.connect(self.onEngineChanged)
         ui.deviceComboBox.currentTextChanged.connect(self.onEngineSettingsChanged)
+        ui.intensityComboBox.currentTextChanged.connect(self.onEngineSettingsChanged)
         ui.weightsPathLineEdit.currentPathChanged.connect(lambda _: self.pathTimer.start())
         ui.resetSettingsButton.clicked.connect(self.onResetSettings)
         ui.inputVolumeSelector.currentNodeChanged.connect(self.onInputsChanged)
@@ -227,7 +229,8 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
 
     # ------------------------------------------------------------------ settings
     def restore_settings(self, defaults=False):
-        """Engine, weights and device as last chosen (Slicer's settings), or as on first use."""
+        """Engine, weights, device and intensity window as last chosen (Slicer's settings), or
+        as on first use."""
         settings = qt.QSettings()
 
         def remembered(key, default):
@@ -241,6 +244,10 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
             widget.blockSignals(True)
         ui.weightsPathLineEdit.setCurrentPath(remembered("weights", ""))
         ui.deviceComboBox.setCurrentText(remembered("device", "auto"))
+        self.remembered_intensity = remembered("intensity", "")
+        ui.intensityComboBox.blockSignals(True)         # rebuilt for the engine, as remembered
+        ui.intensityComboBox.clear()
+        ui.intensityComboBox.blockSignals(False)
         ui.engineComboBox.setCurrentText(engine)
         for widget in (ui.engineComboBox, ui.deviceComboBox, ui.weightsPathLineEdit):
             widget.blockSignals(False)
@@ -334,10 +341,13 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         self.pathTimer.stop()
         device = qt_value(self.ui.deviceComboBox, "currentText")
         weights = qt_value(self.ui.weightsPathLineEdit, "currentPath")
+        intensity = self.show_intensity(name)
         settings = qt.QSettings()
-        for key, value in (("engine", name), ("weights", weights), ("device", device)):
+        for key, value in (("engine", name), ("weights", weights), ("device", device),
+                           ("intensity", intensity or "")):
             settings.setValue(SETTINGS + key, value)
-        self.logic.set_engine(name, weights or None, None if device in ("", "auto") else device)
+        self.logic.set_engine(name, weights or None, None if device in ("", "auto") else device,
+                              {"intensity": intensity} if intensity else {})
         for tool, reason in self.logic.engine_tools(name).items():
             for button in self.tool_buttons(tool):
                 button.setEnabled(reason is None)
@@ -346,6 +356,21 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
                 key = f" (key {TOOL_KEYS[button_name]})" if button_name in TOOL_KEYS else ""
                 button.setToolTip(reason or words + key)
         self.rebuild_vocabulary_buttons(name)
+
+    def show_intensity(self, name):
+        """The intensity windows of an engine that has them (else hidden); the chosen one."""
+        windows = self.logic.engine_settings(name).get("intensity", ())
+        combo = self.ui.intensityComboBox
+        for widget in (combo, self.ui.intensityLabel):
+            widget.setVisible(bool(windows))
+        if [combo.itemText(i) for i in range(qt_value(combo, "count"))] != list(windows):
+            chosen = qt_value(combo, "currentText") or self.remembered_intensity
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(list(windows))
+            combo.setCurrentText(chosen if chosen in windows else (windows or [""])[0])
+            combo.blockSignals(False)
+        return qt_value(combo, "currentText") if windows else None
 
     def tool_buttons(self, tool):
         """The fixed buttons of a tool (text and structure buttons come from the engine)."""

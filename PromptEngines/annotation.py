@@ -55,7 +55,7 @@ class Annotation:
         # size, so it is computed beside the first prompt, not before it.
         self._identity = in_background(volume.identity)
         self._sequence = PromptSequence(engine=engine.name, weights_sha256=engine.weights_sha256,
-                                        segment=segment)
+                                        segment=segment, engine_settings=engine.settings)
 
     @property
     def identity(self) -> VolumeIdentity:

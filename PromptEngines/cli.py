@@ -105,7 +105,8 @@ def cmd_segment(args) -> int:
     volume = read_volume(args.volume)
     sequence = PromptSequence.load(args.prompts)
     name = args.engine or sequence.engine or default_tracer()
-    engine = get_engine(name, args.weights, args.device)
+    settings = sequence.engine_settings if name == sequence.engine else {}
+    engine = get_engine(name, args.weights, args.device, **settings)
     step_weights = _step_weights(args.step_weights)
     annotation = Annotation(volume, engine, sequence.segment, make_engine=lambda other:
                             get_engine(other, step_weights.get(other), args.device))

@@ -49,6 +49,7 @@ class EngineDescriptor:
     training: str | None = None                    # "module:function" -> `ivseg train` task
     config_sections: frozenset[str] = frozenset()  # sections of its training config file
     benchmark: str | None = None                   # module with run(BenchSettings), table()
+    settings: tuple = ()                           # (name, (choices...)): the first is default
 
     def __post_init__(self):
         unknown = set(self.capabilities) - set(PROMPT_KINDS)

@@ -171,6 +171,11 @@ class Engine:
     def capabilities(self) -> frozenset[str]:
         return self.descriptor.capabilities
 
+    @property
+    def settings(self) -> dict:
+        """The user's choices this engine was made with (recorded with the prompts)."""
+        return {}
+
     # ------------------------------------------------------------------ protocol
     def set_image(self, image: np.ndarray, spacing_zyx=(1.0, 1.0, 1.0)) -> None:
         image = np.asarray(image)

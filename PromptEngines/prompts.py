@@ -377,6 +377,7 @@ class PromptSequence:
     result_sha256: str | None = None
     stopped_after: dict[int, int] = field(default_factory=dict)   # cancelled step -> updates
     step_engines: dict[int, str] = field(default_factory=dict)    # step -> another engine
+    engine_settings: dict = field(default_factory=dict)   # the engine's choices (intensity)
 
     def append(self, prompt: Prompt, engine: str | None = None) -> None:
         """A step; `engine`: the engine that made it, when not the file's."""
@@ -404,7 +405,8 @@ class PromptSequence:
         return {
             "format": "InteractiveVesselSeg prompts", "version": FORMAT_VERSION,
             "volume": volume,
-            "engine": {"name": self.engine, "weights_sha256": self.weights_sha256},
+            "engine": {"name": self.engine, "weights_sha256": self.weights_sha256,
+                       **({"settings": self.engine_settings} if self.engine_settings else {})},
             "segment": self.segment,
             "steps": [self._step_json(i, step) for i, step in enumerate(self.steps)],
             "result": {"voxels": self.result_voxels, "sha256": self.result_sha256},
@@ -454,6 +456,7 @@ class PromptSequence:
         return cls(steps=[step_from_json(s, i) for i, s in enumerate(steps)], volume=volume,
                    stopped_after=stopped, step_engines=step_engines,
                    engine=engine.get("name"), weights_sha256=engine.get("weights_sha256"),
+                   engine_settings=dict(engine.get("settings") or {}),
                    segment=str(data.get("segment", "vessel")),
                    result_voxels=result.get("voxels"), result_sha256=result.get("sha256"))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from .descriptor import EngineDescriptor
 from .errors import EngineError
 from .multimodal.descriptor import MULTIMODAL
+from .prism.descriptor import PRISM
 from .regiongrow.descriptor import REGIONGROW
 from .tracer3d.descriptor import TRACER3D
 
@@ -15,6 +16,7 @@ ENGINES: dict[str, EngineDescriptor] = {d.name: d for d in (
     REGIONGROW,
     TRACER3D,
     MULTIMODAL,
+    PRISM,
 )}
 
 
@@ -38,8 +40,17 @@ def engine_class(name: str) -> type:
     return descriptor(name).engine_class()
 
 
-def get_engine(name: str, weights=None, device=None):
-    return engine_class(name)(weights=weights, device=device)
+def get_engine(name: str, weights=None, device=None, **settings):
+    """`settings`: the engine's own choices (its descriptor's `settings`, e.g. prism's
+    intensity window), as a prompts file records them."""
+    known = dict(descriptor(name).settings)
+    for key, value in settings.items():
+        if key not in known:
+            raise EngineError(f"engine {name!r} has no setting {key!r}")
+        if value not in known[key]:
+            raise EngineError(f"{name} {key} must be one of: {', '.join(known[key])}; "
+                              f"got {value!r}")
+    return engine_class(name)(weights=weights, device=device, **settings)
 
 
 def default_tracer() -> str:

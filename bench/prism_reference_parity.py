@@ -47,7 +47,8 @@ with torch.no_grad():
     emb, skips = m.image_encoder(image)
     out["embedding"], out["skips"] = emb, skips
     for name, b in (("box", box), ("no box", None)):
-        tok, img = m.prompt_encoder(points=[pts, lab], boxes=b, masks=F.interpolate(prev, scale_factor=0.25), image_embeddings=emb)
+        tok, img = m.prompt_encoder(points=[pts, lab], boxes=b, image_embeddings=emb,
+                                    masks=F.interpolate(prev, scale_factor=0.25))
         out[name] = m.mask_decoder(prompt_embeddings=tok, image_embeddings=img, feature_list=skips)
     masks, iou = out["box"]
     best = masks[:, torch.max(iou, dim=1)[1], :]

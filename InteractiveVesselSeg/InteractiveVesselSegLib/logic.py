@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from PromptEngines.errors import IVSegError
 from PromptEngines.prompts import (TEXT_COMMAND_HELP, Auto, Box, Lasso, Point, PromptSequence,
                                    Scribble, Text)
@@ -27,6 +29,7 @@ class VesselSegLogic:
         self.engine_name = self.default_engine()
         self.weights: str | None = None
         self.device: str | None = None
+        self.settings: dict = {}             # the engine's own choices (prism's intensity)
         self._inputs = (None, None, None)
         self.manual = False                  # keep prompts until run_waiting (manual mode)
         self.waiting: list = []              # (prompt, engine) kept in manual mode
@@ -77,8 +80,16 @@ class VesselSegLogic:
             return engine
         return descriptor(TEXT_ENGINE) if TEXT_ENGINE in available_engines() else None
 
-    def set_engine(self, name: str, weights: str | None = None, device: str | None = None):
+    @staticmethod
+    def engine_settings(name: str) -> dict[str, tuple]:
+        """The engine's own choices, each with its options (the first is the default)."""
+        return dict(descriptor(name).settings)
+
+    def set_engine(self, name: str, weights: str | None = None, device: str | None = None,
+                   settings: dict | None = None):
         self.engine_name, self.weights, self.device = name, weights, device
+        known = self.engine_settings(name)
+        self.settings = {k: v for k, v in (settings or {}).items() if k in known}
         self.close()
         self.prepare()
 
@@ -107,7 +118,8 @@ class VesselSegLogic:
             raise IVSegError("select a segmentation and a segment first")
         if self.session is None:
             self.session = SegmentationSession(volume_node, segmentation_node, segment_id,
-                                               self.engine_name, self.weights, self.device)
+                                               self.engine_name, self.weights, self.device,
+                                               settings=self.settings)
             self.session.exclude_others = self._exclude_others
         return self.session
 
@@ -182,7 +194,15 @@ class VesselSegLogic:
         return self._submit(Point(ras, 1 if positive else 0))
 
     def add_box(self, ras_a, ras_b) -> bool:
-        return self._submit(Box(ras_a, ras_b))
+        """A box from two corners. One dragged on a slice is flat across it: it gets a depth
+        there of its smaller side, centred on the slice (a 3D box, as 3D engines take)."""
+        a, b = np.asarray(ras_a, float), np.asarray(ras_b, float)
+        extent = np.abs(b - a)
+        flat = extent < 1e-3
+        if flat.sum() == 1:
+            depth = extent[~flat].min() / 2
+            a, b = np.where(flat, a - depth, a), np.where(flat, b + depth, b)
+        return self._submit(Box(tuple(a), tuple(b)))
 
     def add_scribble(self, ras_points, positive: bool = True) -> bool:
         return self._submit(Scribble(ras_points, 1 if positive else 0))

@@ -14,6 +14,7 @@ right away, so a session made when the inputs are chosen is ready before the fir
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import time
 from pathlib import Path
@@ -38,7 +39,8 @@ from .worker import InferenceWorker, JobDone
 
 class SegmentationSession:
     def __init__(self, volume_node, segmentation_node, segment_id: str, engine_name: str,
-                 weights=None, device=None, worker: InferenceWorker | None = None):
+                 weights=None, device=None, worker: InferenceWorker | None = None,
+                 settings: dict | None = None):
         self.volume_node, self.segmentation_node = volume_node, segmentation_node
         self.segment_id = segment_id
         volume = volume_from_node(volume_node)
@@ -50,7 +52,8 @@ class SegmentationSession:
         start_step = self._mask_step(start, 0) if start.any() else None
 
         def prepare() -> Annotation:                  # on the worker
-            annotation = Annotation(volume, get_engine(engine_name, weights, device), segment_name)
+            annotation = Annotation(volume, get_engine(engine_name, weights, device,
+                                                       **(settings or {})), segment_name)
             if start_step is not None:
                 annotation.apply(start_step)
             return annotation
@@ -240,11 +243,7 @@ class SegmentationSession:
                 name = path.name.replace(".prompts.json", "") + f".start{index}.seg.nrrd"
                 write_mask(path.with_name(name), step.mask, self.annotation.volume.ijk_to_ras)
                 steps[index] = type(step)(mask=step.mask, path=name)
-        PromptSequence(steps=steps, volume=sequence.volume, engine=sequence.engine,
-                       weights_sha256=sequence.weights_sha256, segment=sequence.segment,
-                       result_voxels=sequence.result_voxels, result_sha256=sequence.result_sha256,
-                       stopped_after=dict(sequence.stopped_after),
-                       step_engines=dict(sequence.step_engines)).save(path)
+        replace(sequence, steps=steps).save(path)
         write_mask(segmentation_path_for(path), self.annotation.mask, self.annotation.volume.ijk_to_ras,
                    sequence.segment)
 

@@ -56,9 +56,10 @@ class PrismConfig:
 
 
 PAPER = PrismConfig()
-# Ours: a 64^3 cube (1 mm voxels in the same way), 8^3 tokens of 8^3 voxels, a narrow ViT and
-# UNet. The window equals the token grid, so no block pays for padded tokens.
-TINY = PrismConfig(image_size=64, patch_size=8, embed_dim=96, depth=4, heads=4,
-                   global_blocks=(1, 3), window_size=8, cnn_features=(8, 16, 24, 32, 96),
+# Ours: a 64^3 cube (1 mm voxels in the same way), 4^3 tokens of 16^3 voxels (the patch is
+# the CNN's four halvings, as in the paper), a narrow ViT and UNet. The window equals the
+# token grid, so no block pays for padded tokens.
+TINY = PrismConfig(image_size=64, patch_size=16, embed_dim=96, depth=4, heads=4,
+                   global_blocks=(1, 3), window_size=4, cnn_features=(8, 16, 24, 32, 96),
                    prompt_dim=96, mask_in_chans=8, transformer_depth=2, transformer_heads=4,
                    transformer_mlp=256, iou_hidden=64, refine_channels=16)

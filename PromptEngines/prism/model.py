@@ -36,15 +36,18 @@ class Prism(nn.Module):
         return self.image_encoder(image)
 
     def predict(self, features, coords: torch.Tensor, labels: torch.Tensor,
-                box: torch.Tensor | None, previous: torch.Tensor) -> Prediction:
+                box: torch.Tensor | None, previous: torch.Tensor,
+                select: bool = True) -> Prediction:
         """One iteration's candidates from this iteration's clicks (B, N, 3) (d0, d1, d2)
         voxel indices of the cube, labels (B, N), a box (B, 6) or None and the previous
-        logits (B, 1, S, S, S); the selector picks the highest predicted Dice."""
+        logits (B, 1, S, S, S); the selector picks the highest predicted Dice (`select`
+        False: the first candidate, as a single-output model would)."""
         embedding, skips = features
         previous = self.prompt_encoder.mask_input(previous, self.config.mask_input_size)
         tokens, image = self.prompt_encoder(embedding, coords, labels, box, previous)
         candidates, scores = self.mask_decoder(tokens, image, skips)
-        chosen = scores.argmax(dim=1)
+        chosen = (scores.argmax(dim=1) if select else
+                  torch.zeros(len(scores), dtype=torch.long, device=scores.device))
         logits = candidates[torch.arange(len(chosen)), chosen][:, None]
         return Prediction(logits, candidates, scores, chosen, None)
 

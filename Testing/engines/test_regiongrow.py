@@ -78,3 +78,21 @@ def test_scribble_and_starting_mask_on_a_2d_image():
     missing = np.argwhere(case.truth & ~case.initial)
     engine.run(Scribble([tuple(p) for p in missing[:: max(1, len(missing) // 5)]], 1))
     assert metrics.dice(engine.mask, case.truth) > metrics.dice(case.initial, case.truth)
+
+
+def test_dark_structures_grow_by_the_clicks_polarity():
+    """Hypodense lesions and dark vessels (fundus, X-ray angiography) are segmented from a
+    click, as bright ones are: the band follows the clicked structure's own level."""
+    case = tumour_volume(3)
+    truth, organ = case.mask("tumour") > 0, case.mask("organ") > 0
+    centre = tuple(float(v) for v in np.argwhere(truth).mean(axis=0).round())
+    assert case.volume.array[truth].mean() < case.volume.array[organ & ~truth].mean()
+    mask = traced(case, Point(centre, 1)).mask
+    assert metrics.dice(mask, truth) > 0.5
+    vessels = vessel_correction_case(4, "missing_branch")         # dark vessels on a fundus
+    engine = get_engine("regiongrow")
+    engine.set_image(vessels.image.array, (1.0, 1.0, 1.0))
+    on_vessel = np.argwhere(vessels.truth)
+    deepest = on_vessel[len(on_vessel) // 2]
+    grown = engine.run(Point(tuple(float(v) for v in deepest), 1))
+    assert metrics.dice(grown, vessels.truth) > 0.5

@@ -380,3 +380,79 @@ def test_keys_arm_the_drag_tools_and_esc_disarms_them(panel):
     widget.shortcuts["Esc"].activated.emit()
     assert widget.armed.tool is None and not widget.armed.drags.active
     widget.exit()
+
+
+def test_prism_in_the_panel_each_gesture_is_a_live_iteration_and_undo_is_exact(panel, case,
+                                                                              tmp_path):
+    """prism (randomly initialised tiny weights: the plumbing, not the quality): a box dragged
+    in a view (given a depth), + and − clicks and a scribble, each one engine iteration with
+    no button press; undo gives each previous mask back exactly; the exported prompts replay
+    to the same mask through `ivseg segment`."""
+    import torch
+
+    from PromptEngines.backbones.checkpoint import CHECKPOINT_FORMAT
+    from PromptEngines.cli import main
+    from PromptEngines.data.segmentation_file import read_mask
+    from PromptEngines.data.volume import write_volume
+    from PromptEngines.prism.config import TINY
+    from PromptEngines.prism.model import Prism
+    from PromptEngines.prompts import PromptSequence
+
+    torch.manual_seed(0)
+    weights = tmp_path / "prism_random.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "engine": "prism", "config": TINY.to_json(),
+                "model": Prism(TINY).state_dict()}, weights)
+    widget, application, points = panel.widget, panel.application, panel.points
+    ui = widget.ui
+    ui.weightsPathLineEdit.setCurrentPath(str(weights))
+    ui.engineComboBox.setCurrentText("prism")
+    widget.onEngineSettingsChanged()
+    assert ui.boxButton.isEnabled() and ui.scribbleButton.isEnabled()
+    assert not ui.lassoButton.isEnabled()                    # prism takes no lasso
+    assert ui.intensityComboBox.isVisibleTo(widget.parent)   # the scan's modality window
+    ui.intensityComboBox.setCurrentText("CT angiography")
+    assert widget.logic.session.engine.settings == {"intensity": "CT angiography"}
+    seed = np.asarray(case.seed_ras, float)
+    red = slice_view("Red", seed)
+    masks = [widget.logic.session.writer.read().copy()]
+    ui.boxButton.click()
+    drag(red, [ras_on_plane(red, seed + d) for d in ((-8, -8, 0), (0, 0, 0), (8, 8, 0))],
+         application)
+    settle(widget, application)
+    masks.append(widget.logic.session.writer.read().copy())
+    ui.positivePointButton.click()                           # at the seed placed before
+    settle(widget, application)
+    masks.append(widget.logic.session.writer.read().copy())
+    ui.negativePointButton.click()
+    points.AddControlPointWorld(list(seed + (3.0, 0.0, 0.0)))
+    settle(widget, application)
+    masks.append(widget.logic.session.writer.read().copy())
+    ui.scribbleButton.click()
+    drag(red, [ras_on_plane(red, seed + d) for d in ((-2, 0, 0), (0, 1, 0), (2, 2, 0))],
+         application)
+    settle(widget, application)
+    masks.append(widget.logic.session.writer.read().copy())
+    np.testing.assert_array_equal(masks[-1], widget.logic.session.engine.mask)
+    recorded = widget.logic.recorded()
+    assert [s.kind for s in recorded.steps] == ["box", "point", "point", "scribble"]
+    box = recorded.steps[0]
+    assert min(np.asarray(box.high) - np.asarray(box.low)) > 5     # a 3D box, not a flat one
+    assert "iteration 4" in ui.statusLabel.text() or "recorded" in ui.statusLabel.text()
+    slicer_dialog = __import__("slicer_standin").FileDialog
+    slicer_dialog.next_path = str(tmp_path / "prism.prompts.json")
+    ui.exportButton.click()
+    exported = PromptSequence.load(tmp_path / "prism.prompts.json")
+    assert exported.engine_settings == {"intensity": "CT angiography"}
+    for expected in reversed(masks[:-1]):
+        ui.undoButton.click()
+        settle(widget, application)
+        np.testing.assert_array_equal(widget.logic.session.writer.read(), expected)
+    write_volume(case.volume, tmp_path / "cta.nrrd")
+    out = tmp_path / "again.seg.nrrd"
+    assert main(["segment", str(tmp_path / "cta.nrrd"), "--engine", "prism", "--weights",
+                 str(weights), "--prompts", str(tmp_path / "prism.prompts.json"), "--out",
+                 str(out), "--check"]) == 0
+    again, _ = read_mask(out)
+    np.testing.assert_array_equal(again > 0, masks[-1] > 0)
+    ui.engineComboBox.setCurrentText("regiongrow")
+    assert not ui.intensityComboBox.isVisibleTo(widget.parent)

@@ -1,0 +1,184 @@
+"""`prism`: 3D points, boxes, scribbles and a starting mask, iterated. Each prompt is one of
+the paper's iterations: its new clicks (a scribble's voxels are clicks), the box (kept for
+every later iteration) and the previous logits go to the prompt encoder; of the candidate
+masks the one with the highest predicted Dice is kept; the corrective refinement corrects it
+from every click so far; its logits are the next iteration's previous mask.
+
+The model sees a cube (`config.image_size`^3 voxels 1 mm apart) placed around the first
+spatial prompt (a box's centre, a click, a scribble's middle), never around ground truth;
+the image is resampled into it and windowed (`intensity.py`), encoded once, and every result
+is resampled back onto the volume's own grid where the cube covers it. A box larger than the
+cube, or a later prompt outside it, is refused with a message that says so (reset starts a
+new cube)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..backbones.checkpoint import file_sha256
+from ..engine import Engine, Update
+from ..errors import EngineError, PromptError
+from .checkpoints import load_prism
+from .cube import Cube
+from .descriptor import PRISM
+from .intensity import DEFAULT_WINDOW, window
+
+MODEL_MM = 1.0              # the paper resamples to 1 mm isotropic
+MASK_LOGIT = 4.0            # a starting mask as previous logits: +/- this
+MAX_SCRIBBLE_CLICKS = 1000  # voxels of a scribble given as clicks (the paper: up to 10000)
+
+
+@dataclass(frozen=True)
+class _Session:
+    """What the iterations so far left (replaced, never changed in place: undo keeps it)."""
+    cube: Cube
+    image: torch.Tensor              # the windowed cube (1, 1, S, S, S)
+    features: tuple                  # its encoding, computed once
+    previous: torch.Tensor           # the last logits (1, 1, S, S, S)
+    box: torch.Tensor | None         # (1, 6) in cube voxels, kept for every iteration
+    clicks: tuple = ()               # every click so far: ((z, y, x), label) in cube voxels
+    iterations: int = 0
+
+
+class PrismEngine(Engine):
+    descriptor = PRISM
+
+    def __init__(self, weights=None, device=None, intensity: str = DEFAULT_WINDOW,
+                 refine: bool = True, select: bool = True):
+        """`refine` / `select`: the corrective refinement and the confidence selector (off:
+        the first candidate): on as the paper, off for its ablations."""
+        super().__init__(weights=weights, device=device)
+        self.refine, self.select = refine, select
+        path = Path(weights) if weights is not None else self.descriptor.weights_path
+        if weights is None and not self.descriptor.ready():
+            raise EngineError(f"prism has no weights: {path} is missing; train them with "
+                              "`ivseg train --engine prism`, or give an official PRISM "
+                              "checkpoint (best.pth.tar)")
+        self.model, self.checkpoint = load_prism(path, self.device)
+        self.window, self.intensity = window(intensity), intensity
+        self.weights_sha256 = file_sha256(path)
+
+    @property
+    def settings(self) -> dict:
+        return {"intensity": self.intensity}
+
+    # ------------------------------------------------------------------ state
+    def _on_image(self) -> None:
+        self._session: _Session | None = None
+        self._start: np.ndarray | None = None        # a starting mask before any cube
+
+    def _save_state(self):
+        return self._session, self._start
+
+    def _restore_state(self, state) -> None:
+        self._session, self._start = state
+
+    # ------------------------------------------------------------------ interaction
+    def _interact(self, prompt):
+        if prompt.kind == "mask":
+            mask = (prompt.mask > 0).astype(np.uint8)
+            self._start = mask
+            if self._session is not None:
+                self._session = replace(self._session, previous=self._as_logits(
+                    self._session.cube, mask))
+            yield self._final_update(mask, message="starting mask")
+            return
+        if prompt.kind == "box":
+            self._check_box(prompt)
+        session = self._session or self._open(prompt)
+        clicks, box = self._prompt_in_cube(session, prompt)
+        box = box if box is not None else session.box
+        every = session.clicks + tuple(clicks)
+        with torch.no_grad():
+            prediction = self.model.predict(session.features, *self._tensors(clicks), box,
+                                            session.previous, select=self.select)
+            if self.refine and self.model.config.refine and every:
+                prediction = self.model.refine(session.image, prediction,
+                                               *self._tensors(every))
+        self._session = replace(session, previous=prediction.logits, box=box, clicks=every,
+                                iterations=session.iterations + 1)
+        # The cube's part of the volume is replaced; nothing outside it is read or copied.
+        region, patch = session.cube.paste(prediction.logits[0, 0].cpu().numpy(),
+                                           self.image.shape)
+        score = float(prediction.scores[0, prediction.chosen[0]])
+        yield Update(region, patch, final=True, progress=1.0,
+                     message=f"iteration {session.iterations + 1}: predicted Dice {score:.2f}")
+
+    def _tensors(self, clicks):
+        """Clicks as the model takes them: coords (1, N, 3) and labels (1, N)."""
+        coords = torch.tensor([c for c, _ in clicks], dtype=torch.long, device=self.device)
+        labels = torch.tensor([label for _, label in clicks], dtype=torch.long,
+                              device=self.device)
+        return coords.reshape(1, -1, 3), labels.reshape(1, -1)
+
+    # ------------------------------------------------------------------ the cube
+    def _open(self, prompt) -> _Session:
+        """The cube around the first spatial prompt, encoded once."""
+        size = self.model.config.image_size
+        if prompt.kind == "box":
+            centre = (np.asarray(prompt.low) + np.asarray(prompt.high)) / 2
+        else:
+            positions = np.asarray(prompt.positions(), float)
+            centre = positions.mean(axis=0)
+        cube = Cube.around(centre, self.spacing_zyx, size, MODEL_MM)
+        image = torch.from_numpy(self.window.apply(cube.sample(self.image)))[None, None]
+        image = image.to(self.device)
+        with torch.no_grad():
+            features = self.model.encode(image)
+        start = self._start if self._start is not None else self._mask
+        return _Session(cube, image, features, self._as_logits(cube, start), None)
+
+    def _check_box(self, box) -> None:
+        size = self.model.config.image_size * MODEL_MM
+        reach = (np.asarray(box.high) - np.asarray(box.low)) * self.spacing_zyx
+        thin = [axis for axis, r, s in zip("zyx", reach, self.spacing_zyx) if r < s]
+        if thin:
+            raise PromptError(f"the box has no size along {', '.join(thin)}: prism takes a 3D "
+                              "box around the object")
+        if np.any(reach > size):
+            raise PromptError(f"the box is {reach.max():.0f} mm across; prism sees a "
+                              f"{size:.0f} mm cube: draw a smaller box (or segment the object "
+                              "in parts)")
+
+    def _as_logits(self, cube: Cube, mask: np.ndarray) -> torch.Tensor:
+        """A mask as previous logits in the cube (zeros, "no mask yet", where it is empty)."""
+        inside = cube.sample(mask) > 0.5
+        if not inside.any():
+            return torch.zeros((1, 1, *inside.shape), device=self.device)
+        logits = np.where(inside, MASK_LOGIT, -MASK_LOGIT).astype(np.float32)
+        return torch.from_numpy(logits)[None, None].to(self.device)
+
+    def _prompt_in_cube(self, session: _Session, prompt):
+        """(clicks [((z, y, x), label)], box (1, 6) or None) in cube voxels."""
+        cube, size = session.cube, session.cube.size
+        if prompt.kind == "box":
+            a, b = cube.to_cube(prompt.low), cube.to_cube(prompt.high)
+            low = np.clip(np.round(np.minimum(a, b)), 0, size - 1)
+            high = np.clip(np.round(np.maximum(a, b)), 0, size - 1) + 1     # as the reference
+            return [], torch.tensor([[*low, *high]], dtype=torch.long, device=self.device)
+        points = [cube.to_cube(p) for p in prompt.positions()]
+        for point in points:
+            if not cube.contains(point):
+                raise PromptError(f"the {prompt.kind} reaches outside prism's working cube "
+                                  f"({size * MODEL_MM:.0f} mm around the first prompt); "
+                                  "reset to start a new cube there")
+        if prompt.kind == "scribble":
+            points = _along(points)
+        voxels = dict.fromkeys(tuple(int(v) for v in np.clip(np.round(p), 0, size - 1))
+                               for p in points)          # each voxel once, in stroke order
+        return [(v, prompt.label) for v in list(voxels)[:MAX_SCRIBBLE_CLICKS]], None
+
+
+def _along(points) -> list[np.ndarray]:
+    """A polyline's points about one cube voxel apart (a scribble's voxels)."""
+    if len(points) == 1:
+        return list(points)
+    out = []
+    for a, b in zip(points, points[1:]):
+        steps = max(int(np.ceil(np.abs(b - a).max())), 1)
+        out.extend(a + (b - a) * t for t in np.arange(steps) / steps)
+    out.append(points[-1])
+    return out
