@@ -16,7 +16,6 @@ seeds from 1000; samples.fundus_pictures) and 3D CTA volumes (benchmark_3d.py):
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import torch
 from scipy import ndimage
 
 from ..descriptor import BenchSettings
-from ..evaluation.tables import markdown_table
+from ..evaluation.tables import markdown_table, save_results
 from .benchmark_3d import one_step_one_defect_3d, speed_3d
 from .checkpoints import DEFAULT_WEIGHTS, load_model
 from .correction import Step, predict_command, run_step
@@ -130,9 +129,7 @@ def run(settings: BenchSettings) -> dict:
                "one_step_one_defect_3d": one_step_one_defect_3d(engine, PER_COMMAND)}
     if settings.speed:
         results["speed"] = step_speed(model) | speed_3d(engine)
-    (out / "multimodal.json").write_text(json.dumps(results, indent=1) + "\n")
-    plot(results, out / "multimodal.png")
-    return results
+    return save_results(out, "multimodal", results, plot)
 
 
 def sessions_table(sessions_result: dict) -> str:

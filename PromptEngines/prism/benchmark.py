@@ -17,7 +17,6 @@ volume on `threads` CPU threads (the first, which encodes the cube, and the late
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from ..data.synthetic.cta import vessel_volume
 from ..data.synthetic.organ_tumour import LABELS, organ_tumour_volume
 from ..descriptor import BenchSettings
 from ..errors import PromptError
-from ..evaluation.tables import markdown_table
+from ..evaluation.tables import markdown_table, save_results
 from ..prompts import Box, Point, Scribble
 from .engine import PrismEngine
 from .simulated_prompts import error_clicks, error_scribble, truth_box
@@ -157,11 +156,7 @@ def run(settings: BenchSettings) -> dict:
         results["rows"][name] = summarise(curves)
     if settings.speed:
         results["speed"] = interaction_speed(weights)
-    out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "prism.json").write_text(json.dumps(results, indent=1) + "\n")
-    plot(results, out / "prism.png")
-    return results
+    return save_results(settings.out, "prism", results, plot)
 
 
 def table(results: dict) -> str:
