@@ -64,11 +64,11 @@ def dice(mask: np.ndarray, truth: np.ndarray) -> float:
 
 def _within(engine, truth: np.ndarray) -> np.ndarray:
     """Where the user's corrections can go: the engine's cube once it has one."""
-    session = getattr(engine, "_session", None)
-    if session is None:
+    region = getattr(engine, "working_region", None)
+    if region is None:
         return np.ones(truth.shape, bool)
     inside = np.zeros(truth.shape, bool)
-    inside[session.cube.region(truth.shape)] = True
+    inside[region] = True
     return inside
 
 

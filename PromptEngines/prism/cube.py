@@ -50,8 +50,10 @@ class Cube:
         if any(h <= lo for lo, h in zip(low, high)):
             raise ValueError("the cube does not overlap the volume")
         part = np.asarray(image[tuple(slice(lo, h) for lo, h in zip(low, high))], np.float32)
-        grid = np.meshgrid(*(axes[a] - low[a] for a in range(3)), indexing="ij")
-        return ndimage.map_coordinates(part, grid, order=1, mode="nearest").astype(np.float32)
+        # Axis-aligned: cube voxel i reads part at origin + step * i - low, axis by axis.
+        return ndimage.affine_transform(part, self.step, np.subtract(self.origin, low),
+                                        output_shape=(self.size,) * 3, order=1,
+                                        mode="nearest").astype(np.float32)
 
     def region(self, shape) -> tuple[slice, slice, slice]:
         """The volume voxels the cube covers (its voxel centres' box, clipped)."""
@@ -62,11 +64,9 @@ class Cube:
     def paste(self, logits: np.ndarray, shape) -> tuple[tuple[slice, ...], np.ndarray]:
         """The cube's mask on the volume's grid: (region, uint8 patch) where logits > 0."""
         region = self.region(shape)
-        axes = [self.to_cube_axis(a, np.arange(r.start, r.stop)) for a, r in enumerate(region)]
-        grid = np.meshgrid(*axes, indexing="ij")
-        values = ndimage.map_coordinates(np.asarray(logits, np.float32), grid, order=1,
-                                         mode="constant", cval=OUTSIDE)
+        step = 1.0 / np.asarray(self.step)
+        start = (np.array([r.start for r in region]) - self.origin) * step
+        values = ndimage.affine_transform(np.asarray(logits, np.float32), step, start,
+                                          output_shape=tuple(r.stop - r.start for r in region),
+                                          order=1, mode="constant", cval=OUTSIDE)
         return region, (values > 0).astype(np.uint8)
-
-    def to_cube_axis(self, axis: int, indices: np.ndarray) -> np.ndarray:
-        return (indices - self.origin[axis]) / self.step[axis]

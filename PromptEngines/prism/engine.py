@@ -68,19 +68,23 @@ class PrismEngine(Engine):
     # ------------------------------------------------------------------ state
     def _on_image(self) -> None:
         self._session: _Session | None = None
-        self._start: np.ndarray | None = None        # a starting mask before any cube
 
     def _save_state(self):
-        return self._session, self._start
+        return self._session
 
     def _restore_state(self, state) -> None:
-        self._session, self._start = state
+        self._session = state
+
+    @property
+    def working_region(self) -> tuple[slice, slice, slice] | None:
+        """The volume voxels the cube covers (where prompts may go now); None before the
+        first spatial prompt."""
+        return None if self._session is None else self._session.cube.region(self.image.shape)
 
     # ------------------------------------------------------------------ interaction
     def _interact(self, prompt):
         if prompt.kind == "mask":
             mask = (prompt.mask > 0).astype(np.uint8)
-            self._start = mask
             if self._session is not None:
                 self._session = replace(self._session, previous=self._as_logits(
                     self._session.cube, mask))
@@ -128,8 +132,8 @@ class PrismEngine(Engine):
         image = image.to(self.device)
         with torch.no_grad():
             features = self.model.encode(image)
-        start = self._start if self._start is not None else self._mask
-        return _Session(cube, image, features, self._as_logits(cube, start), None)
+        # The mask so far (a starting mask, what other segments left) is the dense prompt.
+        return _Session(cube, image, features, self._as_logits(cube, self._mask), None)
 
     def _check_box(self, box) -> None:
         size = self.model.config.image_size * MODEL_MM
