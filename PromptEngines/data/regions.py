@@ -114,3 +114,10 @@ def dilated_within(mask: np.ndarray, box: tuple[slice, ...], iterations: int) ->
     grown = ndimage.binary_dilation(mask[outer], full_structure(mask.ndim),
                                     iterations=iterations)
     return grown[tuple(slice(b.start - o.start, b.stop - o.start) for b, o in zip(box, outer))]
+
+
+def within_mm(shape, centre, spacing, half_mm: float) -> np.ndarray:
+    """The voxels within `half_mm` of `centre` along every axis (a box `2 half_mm` across,
+    in mm whatever the spacing): e.g. the part of a vessel tree one segments as a segment."""
+    axes = [np.abs(np.arange(n) - c) * s <= half_mm for n, c, s in zip(shape, centre, spacing)]
+    return axes[0][:, None, None] & axes[1][None, :, None] & axes[2][None, None, :]

@@ -8,6 +8,9 @@ and vessel segments (the tree within 20 mm of a vessel voxel of a CTA volume, se
 engine works in:
 - PRISM-ultra: the truth's box at iteration 1 (kept), one click drawn from FN or FP and a
   scribble along the largest error's skeleton every iteration; selector and refinement on;
+  corrections local (`local_correction.py`), as the engine runs by default;
+- PRISM-ultra, whole-cube output: the same with the model's output taken over the whole
+  cube at every iteration, as the paper;
 - points only (PRISM-plain): one click per iteration, no box, no scribbles;
 - no refinement / single output (no confidence): ultra's prompts with that part off;
 - regiongrow: ultra's prompts (scribble points as seeds) to the baseline.
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 
 from ..data.synthetic.cta import vessel_volume
+from ..data.regions import within_mm
 from ..data.synthetic.organ_tumour import LABELS, organ_tumour_volume
 from ..descriptor import BenchSettings
 from ..errors import PromptError
@@ -51,8 +55,7 @@ def held_out_cases(tumours: int = TUMOURS, segments: int = VESSEL_SEGMENTS) -> l
         rng = np.random.default_rng(seed)
         voxels = np.argwhere(case.label)
         centre = voxels[rng.integers(len(voxels))]
-        grid = np.indices(case.label.shape).transpose(1, 2, 3, 0)
-        near = np.abs((grid - centre) * case.volume.spacing_zyx).max(axis=-1) <= SEGMENT_MM
+        near = within_mm(case.label.shape, centre, case.volume.spacing_zyx, SEGMENT_MM)
         cases.append({"name": f"vessel segment {seed}", "image": case.volume.array,
                       "spacing": case.volume.spacing_zyx, "truth": (case.label > 0) & near})
     return cases
@@ -106,6 +109,9 @@ def rows(weights) -> dict:
 
     return {"PRISM-ultra (points + box + scribbles)":
                 (lambda: PrismEngine(weights=weights, device="cpu"), True, True),
+            "PRISM-ultra, whole-cube output (paper)":
+                (lambda: PrismEngine(weights=weights, device="cpu", local_corrections=False),
+                 True, True),
             "points only (PRISM-plain)":
                 (lambda: PrismEngine(weights=weights, device="cpu"), False, False),
             "no refinement": (lambda: PrismEngine(weights=weights, device="cpu", refine=False),
@@ -178,18 +184,18 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     for name, r in results["rows"].items():
         curve = r["median_dice_curve"]
         axes[0].plot(range(1, len(curve) + 1), curve, "o-", ms=3, label=name)
     axes[0].set_xlabel("iteration")
     axes[0].set_ylabel("median Dice")
     axes[0].legend(fontsize=7)
-    ultra = np.asarray(next(iter(results["rows"].values()))["per_case"])
-    for curve in ultra:
-        axes[1].plot(range(1, len(curve) + 1), curve, "-", lw=0.8, alpha=0.7)
-    axes[1].set_xlabel("iteration")
-    axes[1].set_title("PRISM-ultra, every case", fontsize=9)
+    for axis, name in zip(axes[1:], list(results["rows"])[:2]):     # ultra: local, whole cube
+        for curve in np.asarray(results["rows"][name]["per_case"]):
+            axis.plot(range(1, len(curve) + 1), curve, "-", lw=0.8, alpha=0.7)
+        axis.set_xlabel("iteration")
+        axis.set_title(f"{name}: every case", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -9,7 +9,12 @@ spatial prompt (a box's centre, a click, a scribble's middle), never around grou
 the image is resampled into it and windowed (`intensity.py`), encoded once, and every result
 is resampled back onto the volume's own grid where the cube covers it. A box larger than the
 cube, or a later prompt outside it, is refused with a message that says so (reset starts a
-new cube)."""
+new cube).
+
+A correction (a click or scribble once there is a mask) changes the mask only near, on the
+side of and as deep as the error it marks (`local_correction.py`), and only the voxels near
+that change are written back: a correction never undoes good work elsewhere. Off
+(`local_corrections=False`): the model's whole-cube output, as the paper."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -17,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from ..backbones.checkpoint import file_sha256
 from ..engine import Engine, Update
@@ -25,6 +31,7 @@ from .checkpoints import load_prism
 from .cube import Cube
 from .descriptor import PRISM
 from .intensity import DEFAULT_WINDOW, window
+from .local_correction import merge_locally
 
 MODEL_MM = 1.0              # the paper resamples to 1 mm isotropic
 MASK_LOGIT = 4.0            # a starting mask as previous logits: +/- this
@@ -47,11 +54,13 @@ class PrismEngine(Engine):
     descriptor = PRISM
 
     def __init__(self, weights=None, device=None, intensity: str = DEFAULT_WINDOW,
-                 refine: bool = True, select: bool = True):
+                 refine: bool = True, select: bool = True, local_corrections: bool = True):
         """`refine` / `select`: the corrective refinement and the confidence selector (off:
-        the first candidate): on as the paper, off for its ablations."""
+        the first candidate): on as the paper, off for its ablations. `local_corrections`:
+        a correction changes the mask only near where it was made (`local_correction.py`);
+        off: the model's whole-cube output, as the paper."""
         super().__init__(weights=weights, device=device)
-        self.refine, self.select = refine, select
+        self.refine, self.select, self.local = refine, select, local_corrections
         path = Path(weights) if weights is not None else self.descriptor.weights_path
         if weights is None and not self.descriptor.ready():
             raise EngineError(f"prism has no weights: {path} is missing; train them with "
@@ -102,14 +111,30 @@ class PrismEngine(Engine):
             if self.refine and self.model.config.refine and every:
                 prediction = self.model.refine(session.image, prediction,
                                                *self._tensors(every))
-        self._session = replace(session, previous=prediction.logits, box=box, clicks=every,
+        logits = prediction.logits
+        # A correction of a mask (not a first prompt, not a new box: it restates the object).
+        local = self.local and box is session.box and bool((session.previous > 0).any())
+        if local:
+            logits = merge_locally(session.previous, logits, clicks, MODEL_MM)
+        self._session = replace(session, previous=logits, box=box, clicks=every,
                                 iterations=session.iterations + 1)
-        # The cube's part of the volume is replaced; nothing outside it is read or copied.
-        region, patch = session.cube.paste(prediction.logits[0, 0].cpu().numpy(),
-                                           self.image.shape)
+        region, patch = self._paste(session, logits, local)
         score = float(prediction.scores[0, prediction.chosen[0]])
         yield Update(region, patch, final=True, progress=1.0,
                      message=f"iteration {session.iterations + 1}: predicted Dice {score:.2f}")
+
+    def _paste(self, session: _Session, logits: torch.Tensor, local: bool):
+        """(region, patch) of the volume the cube covers; nothing outside it is read or
+        copied. After a local correction only the voxels near what changed in the cube are
+        written: the rest keep the volume's mask exactly (no resampling round trip)."""
+        shape = self.image.shape
+        region, patch = session.cube.paste(logits[0, 0].cpu().numpy(), shape)
+        if local:
+            changed = (session.previous[0, 0] > 0) != (logits[0, 0] > 0)
+            near = ndimage.binary_dilation(changed.cpu().numpy())
+            _, touched = session.cube.paste(np.where(near, 1.0, -1.0), shape)
+            patch = np.where(touched > 0, patch, self._mask[region]).astype(np.uint8)
+        return region, patch
 
     def _tensors(self, clicks):
         """Clicks as the model takes them: coords (1, N, 3) and labels (1, N)."""

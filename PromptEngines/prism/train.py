@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from ..data.regions import within_mm
 from ..data.synthetic.organ_tumour import LABELS, organ_tumour_volume
 from ..errors import IVSegError
 from .config import TINY, PrismConfig
@@ -31,7 +32,8 @@ HELD_OUT_FIRST_SEED = 1000          # evaluation and benchmark volumes: never tr
 class TrainOptions:
     cases: int = 48                  # organ-tumour volumes (seeds 0 ..)
     vessel_cases: int = 12           # CTA volumes of the source for vessel segments
-    vessel_fraction: float = 0.3
+    vessel_fraction: float = 0.4
+    segment_half_mm: tuple = (10.0, 30.0)   # a vessel segment: the tree this far around a voxel
     iterations: int = 11
     graded: int = 1
     max_clicks: int = 10
@@ -61,8 +63,8 @@ class PrismTask:
         self.tumours = [organ_tumour_volume(s) for s in range(options.cases)]
         self.vessels = [source[i] for i in range(min(options.vessel_cases, len(source)))]
         self.data = (f"{options.cases} organ-tumour volumes (seeds 0-{options.cases - 1}; "
-                     f"target: the tumour) and vessel segments of {len(self.vessels)} volumes "
-                     f"of: {source.describe()}")
+                     "target: the tumour) and vessel segments (the tree within 10-30 mm of a "
+                     f"vessel voxel) of {len(self.vessels)} volumes of: {source.describe()}")
 
     @property
     def epoch_samples(self) -> int:
@@ -79,11 +81,16 @@ class PrismTask:
                 "intensity": DEFAULT_WINDOW}
 
     def _target(self, rng):
-        """(image, target mask, spacing, centre) of one sample's volume."""
+        """(image, target mask, spacing, centre) of one sample's volume. A vessel segment: the
+        tree within a box of random size around one of its voxels (the box, or negative clicks
+        past its ends, tell the model how much of the tree is wanted)."""
         if self.vessels and rng.random() < self.options.vessel_fraction:
             case = self.vessels[rng.integers(len(self.vessels))]
             voxels = np.argwhere(case.label)
-            return case.image, case.label > 0, case.spacing_zyx, voxels[rng.integers(len(voxels))]
+            centre = voxels[rng.integers(len(voxels))]
+            half_mm = rng.uniform(*self.options.segment_half_mm)
+            near = within_mm(case.label.shape, centre, case.spacing_zyx, half_mm)
+            return case.image, (case.label > 0) & near, case.spacing_zyx, centre
         case = self.tumours[rng.integers(len(self.tumours))]
         tumour = case.labels == LABELS["tumour"]
         return (case.volume.array, tumour, case.volume.spacing_zyx,

@@ -160,7 +160,9 @@ def _train(task, settings: TrainSettings, progress: bool, dist, draw, end: int) 
     if settings.resume:
         start = _restore(settings.resume, model, optimiser, scheduler, task.engine)
     dist.broadcast(model)
-    log = open(Path(settings.out).with_suffix(".log"), "a") if dist.main else None
+    # A resumed run continues its log; a fresh one starts its own (not after an older run's).
+    log = (open(Path(settings.out).with_suffix(".log"), "a" if settings.resume else "w")
+           if dist.main else None)
     bar = None
     if dist.main and progress:
         from tqdm import tqdm

@@ -145,3 +145,25 @@ def test_the_trained_tiny_model_segments_a_held_out_faint_tumour_crossed_by_vess
     assert metrics.dice(mask, tumour) > 0.85
     vessels = case.labels == LABELS["vessel"]
     assert (mask & vessels).sum() < 0.1 * mask.sum()
+
+
+def test_a_correction_changes_the_mask_only_near_the_click(random_weights, case):
+    """Random weights change the mask anywhere in the cube: with local corrections (the
+    default) a negative click on the edge of a starting mask changes it only near the click;
+    with them off (the paper's whole-cube output) far voxels change too."""
+    tumour = case.labels == LABELS["tumour"]
+    z, y = tumour_centre(case).round().astype(int)[:2]
+    click = (z, y, int(np.flatnonzero(tumour[z, y]).max()))       # the tumour's +x edge
+    grid = np.indices(tumour.shape).transpose(1, 2, 3, 0)
+    distance_mm = np.linalg.norm((grid - click) * case.volume.spacing_zyx, axis=-1)
+    far = {}
+    for local in (True, False):
+        engine = PrismEngine(weights=random_weights, local_corrections=local)
+        engine.set_image(case.volume.array, case.volume.spacing_zyx)
+        engine.run(MaskPrompt(tumour.astype(np.uint8)))
+        engine.run(Point(tuple(float(v) for v in click), 0))
+        changed = (engine.mask > 0) != tumour
+        far[local] = int((changed & (distance_mm > 12.0)).sum())
+        if local:
+            assert not (engine.mask > 0)[~tumour].any()       # a negative click never adds
+    assert far[True] == 0 and far[False] > 100

@@ -54,6 +54,12 @@ def test_resume_gives_the_same_next_losses(tmp_path, capsys):
     checkpoint = torch.load(tmp_path / "whole.pt", weights_only=True)
     assert checkpoint["step"] == 6 and checkpoint["seed"] == 0 and len(checkpoint["weights_sha256"]) == 64
     assert checkpoint["config"]["kind"] == "tiny" and "command" in checkpoint
+    # The resumed run continued its log; a fresh run to the same file starts a new one.
+    steps = lambda name: [json.loads(line).get("step") for line in
+                          (tmp_path / name).read_text().splitlines()]
+    assert steps("part.log") == steps("whole.log")
+    run_json(capsys, "train", *SMALL, "--steps", 6, "--out", tmp_path / "whole.pt")
+    assert steps("whole.log") == steps("part.log")
 
 
 def test_workers_draw_the_same_batches_so_the_same_weights(tmp_path, capsys):
