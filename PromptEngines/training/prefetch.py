@@ -25,7 +25,9 @@ class Prefetcher:
         global _TASK
         _TASK = task
         self.rank, self.world, self.end, self.ahead = rank, world, end, 2 * workers
+        before = set(multiprocessing.active_children())
         self.pool = multiprocessing.get_context("fork").Pool(workers)
+        self.workers = [p for p in multiprocessing.active_children() if p not in before]
         self.pending = {}
 
     def __call__(self, step: int) -> dict:
@@ -35,8 +37,19 @@ class Prefetcher:
         return self.pending.pop(step).get()
 
     def close(self) -> None:
-        self.pool.terminate()
-        self.pool.join()
+        # Stopping a pool with batches in flight can trip CPython's "Cannot have cache with
+        # result_handler not alive" assertion before it stops the workers: let the batches
+        # land first, and stop the workers ourselves if the pool still trips.
+        for result in self.pending.values():
+            result.wait(timeout=60)
+        self.pending.clear()
+        try:
+            self.pool.terminate()
+            self.pool.join()
+        except AssertionError:
+            for worker in self.workers:
+                worker.terminate()
+                worker.join()
 
 
 class InLoop:
