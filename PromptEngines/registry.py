@@ -11,12 +11,14 @@ from .multimodal.descriptor import MULTIMODAL
 from .prism.descriptor import PRISM
 from .regiongrow.descriptor import REGIONGROW
 from .tracer3d.descriptor import TRACER3D
+from .verse.descriptor import VERSE
 
 ENGINES: dict[str, EngineDescriptor] = {d.name: d for d in (
     REGIONGROW,
     TRACER3D,
     MULTIMODAL,
     PRISM,
+    VERSE,
 )}
 
 

@@ -57,7 +57,8 @@ def test_clinical_realism_dims_distal_vessels_and_puts_bone_against_the_wall():
     case = vessel_volume(7)
     clean = vessel_volume(7, realism="clean")
     # Same anatomy and label; only the image differs.
-    assert np.array_equal(case.label, clean.label) and np.array_equal(case.distractor, clean.distractor)
+    assert np.array_equal(case.label, clean.label)
+    assert np.array_equal(case.distractor, clean.distractor)
     image, label = case.volume.array, case.label.astype(bool)
     spacing = np.asarray(case.volume.spacing_zyx)
     smooth = ndimage.gaussian_filter(image, 1.0)
@@ -104,18 +105,59 @@ def test_correction_cases_have_the_error_they_claim():
         vessel_correction_case(0, "crooked")
 
 
-def test_cardiac_volume_anatomy():
-    case = cardiac_volume(2)
-    assert case.volume.shape == (10, 128, 128) and case.volume.spacing_zyx[0] == pytest.approx(8.0)
-    lv, myo, rv = case.mask("LV"), case.mask("Myo"), case.mask("RV")
-    assert all(lv[s].any() and myo[s].any() for s in range(10))
-    assert rv[0].any() and not rv[-1].any()                   # the RV ends before the apex
-    assert lv[0].sum() > lv[-1].sum()                        # the LV narrows to the apex
+def test_cardiac_volume_is_deterministic_by_seed_and_well_formed():
+    case, again, other = cardiac_volume(3), cardiac_volume(3), cardiac_volume(4)
+    assert np.array_equal(case.volume.array, again.volume.array)
+    assert np.array_equal(case.labels, again.labels)
+    assert not np.array_equal(case.labels, other.labels)
     image = case.volume.array
-    assert image[lv > 0].mean() > image[myo > 0].mean() + 0.4  # bright blood, dark muscle
-    # The myocardium surrounds the LV: filling it covers the LV.
-    for s in range(10):
+    assert image.shape == case.labels.shape == (10, 128, 128) and image.dtype == np.float32
+    assert case.labels.dtype == np.uint8 and set(np.unique(case.labels)) == {0, 1, 2, 3}
+    assert case.names == {"RV": 1, "Myo": 2, "LV": 3}
+    assert image.min() >= 0 and image.max() <= 1.5
+    sz, sy, sx = case.volume.spacing_zyx
+    assert 5 <= sz <= 10 and 1.2 <= sy <= 2.0 and sx == pytest.approx(sy)
+    assert cardiac_volume(5, slices=14, size=256).labels.shape == (14, 256, 256)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cardiac_volume_anatomy(seed):
+    case = cardiac_volume(seed)
+    lv, myo, rv = case.mask("LV"), case.mask("Myo"), case.mask("RV")
+    assert all(myo[s].any() for s in range(10))              # the apex may be a muscle cap
+    assert rv[0].any() and not rv[-1].any()                   # the RV ends before the apex
+    area = lv.sum(axis=(1, 2))
+    assert area[0] > area[5] > area[-1]                        # the LV narrows to the apex
+    image = case.volume.array
+    assert image[lv > 0].mean() > 1.5 * image[myo > 0].mean()  # bright blood, dark muscle
+    # The myocardium surrounds the LV below the base, whose ring the outflow tract may open.
+    for s in range(2, 10):
         assert ndimage.binary_fill_holes(myo[s])[lv[s] > 0].all()
+
+
+def test_cardiac_volumes_cover_clinical_variety():
+    base_area, contrast, wrap, distractors, open_base, cap_only = [], [], [], 0, 0, 0
+    for seed in range(8):
+        case = cardiac_volume(seed)
+        lv, myo, rv = case.mask("LV") > 0, case.mask("Myo") > 0, case.mask("RV") > 0
+        image = case.volume.array
+        base_area.append(lv[0].sum() * case.volume.spacing_zyx[1] ** 2)
+        contrast.append(image[lv].mean() / image[myo].mean())
+        # How far the RV wraps around the LV at the base, in 10 degree sectors.
+        centre = np.argwhere(lv[0]).mean(axis=0)
+        rows, cols = np.nonzero(rv[0])
+        angles = np.degrees(np.arctan2(rows - centre[0], cols - centre[1]))
+        wrap.append(np.unique(np.floor(angles / 10)).size * 10)
+        # Unlabelled structures as bright as the blood pool (aorta, fat, vessels).
+        smooth = ndimage.gaussian_filter(image, (0, 1, 1))
+        distractors += ((smooth > np.median(image[lv])) & (case.labels == 0)).sum() > 50
+        open_base += not ndimage.binary_fill_holes(myo[0])[lv[0]].all()
+        cap_only += not lv[-1].any()
+    for values in (base_area, contrast, wrap):
+        assert np.std(values) / np.mean(values) > 0.1
+    # Diastolic bases of ~45-55 mm diameter (1600-2400 mm2), systolic ones smaller.
+    assert 1000 < np.median(base_area) < 2500 and max(base_area) > 1600
+    assert distractors >= 4 and open_base >= 1 and cap_only >= 1
 
 
 def test_tumour_volume_has_a_faint_tumour_inside_the_organ():
