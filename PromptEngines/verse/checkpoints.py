@@ -20,7 +20,7 @@ from ..backbones.checkpoint import (checkpoint_of, is_checkpoint, load_strict,
 from ..errors import CheckpointError
 from .clicks import SemanticClickEncoder, SparseClickEncoder
 from .config import PAPER, VerseConfig
-from .model import Verse
+from .model import Verse, build_model
 
 ENGINE = "verse"
 UNUSED_PREFIXES = (
@@ -77,7 +77,7 @@ def load_verse(path: str | Path, device: str = "cpu") -> tuple[Verse, dict]:
     loaded = read_weights_file(path)
     if is_checkpoint(loaded):
         checkpoint = checkpoint_of(loaded, path.name, ENGINE)
-        model = Verse(VerseConfig.from_json(checkpoint["config"]))
+        model = build_model(VerseConfig.from_json(checkpoint["config"]))
         load_strict(model, checkpoint["model"], path.name)
     else:
         state = state_dict_of(loaded, path.name)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+ARCHITECTURES = ("verse", "sam-style")
+
 
 @dataclass(frozen=True)
 class VerseConfig:
+    architecture: str = "verse"            # or "sam-style": the benchmark's baseline
     image_size: int = 256                  # slices are resized to this square
     in_channels: int = 3                   # the grey slice, repeated (as the reference)
     base_channels: int = 48                # UTNet: 2x, 4x, 8x this at 1/2, 1/4, 1/8
@@ -34,6 +37,11 @@ class VerseConfig:
     def level_channels(self) -> tuple[int, ...]:
         """UTNet's channels at 1/8, 1/4, 1/2."""
         return tuple(self.base_channels * m for m in (8, 4, 2))
+
+    def __post_init__(self):
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}; known: "
+                             f"{', '.join(ARCHITECTURES)}")
 
     def to_json(self) -> dict:
         return asdict(self)

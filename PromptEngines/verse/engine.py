@@ -87,6 +87,9 @@ class VerseEngine(Engine):
 
     def _segment_structure(self, name: str):
         """Mode 1 on every slice."""
+        if self.model.config.architecture != "verse":
+            raise PromptError(f"these weights are a {self.model.config.architecture} model, "
+                              "which takes clicks only: no structure buttons")
         index = STRUCTURE_CLASSES[name]
         slices = range(self.image.shape[0])
         probabilities = []

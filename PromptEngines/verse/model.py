@@ -61,3 +61,12 @@ class Verse(nn.Module):
         """Logits at the slice's S^2 (bilinear, as the reference)."""
         size = self.config.image_size
         return F.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def build_model(config: VerseConfig) -> nn.Module:
+    """VerSe, or the benchmark's SAM-style baseline (same calls: encode, decode, full_size)."""
+    if config.architecture == "sam-style":
+        from .sam_style import SamStyle
+
+        return SamStyle(config)
+    return Verse(config)

@@ -19,7 +19,7 @@ from ..data.synthetic.cardiac import CARDIAC_LABELS, cardiac_volume
 from ..errors import IVSegError
 from .config import STRUCTURE_CLASSES, TINY, VerseConfig
 from .losses import mask_loss
-from .model import Verse
+from .model import Verse, build_model
 from .simulated_clicks import next_click, padded
 from .slices import normalised, to_model
 
@@ -69,6 +69,9 @@ class VerseTask:
                  model: dict | None = None, seed: int = 0, batch_size: int = 4):
         self.options, self.seed, self.batch_size = options, seed, batch_size
         self.config = VerseConfig.from_json({**TINY.to_json(), **(model or {})})
+        if self.config.architecture != "verse" and options.auto_fraction:
+            raise IVSegError(f"a {self.config.architecture} model has no structure queries: "
+                             "set train.auto_fraction to 0")
         rng = np.random.default_rng(seed)
         self.stacks = [stack_case(s, int(rng.integers(options.slices[0], options.slices[1] + 1)),
                                   int(rng.choice(options.sizes)), self.config.image_size)
@@ -88,7 +91,7 @@ class VerseTask:
         return len(self.samples)
 
     def build_model(self):
-        return Verse(self.config)
+        return build_model(self.config)
 
     def model_config(self) -> dict:
         return self.config.to_json()
@@ -154,11 +157,13 @@ def interaction_loss(model: Verse, batch: dict):
                    "dice_last_round": float(np.mean(dice)), **metrics}
 
 
-def evaluate_modes(model: Verse, stacks: int = 3, first_seed: int = HELD_OUT_FIRST_SEED,
+def evaluate_modes(model, stacks: int = 3, first_seed: int = HELD_OUT_FIRST_SEED,
                    clicks: int = 3) -> dict:
-    """Held-out stacks: Mode 1 Dice per structure (over the slices that show it) and Mode 3
-    Dice after `clicks` clicks (mean over slice-structure pairs), on the model's grid."""
+    """Held-out stacks: Mode 1 Dice per structure (over the slices that show it; VerSe only)
+    and Mode 3 Dice after `clicks` clicks (mean over slice-structure pairs), on the model's
+    grid."""
     size = model.config.image_size
+    automatic = model.config.architecture == "verse"
     per_structure = {name: [] for name in STRUCTURE_CLASSES}
     mode3 = []
     with torch.no_grad():
@@ -168,15 +173,16 @@ def evaluate_modes(model: Verse, stacks: int = 3, first_seed: int = HELD_OUT_FIR
             for name, index in STRUCTURE_CLASSES.items():
                 truth = (labels == CARDIAC_LABELS[name]).numpy()
                 shown = [k for k in range(len(truth)) if truth[k].any()]
-                structure = torch.full((len(images),), index)
-                logits = model.full_size(model.decode(features, structure)[-1])
-                predicted = logits[:, 0].numpy() > 0
-                per_structure[name] += [_dice(predicted[k], truth[k]) for k in shown]
+                if automatic:
+                    structure = torch.full((len(images),), index)
+                    logits = model.full_size(model.decode(features, structure)[-1])
+                    predicted = logits[:, 0].numpy() > 0
+                    per_structure[name] += [_dice(predicted[k], truth[k]) for k in shown]
                 k = shown[len(shown) // 2]
                 mode3.append(_clicks_only(model, [f[k:k + 1] for f in features], truth[k],
                                           clicks))
-    return {**{f"mode1_dice_{name}": float(np.mean(d)) for name, d in per_structure.items()},
-            f"mode3_dice_at_{clicks}": float(np.mean(mode3)), "stacks": stacks,
+    mode1 = {f"mode1_dice_{name}": float(np.mean(d)) for name, d in per_structure.items() if d}
+    return {**mode1, f"mode3_dice_at_{clicks}": float(np.mean(mode3)), "stacks": stacks,
             "first_seed": first_seed}
 
 

@@ -118,3 +118,28 @@ def test_mode_2_first_layer_looks_only_inside_the_previous_result(model, image):
         moved = model.decode(features, torch.tensor([3]), points, labels,
                              disk.roll(100, dims=-1))[0]
     assert not torch.allclose(first, moved)
+
+
+def test_the_sam_style_baseline_takes_the_same_calls_and_clicks_only(image):
+    from PromptEngines.verse.config import VerseConfig
+    from PromptEngines.verse.model import build_model
+
+    torch.manual_seed(0)
+    config = VerseConfig.from_json({**TINY.to_json(), "architecture": "sam-style",
+                                    "hidden_dim": 32, "heads": 4})
+    model = build_model(config).eval()
+    two = torch.cat((image, image.flip(-1)))
+    points = torch.tensor([[[120, 140], [20, 20]], [[120, 115], [-10, -10]]])
+    labels = torch.tensor([[1, 0], [1, -1]])
+    with torch.no_grad():
+        features = model.encode(two)
+        together = model.decode(features, None, points, labels, torch.zeros(2, 1, 256, 256))
+        alone = model.decode([features[0][1:]], None, points[1:], labels[1:],
+                             torch.zeros(1, 1, 256, 256))
+    assert len(together) == 1 and together[0].shape == (2, 1, 64, 64)
+    assert torch.allclose(together[0][1:], alone[0], atol=1e-5)   # one image, one call
+    assert model.full_size(together[0]).shape == (2, 1, 256, 256)
+    with pytest.raises(ValueError, match="clicks only"):
+        model.decode(features, torch.tensor([1, 3]), points, labels)
+    with pytest.raises(ValueError, match="unknown architecture 'unet'"):
+        VerseConfig(architecture="unet")
