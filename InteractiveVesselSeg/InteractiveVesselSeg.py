@@ -18,7 +18,7 @@ from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoada
                                            ScriptedLoadableModuleWidget)
 
 PUMP_INTERVAL_MS = 30
-SETTINGS = "InteractiveVesselSeg/"      # engine, weights, device: remembered across restarts
+SETTINGS = "InteractiveVesselSeg/"      # the panel's choices: remembered across restarts
 PATH_SETTLE_MS = 500                    # a typed weights path is applied once typing stops
 # Keys while the module is shown (enter/exit): tools, then text commands 1-5 in their order.
 TOOL_KEYS = {"traceButton": "T", "positivePointButton": "P", "negativePointButton": "N",
@@ -131,6 +131,7 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         ui.scribbleButton.clicked.connect(lambda: self.arm("scribble"))
         ui.lassoButton.clicked.connect(lambda: self.arm("lasso"))
         ui.excludeOthersCheckBox.toggled.connect(self.onExcludeOthersToggled)
+        ui.structureSegmentsCheckBox.toggled.connect(self.onStructureSegmentsToggled)
         ui.lockCheckBox.toggled.connect(self.onLockToggled)
         ui.undoButton.clicked.connect(lambda: self.call("undo"))
         ui.redoButton.clicked.connect(lambda: self.call("redo"))
@@ -152,8 +153,7 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         group the engine declares nothing for is hidden."""
         vocabulary = self.logic.engine_vocabulary(name)
         groups = {"text": (self.ui.textCollapsibleButton, self.onTextCommand),
-                  "auto": (self.ui.structuresCollapsibleButton,
-                           lambda word: self.call("segment_structure", word))}
+                  "auto": (self.ui.structuresCollapsibleButton, self.onStructure)}
         for kind, (group, act) in groups.items():
             layout = group.layout()
             for button in self.vocabulary_buttons[kind].values():
@@ -167,8 +167,8 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
                 button.clicked.connect(lambda _=False, w=word, act=act: act(w))
                 if kind == "text":                      # two columns
                     layout.addWidget(button, index // 2, index % 2)
-                else:
-                    layout.addWidget(button)
+                else:                                   # one row, under its checkbox
+                    layout.addWidget(button, 1, index)
                 self.vocabulary_buttons[kind][word] = button
             group.setVisible(bool(vocabulary[kind]))
         unavailable = self.logic.text_unavailable(name)
@@ -229,8 +229,8 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
 
     # ------------------------------------------------------------------ settings
     def restore_settings(self, defaults=False):
-        """Engine, weights, device and intensity window as last chosen (Slicer's settings), or
-        as on first use."""
+        """Engine, weights, device, intensity window and where structures go as last chosen
+        (Slicer's settings), or as on first use."""
         settings = qt.QSettings()
 
         def remembered(key, default):
@@ -240,7 +240,8 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         if engine not in self.logic.engines():
             engine = self.logic.default_engine()
         ui = self.ui
-        for widget in (ui.engineComboBox, ui.deviceComboBox, ui.weightsPathLineEdit):
+        for widget in (ui.engineComboBox, ui.deviceComboBox, ui.weightsPathLineEdit,
+                       ui.structureSegmentsCheckBox):
             widget.blockSignals(True)
         ui.weightsPathLineEdit.setCurrentPath(remembered("weights", ""))
         ui.deviceComboBox.setCurrentText(remembered("device", "auto"))
@@ -249,8 +250,11 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
         ui.intensityComboBox.clear()
         ui.intensityComboBox.blockSignals(False)
         ui.engineComboBox.setCurrentText(engine)
-        for widget in (ui.engineComboBox, ui.deviceComboBox, ui.weightsPathLineEdit):
+        ui.structureSegmentsCheckBox.setChecked(remembered("structureSegments", "true") == "true")
+        for widget in (ui.engineComboBox, ui.deviceComboBox, ui.weightsPathLineEdit,
+                       ui.structureSegmentsCheckBox):
             widget.blockSignals(False)
+        self.onStructureSegmentsToggled(ui.structureSegmentsCheckBox.isChecked())
         self.onEngineChanged(engine)
 
     def onResetSettings(self):
@@ -328,6 +332,23 @@ class InteractiveVesselSegWidget(ScriptedLoadableModuleWidget):
 
     def onTextCommand(self, command):
         self.arm(("text", command))
+
+    def onStructure(self, name):
+        """A structure button; the segment selector follows the structure to its own
+        segment."""
+        self.call("segment_structure", name)
+        self.show_segment()
+
+    def show_segment(self):
+        """The selector shows the logic's current segment (a structure button may have
+        chosen or made another)."""
+        segment_id = self.logic.segment_id if self.logic is not None else None
+        if segment_id and segment_id != self.ui.segmentSelector.currentSegmentID():
+            self.ui.segmentSelector.setCurrentSegmentID(segment_id)
+
+    def onStructureSegmentsToggled(self, checked):
+        qt.QSettings().setValue(SETTINGS + "structureSegments", "true" if checked else "false")
+        self.ensure_logic().structures_to_own_segments = bool(checked)
 
     def onManualToggled(self, checked):
         self.ensure_logic().manual = bool(checked)

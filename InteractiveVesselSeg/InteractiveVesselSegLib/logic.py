@@ -15,6 +15,7 @@ from PromptEngines.registry import available_engines, default_tracer, descriptor
 
 from . import recorder
 from .session import SegmentationSession
+from .structure_segments import structure_segment
 
 TOOLS = ("point", "box", "scribble", "lasso", "text", "auto")
 LOCK_TAG = "InteractiveVesselSeg.Locked"    # on the segment: saved with the scene
@@ -34,6 +35,7 @@ class VesselSegLogic:
         self.manual = False                  # keep prompts until run_waiting (manual mode)
         self.waiting: list = []              # (prompt, engine) kept in manual mode
         self._exclude_others = False         # other segments are "not this" for the engine
+        self.structures_to_own_segments = True   # a structure goes to the segment of its name
 
     # ------------------------------------------------------------------ set-up
     @staticmethod
@@ -98,6 +100,11 @@ class VesselSegLogic:
             self.close()
         self._inputs = (volume_node, segmentation_node, segment_id)
         self.prepare()
+
+    @property
+    def segment_id(self) -> str | None:
+        """The current segment (a structure button may choose another): the panel shows it."""
+        return self._inputs[2]
 
     def prepare(self) -> None:
         """Once a volume, a segment and an engine are chosen, make the session at once: the
@@ -218,7 +225,24 @@ class VesselSegLogic:
         return self._submit(Text(command, ras), engine=None if own else TEXT_ENGINE)
 
     def segment_structure(self, name: str) -> bool:
+        """The structure on the whole volume: in a segment of its own, made current, with
+        `structures_to_own_segments`; else in the current segment."""
+        if self.structures_to_own_segments:
+            self._choose_structure_segment(name)
         return self._submit(Auto(name))
+
+    def _choose_structure_segment(self, name: str) -> None:
+        """The segment named after the structure (made in its colour if there is none) is
+        the current segment from now on: a session of its own."""
+        volume_node, segmentation_node, _ = self._inputs
+        if volume_node is None:
+            raise IVSegError("select an input volume first")
+        if segmentation_node is None:
+            raise IVSegError("select a segmentation first")
+        if self.busy:                   # leaving the segment would stop the job at work
+            raise IVSegError("the engine is still working; wait or cancel first")
+        self.set_inputs(volume_node, segmentation_node,
+                        structure_segment(segmentation_node, name))
 
     def undo(self) -> None:
         self._require_unlocked()

@@ -73,16 +73,27 @@ class SegmentWriter:
     def read(self, segment_id: str | None = None) -> np.ndarray:
         """The segment's current mask (or another segment's) on the volume's grid (a copy,
         uint8 0/1)."""
+        segment_id = segment_id or self.segment_id
         current = slicer.vtkOrientedImageData()
         slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(
-            self.node, segment_id or self.segment_id, current)
+            self.node, segment_id, current)
         reference = self._oriented(np.zeros(self.shape, np.uint8))
         if current.GetPointData().GetScalars() is None or current.IsEmpty():
             return np.zeros(self.shape, np.uint8)
         resampled = slicer.vtkOrientedImageData()
         slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
             current, reference, resampled)
-        return (image_array(resampled) > 0).astype(np.uint8)
+        values = image_array(resampled)
+        if self._shares_layer(segment_id):      # the layer holds the others' labels too
+            label = self.node.GetSegmentation().GetSegment(segment_id).GetLabelValue()
+            return (values == label).astype(np.uint8)
+        return (values > 0).astype(np.uint8)
+
+    def _shares_layer(self, segment_id: str) -> bool:
+        """Whether other segments are on the segment's labelmap layer (as Segment Editor
+        and AddEmptySegment put them)."""
+        segmentation = self.node.GetSegmentation()
+        return len(segmentation.GetSegmentIDsForLayer(segmentation.GetLayerIndex(segment_id))) > 1
 
     def others(self) -> np.ndarray:
         """The segmentation's other segments (finished work) as one mask on the volume's

@@ -131,3 +131,12 @@ def checkpoint_of(loaded, source: str, engine: str) -> dict:
 def read_checkpoint(path: str | Path, engine: str) -> dict:
     """A checkpoint written by `ivseg train` for `engine`."""
     return checkpoint_of(read_weights_file(path), Path(path).name, engine)
+
+
+def our_model(loaded, source: str, engine: str, build) -> tuple:
+    """One of our checkpoints (already read) as its model, made by `build(config dict)` and
+    loaded strictly, and the checkpoint record."""
+    checkpoint = checkpoint_of(loaded, source, engine)
+    model = build(checkpoint["config"])
+    load_strict(model, checkpoint["model"], source)
+    return model, checkpoint

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from ..backbones.checkpoint import read_checkpoint
 from ..errors import IVSegError
+from ..training.tasks import train_options
 from .crops import MASK_LOGIT
 from .defects import next_step
 from .evaluate import evaluate_corrections
@@ -236,8 +237,5 @@ class MultimodalTask:
 
 def training_task(source, config: dict, seed: int, batch_size: int, rank: int = 0,
                   world: int = 1) -> MultimodalTask:
-    try:
-        options = TrainOptions(**config.get("train", {}))
-    except TypeError as error:
-        raise IVSegError(f"bad multimodal train options: {error}") from None
+    options = train_options(TrainOptions, config, "multimodal")
     return MultimodalTask(source, options, config.get("model"), seed, batch_size)

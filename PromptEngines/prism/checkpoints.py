@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..backbones.checkpoint import (checkpoint_of, is_checkpoint, load_strict,
+from ..backbones.checkpoint import (is_checkpoint, load_strict, our_model,
                                     numpy_scalar_globals, read_weights_file, state_dict_of)
 from ..errors import CheckpointError
 from .config import PAPER, PrismConfig
@@ -31,9 +31,8 @@ def load_prism(path: str | Path, device: str = "cpu") -> tuple[Prism, dict]:
     path = Path(path)
     loaded = read_weights_file(path, allowed=numpy_scalar_globals())
     if is_checkpoint(loaded):
-        checkpoint = checkpoint_of(loaded, path.name, ENGINE)
-        model = Prism(PrismConfig.from_json(checkpoint["config"]))
-        load_strict(model, checkpoint["model"], path.name)
+        model, checkpoint = our_model(loaded, path.name, ENGINE,
+                                      lambda config: Prism(PrismConfig.from_json(config)))
     else:
         state = state_dict_of(loaded, path.name)
         try:

@@ -17,7 +17,7 @@ import torch
 
 from ..data.regions import within_mm
 from ..data.synthetic.organ_tumour import LABELS, organ_tumour_volume
-from ..errors import IVSegError
+from ..training.tasks import train_options
 from .config import TINY, PrismConfig
 from .cube import Cube
 from .intensity import DEFAULT_WINDOW, window
@@ -217,8 +217,5 @@ def simulate(model, image: np.ndarray, truth: np.ndarray, iterations: int, rng,
 
 def training_task(source, config: dict, seed: int, batch_size: int, rank: int = 0,
                   world: int = 1) -> PrismTask:
-    try:
-        options = TrainOptions(**config.get("train", {}))
-    except TypeError as error:
-        raise IVSegError(f"bad prism train options: {error}") from None
+    options = train_options(TrainOptions, config, "prism")
     return PrismTask(source, options, config.get("model"), seed, batch_size)

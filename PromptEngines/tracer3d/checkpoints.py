@@ -6,8 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..backbones.checkpoint import (checkpoint_of, is_checkpoint, load_strict,
-                                    read_weights_file, state_dict_of)
+from ..backbones.checkpoint import is_checkpoint, our_model, read_weights_file, state_dict_of
 from ..backbones.sam import is_sam_state_dict, load_sam
 from ..backbones.scribbleprompt_unet import (is_scribbleprompt_unet_state_dict,
                                              load_scribbleprompt_unet)
@@ -28,9 +27,7 @@ def load_model(path: str | Path, device: str = "cpu", sam_image_size: int = 256)
     path = Path(path)
     loaded = read_weights_file(path)
     if is_checkpoint(loaded):
-        checkpoint = checkpoint_of(loaded, path.name, TRACER3D.name)
-        model = build_tracer(checkpoint["config"])
-        load_strict(model, checkpoint["model"], path.name)
+        model, checkpoint = our_model(loaded, path.name, TRACER3D.name, build_tracer)
     else:
         model = _official_model(state_dict_of(loaded, path.name), path, sam_image_size)
         checkpoint = {"config": model.config, "trace_options": {},

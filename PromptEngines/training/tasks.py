@@ -44,3 +44,12 @@ def make_task(engine: str, data: str, config: dict, seed: int, batch_size: int, 
         raise IVSegError(f"engine {engine!r} has nothing to train")
     source = training_source(data, pool, sessions, **config.get("data", {}))
     return described.training_task(source, config, seed, batch_size, rank, world)
+
+
+def train_options(options_class, config: dict, engine: str):
+    """The config file's train section as an engine's options, or one line naming the
+    problem."""
+    try:
+        return options_class(**config.get("train", {}))
+    except TypeError as error:
+        raise IVSegError(f"bad {engine} train options: {error}") from None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..backbones.checkpoint import (checkpoint_of, is_checkpoint, load_strict,
+from ..backbones.checkpoint import (is_checkpoint, load_strict, our_model,
                                     read_weights_file, state_dict_of)
 from ..errors import CheckpointError
 from .clicks import SemanticClickEncoder, SparseClickEncoder
@@ -76,9 +76,8 @@ def load_verse(path: str | Path, device: str = "cpu") -> tuple[Verse, dict]:
     path = Path(path)
     loaded = read_weights_file(path)
     if is_checkpoint(loaded):
-        checkpoint = checkpoint_of(loaded, path.name, ENGINE)
-        model = build_model(VerseConfig.from_json(checkpoint["config"]))
-        load_strict(model, checkpoint["model"], path.name)
+        model, checkpoint = our_model(loaded, path.name, ENGINE,
+                                      lambda config: build_model(VerseConfig.from_json(config)))
     else:
         state = state_dict_of(loaded, path.name)
         model = Verse(PAPER)

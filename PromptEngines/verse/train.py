@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from ..data.synthetic.cardiac import CARDIAC_LABELS, cardiac_volume
 from ..errors import IVSegError
+from ..training.tasks import train_options
 from .config import STRUCTURE_CLASSES, TINY, VerseConfig
 from .losses import mask_loss
 from .model import Verse, build_model
@@ -204,8 +205,5 @@ def _dice(predicted: np.ndarray, truth: np.ndarray) -> float:
 
 def training_task(source, config: dict, seed: int, batch_size: int, rank: int = 0,
                   world: int = 1) -> VerseTask:
-    try:
-        options = TrainOptions(**config.get("train", {}))
-    except TypeError as error:
-        raise IVSegError(f"bad verse train options: {error}") from None
+    options = train_options(TrainOptions, config, "verse")
     return VerseTask(source, options, config.get("model"), seed, batch_size)

@@ -8,35 +8,21 @@ import pytest
 import torch
 
 from PromptEngines.annotation import Annotation
-from PromptEngines.backbones.checkpoint import CHECKPOINT_FORMAT
 from PromptEngines.data.synthetic.cardiac import cardiac_volume
 from PromptEngines.errors import EngineError, PromptError
 from PromptEngines.prompts import Auto, Point, PromptSequence, Undo
-from PromptEngines.verse.config import TINY
 from PromptEngines.verse.engine import VerseEngine
-from PromptEngines.verse.model import Verse
-
-
-def weights(tmp_path_factory, bias: float):
-    torch.manual_seed(0)
-    model = Verse(TINY)
-    with torch.no_grad():
-        for head in model.sem_seg_head.predictor.simple_decoders:
-            head.final_conv.bias.fill_(bias)
-    path = tmp_path_factory.mktemp("verse") / f"biased_{bias}.pt"
-    torch.save({"format": CHECKPOINT_FORMAT, "engine": "verse", "config": TINY.to_json(),
-                "model": model.state_dict()}, path)
-    return path
+from verse_weights import biased_weights
 
 
 @pytest.fixture(scope="module")
 def everywhere(tmp_path_factory):
-    return weights(tmp_path_factory, 50.0)
+    return biased_weights(tmp_path_factory.mktemp("verse"), 50.0)
 
 
 @pytest.fixture(scope="module")
 def nowhere(tmp_path_factory):
-    return weights(tmp_path_factory, -50.0)
+    return biased_weights(tmp_path_factory.mktemp("verse"), -50.0)
 
 
 @pytest.fixture(scope="module")

@@ -121,6 +121,7 @@ class qMRMLSegmentSelectorWidget(qMRMLWidget):
         self.nodes = qMRMLNodeComboBox(self)
         self.nodes.nodeTypes = ["vtkMRMLSegmentationNode"]
         self.segments = QtWidgets.QComboBox(self)
+        self._observed = None             # (node, observer tag): its segments are listed
         layout.addWidget(self.nodes)
         layout.addWidget(self.segments)
         self.nodes.currentNodeChanged.connect(self._node_changed)
@@ -131,6 +132,21 @@ class qMRMLSegmentSelectorWidget(qMRMLWidget):
         self.nodes.setMRMLScene(scene)
 
     def _node_changed(self, node):
+        self._observe(node)
+        self._list_segments(node)
+        self.currentNodeChanged.emit(node)
+
+    def _observe(self, node):
+        """Segments added to the node join the list, as in Slicer (the current one stays)."""
+        import slicer
+
+        if self._observed is not None:
+            self._observed[0].RemoveObserver(self._observed[1])
+        self._observed = None if node is None else (node, node.AddObserver(
+            slicer.vtkSegmentation.SegmentAdded,
+            lambda *_: self._list_segments(node, self.currentSegmentID())))
+
+    def _list_segments(self, node, current=None):
         self.segments.blockSignals(True)
         self.segments.clear()
         if node is not None:
@@ -138,8 +154,9 @@ class qMRMLSegmentSelectorWidget(qMRMLWidget):
             for i in range(segmentation.GetNumberOfSegments()):
                 self.segments.addItem(segmentation.GetNthSegment(i).GetName(),
                                       segmentation.GetNthSegmentID(i))
+        if current is not None:
+            self.segments.setCurrentIndex(self.segments.findData(current))
         self.segments.blockSignals(False)
-        self.currentNodeChanged.emit(node)
 
     def currentNode(self):
         return self.nodes.currentNode()
