@@ -10,6 +10,7 @@ Prompts reach engines in voxel index space (z, y, x floats).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import ClassVar, Iterator
 
 import numpy as np
@@ -332,6 +333,15 @@ class Engine:
         region = changed_region(self._mask, new_mask) or tuple(slice(0, 0) for _ in range(3))
         return Update(region, new_mask[region].astype(np.uint8), final=True, progress=1.0,
                       message=message)
+
+    def _weights_file(self, weights, official: str) -> Path:
+        """The weights file to load: the one given, else the engine's embedded weights; when
+        those are missing, one line saying how to get some (`official`: the paper's file)."""
+        path = Path(weights) if weights is not None else self.descriptor.weights_path
+        if weights is None and not self.descriptor.ready():
+            raise EngineError(f"{self.name} has no weights: {path} is missing; train them "
+                              f"with `ivseg train --engine {self.name}`, or give {official}")
+        return path
 
     # ------------------------------------------------------------------ checks
     def _require_image(self) -> None:

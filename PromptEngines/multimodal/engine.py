@@ -10,7 +10,6 @@ traces that is connected to the point is added; what was there stays).
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -18,10 +17,10 @@ from scipy import ndimage
 from ..backbones.checkpoint import file_sha256
 from ..data.regions import bounding_box, full_structure
 from ..engine import Engine, Update, union_region
-from ..errors import EngineError, PromptError
+from ..errors import PromptError
 from ..prompts import Point, Text
 from . import along_vessel
-from .checkpoints import DEFAULT_WEIGHTS, load_model
+from .checkpoints import load_model
 from .correction import Step, run_step
 from .descriptor import MULTIMODAL
 
@@ -31,10 +30,7 @@ class MultimodalEngine(Engine):
 
     def __init__(self, weights=None, device=None):
         super().__init__(weights=weights, device=device)
-        path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-        if weights is None and not self.descriptor.ready():
-            raise EngineError(f"multimodal has no weights: {path} is missing; train them with "
-                              "`ivseg train --engine multimodal`")
+        path = self._weights_file(weights, "official SAM-HQ ViT-b weights (sam_hq_vit_b.pth)")
         self.model, self.checkpoint = load_model(path, self.device)
         self.weights_path, self.weights_sha256 = str(path), file_sha256(path)
         self._sequences: dict[int, list[Step]] = {}

@@ -18,7 +18,6 @@ that change are written back: a correction never undoes good work elsewhere. Off
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,7 +25,7 @@ from scipy import ndimage
 
 from ..backbones.checkpoint import file_sha256
 from ..engine import Engine, Update
-from ..errors import EngineError, PromptError
+from ..errors import PromptError
 from .checkpoints import load_prism
 from .cube import Cube
 from .descriptor import PRISM
@@ -65,11 +64,7 @@ class PrismEngine(Engine):
         off: the model's whole-cube output, as the paper."""
         super().__init__(weights=weights, device=device)
         self.refine, self.select, self.local = refine, select, local_corrections
-        path = Path(weights) if weights is not None else self.descriptor.weights_path
-        if weights is None and not self.descriptor.ready():
-            raise EngineError(f"prism has no weights: {path} is missing; train them with "
-                              "`ivseg train --engine prism`, or give an official PRISM "
-                              "checkpoint (best.pth.tar)")
+        path = self._weights_file(weights, "an official PRISM checkpoint (best.pth.tar)")
         self.model, self.checkpoint = load_prism(path, self.device)
         self.window, self.intensity = window(intensity), intensity
         self.weights_sha256 = file_sha256(path)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -10,9 +9,9 @@ import torch
 from ..backbones.checkpoint import file_sha256
 from ..data.intensity import brightest_near
 from ..engine import Engine, Update
-from ..errors import EngineError, PromptError
+from ..errors import PromptError
 from ..prompts import Point
-from .checkpoints import DEFAULT_WEIGHTS, load_model
+from .checkpoints import load_model
 from .descriptor import TRACER3D
 from .normalise import click_normalised
 from .tracking import SliceTracer, TraceOptions, slice_calls
@@ -25,10 +24,8 @@ class Tracer3DEngine(Engine):
 
     def __init__(self, weights=None, device=None, options: TraceOptions | None = None):
         super().__init__(weights=weights, device=device)
-        path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-        if weights is None and not self.descriptor.ready():
-            raise EngineError(f"tracer3d has no weights: {path} is missing; train them with "
-                              "`ivseg train --engine tracer3d`")
+        path = self._weights_file(weights, "an official SAM / ScribblePrompt ViT-b or "
+                                           "ScribblePrompt-UNet checkpoint")
         self.model, checkpoint = load_model(path, self.device)
         saved = checkpoint.get("trace_options", {})
         self.options = options or TraceOptions(**saved)

@@ -7,14 +7,13 @@ click costs only the decoder."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..backbones.checkpoint import file_sha256
 from ..engine import Engine, Update, changed_region
-from ..errors import EngineError, PromptError
+from ..errors import PromptError
 from .checkpoints import load_verse
 from .config import STRUCTURE_CLASSES
 from .descriptor import VERSE
@@ -46,11 +45,8 @@ class VerseEngine(Engine):
 
     def __init__(self, weights=None, device=None):
         super().__init__(weights=weights, device=device)
-        path = Path(weights) if weights is not None else self.descriptor.weights_path
-        if weights is None and not self.descriptor.ready():
-            raise EngineError(f"verse has no weights: {path} is missing; train them with "
-                              "`ivseg train --engine verse`, or give an official VerSe "
-                              "checkpoint (medsam_model_epoch_74.pth)")
+        path = self._weights_file(weights, "an official VerSe checkpoint "
+                                           "(medsam_model_epoch_74.pth)")
         self.model, self.checkpoint = load_verse(path, self.device)
         self.weights_sha256 = file_sha256(path)
         self._features: dict[int, list[torch.Tensor]] = {}
