@@ -61,3 +61,6 @@ TINY = VerseConfig(base_channels=8, encoder_heads=2, hidden_dim=32, heads=4, ffn
 # The object-query group of each structure: ACDC's label values, as the reference numbers its
 # first three groups (its groups 4-6 are other datasets' structures).
 STRUCTURE_CLASSES = {"RV": 1, "Myo": 2, "LV": 3}
+
+# Stacks from this seed up are held out: evaluation and benchmark only, never trained on.
+HELD_OUT_FIRST_SEED = 1000

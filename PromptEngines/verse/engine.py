@@ -50,13 +50,14 @@ class VerseEngine(Engine):
         self.model, self.checkpoint = load_verse(path, self.device)
         self.weights_sha256 = file_sha256(path)
         self._features: dict[int, list[torch.Tensor]] = {}
-        self._features_of = None
 
     # ------------------------------------------------------------------ state
+    def set_image(self, image, spacing_zyx=(1.0, 1.0, 1.0)) -> None:
+        self._features = {}                 # a new image (reset keeps the features)
+        super().set_image(image, spacing_zyx)
+
     def _on_image(self) -> None:
         self._session = _Session()
-        if self._features_of is not self.image:        # reset keeps the image's features
-            self._features, self._features_of = {}, self.image
 
     def _save_state(self):
         return self._session
@@ -65,6 +66,11 @@ class VerseEngine(Engine):
         self._session = state
 
     # ------------------------------------------------------------------ interaction
+    def check(self, prompt) -> None:
+        super().check(prompt)
+        if prompt.kind == "auto":
+            structure_name(prompt.target)           # refused before any work starts
+
     def _interact(self, prompt):
         if prompt.kind == "auto":
             yield from self._segment_structure(structure_name(prompt.target))
@@ -72,13 +78,17 @@ class VerseEngine(Engine):
             yield self._click(prompt)
 
     def _start_from(self, prompt):
-        """A starting mask is each slice's previous result from now on."""
+        """On each slice a starting mask changes, it is the previous result from now on, and
+        the clicks made there before no longer apply."""
         update = next(super()._start_from(prompt))
-        mask = (prompt.mask > 0)
-        previous = dict(self._session.previous)
-        for k in np.flatnonzero(mask.any(axis=(1, 2)) | self._mask.any(axis=(1, 2))):
+        mask = prompt.mask > 0
+        if self._excluded is not None:
+            mask = mask & ~self._excluded
+        previous, clicks = dict(self._session.previous), dict(self._session.clicks)
+        for k in np.flatnonzero((mask != (self._mask > 0)).any(axis=(1, 2))):
             previous[int(k)] = mask_to_model(mask[k:k + 1], self._size).to(self.device)
-        self._session = replace(self._session, previous=previous)
+            clicks.pop(int(k), None)
+        self._session = replace(self._session, previous=previous, clicks=clicks)
         yield update
 
     def _segment_structure(self, name: str):
@@ -98,6 +108,8 @@ class VerseEngine(Engine):
                 probabilities.append(self.model.full_size(logits).sigmoid())
         probability = torch.cat(probabilities)
         mask = (to_slice_grid(probability.cpu(), self.image.shape[1:]) > 0.5).numpy()
+        if self._excluded is not None:
+            mask &= ~self._excluded                 # other segments' voxels are never taken
         if not mask.any():
             raise PromptError(f"no {name} found on any slice of this stack (is it a "
                               "short-axis cardiac MRI stack?); the segment is kept as it was")
@@ -127,15 +139,18 @@ class VerseEngine(Engine):
         self._session = replace(session, previous={**session.previous, k: probability},
                                 clicks={**session.clicks, k: clicks})
         mode = 2 if structure is not None else 3
-        message = f"slice {k}: click {len(clicks)} (Mode {mode})"
-        new = slice_mask.astype(np.uint8)
-        changed = changed_region(self._mask[k:k + 1], new)
+        return self._slice_update(k, slice_mask[0],
+                                  f"slice {k}: click {len(clicks)} (Mode {mode})")
+
+    def _slice_update(self, k: int, new: np.ndarray, message: str) -> Update:
+        """The update that makes slice k `new` (only its changed box)."""
+        changed = changed_region(self._mask[k:k + 1], new[None])
         if changed is None:
-            return Update(tuple(slice(0, 0) for _ in range(3)), np.zeros((0, 0, 0), np.uint8),
-                          final=True, progress=1.0, message=message)
-        region = (slice(k, k + 1), *changed[1:])
-        return Update(region, new[(slice(0, 1), *changed[1:])], final=True, progress=1.0,
-                      message=message)
+            return Update((slice(0, 0),) * 3, np.zeros((0, 0, 0), np.uint8), final=True,
+                          progress=1.0, message=message)
+        rows, cols = changed[1:]
+        return Update((slice(k, k + 1), rows, cols), new[None, rows, cols].astype(np.uint8),
+                      final=True, progress=1.0, message=message)
 
     # ------------------------------------------------------------------ features
     @property
@@ -143,13 +158,15 @@ class VerseEngine(Engine):
         return self.model.config.image_size
 
     def _features_for(self, slices: list[int]) -> list[torch.Tensor]:
-        """UTNet features of these slices (encoded once, together, and kept)."""
-        missing = [k for k in slices if k not in self._features]
-        if missing:
-            images = to_model(normalised(self.image[missing]), self._size).to(self.device)
+        """UTNet features of these slices, kept once computed. Slices are encoded in fixed
+        batches (0-15, 16-31, ...): a slice's features never depend on which prompt came
+        first (a batch's arithmetic differs in the last bits from a single slice's)."""
+        for start in sorted({k - k % BATCH_SLICES for k in slices if k not in self._features}):
+            batch = list(range(start, min(start + BATCH_SLICES, self.image.shape[0])))
+            images = to_model(normalised(self.image[batch]), self._size).to(self.device)
             with torch.no_grad():
                 encoded = self.model.encode(images)
-            for i, k in enumerate(missing):
+            for i, k in enumerate(batch):
                 self._features[k] = [level[i:i + 1] for level in encoded]
         per_slice = [self._features[k] for k in slices]
         return [torch.cat(levels) for levels in zip(*per_slice)]

@@ -66,7 +66,7 @@ class Verse(nn.Module):
 def build_model(config: VerseConfig) -> nn.Module:
     """VerSe, or the benchmark's SAM-style baseline (same calls: encode, decode, full_size)."""
     if config.architecture == "sam-style":
-        from .sam_style import SamStyle
+        from .sam_style import SamStyle       # segment-anything: loaded for the baseline only
 
         return SamStyle(config)
     return Verse(config)

@@ -1,6 +1,8 @@
-"""The next click of a simulated user on one slice, as VerSe's protocol: in the largest error
-component (false negatives against false positives), at a random pixel deeper than a third of
-its greatest depth (training), or at its deepest pixel (evaluation: deterministic)."""
+"""The next click of a simulated user on one slice: in the largest error component (false
+negatives and false positives, 8-connected; a tie goes to the false negatives), at a random
+pixel deeper than a third of its greatest depth (training: VerSe's interior, with a random
+pixel of it as augmentation) or at its deepest pixel (evaluation: deterministic). The
+reference clicks at the interior's centre of mass, 4-connected, a tie to the false positives."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +20,7 @@ def next_click(prediction: np.ndarray, truth: np.ndarray, rng=None):
 def padded(per_sample: list[list], device=None):
     """Clicks of each sample as (B, K, 2) points and (B, K) labels, padded with no-click
     entries (label -1) to one length."""
-    import torch
+    import torch                    # here: the click simulation itself is numpy only
 
     length = max(1, max(len(c) for c in per_sample))
     points = np.full((len(per_sample), length, 2), -10, np.int64)

@@ -13,18 +13,17 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..data.synthetic.cardiac import CARDIAC_LABELS, cardiac_volume
 from ..errors import IVSegError
+from ..evaluation.metrics import dice
 from ..training.tasks import train_options
-from .config import STRUCTURE_CLASSES, TINY, VerseConfig
+from .config import HELD_OUT_FIRST_SEED, TINY, VerseConfig
+from .evaluation import evaluate_modes
 from .losses import mask_loss
 from .model import Verse, build_model
 from .simulated_clicks import next_click, padded
-from .slices import normalised, to_model
+from .stacks import stack_case
 
-HELD_OUT_FIRST_SEED = 1000          # evaluation and benchmark stacks: never trained on
 ROUND_WEIGHTS = (1.0, 0.8, 0.8)
 
 
@@ -38,15 +37,6 @@ class TrainOptions:
     rot90: float = 0.5
     gamma: float = 0.2               # probability of a gamma in 0.6 .. 1.6
     brightness: float = 0.3          # probability of a scale in 0.85 .. 1.15
-
-
-def stack_case(seed: int, slices: int, size: int, model_size: int):
-    """(slices as the model sees them (S, 1, M, M), labels on that grid (S, M, M))."""
-    case = cardiac_volume(seed, slices=slices, size=size)
-    images = to_model(normalised(case.volume.array), model_size)
-    labels = F.interpolate(torch.from_numpy(case.labels.astype(np.float32))[:, None],
-                           size=(model_size, model_size), mode="nearest-exact")[:, 0]
-    return images, labels.to(torch.uint8)
 
 
 def _augment(image: np.ndarray, truth: np.ndarray, rng, options: TrainOptions):
@@ -70,6 +60,9 @@ class VerseTask:
                  model: dict | None = None, seed: int = 0, batch_size: int = 4):
         self.options, self.seed, self.batch_size = options, seed, batch_size
         self.config = VerseConfig.from_json({**TINY.to_json(), **(model or {})})
+        if options.cases > HELD_OUT_FIRST_SEED:
+            raise IVSegError(f"train.cases is at most {HELD_OUT_FIRST_SEED}: stacks from seed "
+                             f"{HELD_OUT_FIRST_SEED} up are the held-out ones")
         if self.config.architecture != "verse" and options.auto_fraction:
             raise IVSegError(f"a {self.config.architecture} model has no structure queries: "
                              "set train.auto_fraction to 0")
@@ -111,8 +104,8 @@ class VerseTask:
             images.append(image)
             truths.append(truth)
             structures.append(value)
-        stack = lambda arrays: torch.from_numpy(np.stack(arrays).astype(np.float32))[:, None]
-        return {"image": stack(images), "truth": stack(truths),
+        as_tensor = lambda arrays: torch.from_numpy(np.stack(arrays).astype(np.float32))[:, None]
+        return {"image": as_tensor(images), "truth": as_tensor(truths),
                 "structure": torch.tensor(structures),
                 "auto": bool(rng.random() < self.options.auto_fraction),
                 "click_seed": int(rng.integers(2 ** 31))}
@@ -132,75 +125,32 @@ def interaction_loss(model: Verse, batch: dict):
     """Three rounds of one mode (see the module's text)."""
     image, truth, structure = batch["image"], batch["truth"], batch["structure"]
     rng = np.random.default_rng(batch["click_seed"])
-    truths = truth[:, 0].numpy() > 0.5
+    truths = truth[:, 0].cpu().numpy() > 0.5
     features = model.encode(image)
     auto = batch["auto"]
     previous = torch.zeros_like(image)
     clicks = [[] for _ in truths]
-    total, metrics = torch.zeros(()), {}
+    total, metrics = torch.zeros((), device=image.device), {}
     for round_index, weight in enumerate(ROUND_WEIGHTS):
         if round_index > 0 or not auto:           # a click on the last round's errors
-            predicted = previous[:, 0].numpy() > 0.5
+            predicted = previous[:, 0].cpu().numpy() > 0.5
             for b, t in enumerate(truths):
                 click = next_click(predicted[b], t, rng)
                 if click is not None:
                     clicks[b].append(click)
-        points, labels = padded(clicks) if any(clicks) else (None, None)
-        outputs = model.decode(features, structure if auto else None, points, labels,
+        points, labels = padded(clicks, image.device) if any(clicks) else (None, None)
+        outputs = model.decode(features, structure.to(image.device) if auto else None,
+                               points, labels,
                                previous if round_index > 0 else None)
         loss, parts = mask_loss(outputs, truth)
         total = total + weight * loss
         previous = model.full_size(outputs[-1]).detach().sigmoid()
         metrics = parts
-    predicted = previous[:, 0].numpy() > 0.5
-    dice = [2 * (p & t).sum() / max(p.sum() + t.sum(), 1) for p, t in zip(predicted, truths)]
+    predicted = previous[:, 0].cpu().numpy() > 0.5
     return total, {"loss": float(total.detach()), "mode": "1-2-2" if auto else "3",
-                   "dice_last_round": float(np.mean(dice)), **metrics}
-
-
-def evaluate_modes(model, stacks: int = 3, first_seed: int = HELD_OUT_FIRST_SEED,
-                   clicks: int = 3) -> dict:
-    """Held-out stacks: Mode 1 Dice per structure (over the slices that show it; VerSe only)
-    and Mode 3 Dice after `clicks` clicks (mean over slice-structure pairs), on the model's
-    grid."""
-    size = model.config.image_size
-    automatic = model.config.architecture == "verse"
-    per_structure = {name: [] for name in STRUCTURE_CLASSES}
-    mode3 = []
-    with torch.no_grad():
-        for seed in range(first_seed, first_seed + stacks):
-            images, labels = stack_case(seed, 10, 192, size)
-            features = model.encode(images)
-            for name, index in STRUCTURE_CLASSES.items():
-                truth = (labels == CARDIAC_LABELS[name]).numpy()
-                shown = [k for k in range(len(truth)) if truth[k].any()]
-                if automatic:
-                    structure = torch.full((len(images),), index)
-                    logits = model.full_size(model.decode(features, structure)[-1])
-                    predicted = logits[:, 0].numpy() > 0
-                    per_structure[name] += [_dice(predicted[k], truth[k]) for k in shown]
-                k = shown[len(shown) // 2]
-                mode3.append(_clicks_only(model, [f[k:k + 1] for f in features], truth[k],
-                                          clicks))
-    mode1 = {f"mode1_dice_{name}": float(np.mean(d)) for name, d in per_structure.items() if d}
-    return {**mode1, f"mode3_dice_at_{clicks}": float(np.mean(mode3)), "stacks": stacks,
-            "first_seed": first_seed}
-
-
-def _clicks_only(model, features, truth, count: int) -> float:
-    previous, clicks = torch.zeros(1, 1, *truth.shape), []
-    for _ in range(count):
-        click = next_click(previous[0, 0].numpy() > 0.5, truth)
-        if click is None:
-            break
-        clicks.append(click)
-        logits = model.decode(features, None, *padded([clicks]), previous)[-1]
-        previous = model.full_size(logits).sigmoid()
-    return _dice(previous[0, 0].numpy() > 0.5, truth)
-
-
-def _dice(predicted: np.ndarray, truth: np.ndarray) -> float:
-    return float(2 * (predicted & truth).sum() / max(predicted.sum() + truth.sum(), 1))
+                   "dice_last_round": float(np.mean([dice(p, t) for p, t in zip(predicted,
+                                                                                 truths)])),
+                   **metrics}
 
 
 def training_task(source, config: dict, seed: int, batch_size: int, rank: int = 0,

@@ -110,6 +110,81 @@ def test_bad_input_is_one_clear_line_and_the_mask_is_kept(everywhere, nowhere, c
     with pytest.raises(PromptError, match="no RV found on any slice of this stack .* the "
                                           "segment is kept as it was"):
         blind.run(Auto("RV"))
+    assert not blind.mask.any()                              # as it was: empty
     with pytest.raises(EngineError, match="needs a 3D volume; this image is a single 2D "
                                           "slice"):
         engine.set_image(case.volume.array[:1], case.volume.spacing_zyx)
+
+
+def test_a_starting_mask_is_the_previous_result_only_where_it_changes_a_slice(everywhere,
+                                                                             case):
+    from PromptEngines.prompts import MaskPrompt
+
+    engine = VerseEngine(weights=everywhere)
+    engine.set_image(case.volume.array, case.volume.spacing_zyx)
+    engine.run(Auto("LV"))
+    engine.run(Point((2.0, 40.0, 40.0), 0))
+    engine.run(Point((4.0, 40.0, 40.0), 0))
+    before = engine._session
+    edited = engine.mask.copy()
+    edited[4, :30] = 0                                        # another tool edits slice 4
+    engine.run(MaskPrompt(edited))
+    after = engine._session
+    assert after.previous[2] is before.previous[2] and after.clicks[2] == before.clicks[2]
+    assert 4 not in after.clicks                              # its clicks no longer apply
+    expected = torch.from_numpy(edited[4:5].astype(np.float32))[:, None]
+    resized = torch.nn.functional.interpolate(expected, size=(256, 256), mode="bilinear")
+    assert torch.allclose(after.previous[4], resized, atol=1e-6)
+
+
+def test_other_segments_are_never_taken_and_nothing_else_found_says_so(everywhere, case):
+    from PromptEngines.prompts import ExcludeMask
+
+    engine = VerseEngine(weights=everywhere)
+    engine.set_image(case.volume.array, case.volume.spacing_zyx)
+    others = np.zeros(case.volume.shape, np.uint8)
+    others[:, :48] = 1
+    engine.run(ExcludeMask(others))
+    engine.run(Auto("Myo"))
+    assert not engine.mask[others > 0].any() and engine.mask[others == 0].all()
+    everything = VerseEngine(weights=everywhere)
+    everything.set_image(case.volume.array, case.volume.spacing_zyx)
+    everything.run(ExcludeMask(np.ones(case.volume.shape, np.uint8)))
+    with pytest.raises(PromptError, match="no Myo found on any slice"):
+        everything.run(Auto("Myo"))
+
+
+def test_long_stacks_of_non_square_slices_are_encoded_in_fixed_batches(everywhere):
+    """A 20-slice stack of 40 x 72 slices: batches 0-15 and 16-19 whatever the first prompt
+    was, so a slice's features (and every mask) never depend on the order of prompts."""
+    stack = cardiac_volume(1001, slices=20, size=72).volume.array[:, 10:50]
+    encoded = []
+
+    def engine_counting():
+        engine = VerseEngine(weights=everywhere)
+        engine.set_image(stack, (8.0, 1.5, 1.5))
+        encode = engine.model.encode
+        engine.model.encode = lambda images: encoded.append(len(images)) or encode(images)
+        return engine
+
+    first = engine_counting()
+    first.run(Point((18.0, 20.0, 36.0), 1))                  # a click on slice 18 first
+    first.run(Auto("RV"))
+    assert encoded == [4, 16] and first.mask.shape == (20, 40, 72) and first.mask.all()
+    assert first._session.clicks == {}                        # a structure starts afresh
+    second = engine_counting()
+    second.run(Auto("RV"))
+    assert encoded[2:] == [16, 4]
+    for k in (3, 18):
+        assert all(torch.equal(a, b) for a, b in zip(first._features[k], second._features[k]))
+    # (row, col) of a 40 x 72 slice on the 256^2 grid, each axis on its own:
+    # (20 + 0.5) * 256 / 40 - 0.5 = 130.7 -> 131, (36 + 0.5) * 256 / 72 - 0.5 = 129.3 -> 129.
+    second.run(Point((18.0, 20.0, 36.0), 1))
+    assert second._session.clicks[18] == (((131, 129), 1),)
+
+
+def test_a_bad_structure_is_refused_by_the_check_before_any_work(everywhere, case):
+    engine = VerseEngine(weights=everywhere)
+    engine.set_image(case.volume.array, case.volume.spacing_zyx)
+    with pytest.raises(PromptError, match="unknown structure 'aorta'"):
+        engine.check(Auto("aorta"))

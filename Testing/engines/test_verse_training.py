@@ -1,0 +1,65 @@
+"""verse's training task and benchmark arithmetic on a tiny scale: a batch of each mode gives
+a finite loss whose gradients reach the parts that mode uses (object queries in Modes 1-2-2,
+the persistent click encoders in both), nothing of one round's graph leaks into the next
+round's prompt, batches are a function of the step alone, the held-out seeds are refused,
+and the benchmark's Dice(n) / NoC count Mode 2's automatic start as 0 clicks."""
+import numpy as np
+import pytest
+import torch
+
+from PromptEngines.errors import IVSegError
+from PromptEngines.verse.benchmark import summarise
+from PromptEngines.verse.train import TrainOptions, VerseTask, interaction_loss
+
+
+@pytest.fixture(scope="module")
+def task():
+    return VerseTask(None, TrainOptions(cases=2, slices=(3, 3), sizes=(96,)), batch_size=2)
+
+
+def gradients(model, batch) -> dict:
+    torch.manual_seed(0)
+    model.zero_grad()
+    loss, metrics = interaction_loss(model, batch)
+    assert torch.isfinite(loss) and loss > 0
+    loss.backward()
+    predictor = model.sem_seg_head.predictor
+    norm = lambda module: sum(float(p.grad.abs().sum()) for p in module.parameters()
+                              if p.grad is not None)
+    return {"objects": norm(predictor.query_feat), "sparse": norm(predictor.sparse_clicks),
+            "semantic": norm(predictor.semantic_clicks), "mode": metrics["mode"]}
+
+
+def test_each_mode_trains_the_parts_it_uses(task):
+    model = task.build_model().train()
+    batch = task.batch(0, 0, 1)
+    automatic = gradients(model, {**batch, "auto": True})
+    clicks = gradients(model, {**batch, "auto": False})
+    assert automatic["mode"] == "1-2-2" and clicks["mode"] == "3"
+    assert automatic["objects"] > 0 and clicks["objects"] == 0
+    assert clicks["sparse"] > 0 and clicks["semantic"] > 0
+    assert automatic["sparse"] > 0                  # the correction rounds use the clicks
+
+
+def test_batches_are_a_function_of_the_step(task):
+    a, b, c = task.batch(5, 0, 1), task.batch(5, 0, 1), task.batch(6, 0, 1)
+    assert torch.equal(a["image"], b["image"]) and a["click_seed"] == b["click_seed"]
+    assert not torch.equal(a["image"], c["image"])
+    assert a["image"].shape == (2, 1, 256, 256) and set(a["truth"].unique().tolist()) <= {0, 1}
+    assert all(int(s) in (1, 2, 3) for s in a["structure"])
+
+
+def test_held_out_seeds_are_never_trained_on():
+    with pytest.raises(IVSegError, match="train.cases is at most 1000"):
+        VerseTask(None, TrainOptions(cases=1001))
+
+
+def test_noc_counts_the_automatic_start_as_zero_clicks():
+    reached_at_start = [0.92] + [0.93] * 20
+    reached_at_3 = [0.0, 0.5, 0.8, 0.86] + [0.91] * 17
+    mode2 = summarise([reached_at_start, reached_at_3], counts_start=True)
+    assert mode2["noc85"] == np.mean([0, 3]) and mode2["noc90"] == np.mean([0, 4])
+    mode3 = summarise([reached_at_start, reached_at_3], counts_start=False)
+    assert mode3["noc85"] == np.mean([1, 3])                 # index 0 is the empty start
+    never = summarise([[0.5] * 21], counts_start=False)
+    assert never["noc90"] == 20 and never["dice_1"] == 0.5 and never["sessions"] == 1
