@@ -188,3 +188,33 @@ def test_a_bad_structure_is_refused_by_the_check_before_any_work(everywhere, cas
     engine.set_image(case.volume.array, case.volume.spacing_zyx)
     with pytest.raises(PromptError, match="unknown structure 'aorta'"):
         engine.check(Auto("aorta"))
+
+
+def test_the_trained_tiny_model_finds_each_structure_on_a_held_out_stack():
+    """The embedded weights, through the engine, on a held-out stack (seed 1000, never trained
+    on, an oblique geometry): LV and Myo over the stack with Dice > 0.85 and the RV found
+    (> 0.3: the shipped weights' weak structure, held-out mean 0.69; issue 19's longer run is
+    to lift it past 0.85), the other two structures mostly out; a click on the worst slice's
+    largest error does not make that slice worse."""
+    least = {"LV": 0.85, "Myo": 0.85, "RV": 0.3}
+    from PromptEngines.data.synthetic.cardiac import CARDIAC_LABELS
+    from PromptEngines.evaluation import metrics
+    from PromptEngines.registry import descriptor, get_engine
+    from PromptEngines.verse.simulated_clicks import next_click
+
+    if not descriptor("verse").ready():
+        pytest.skip("verse's tiny weights are not here")
+    stack = cardiac_volume(1000, slices=10, size=160)
+    engine = get_engine("verse", device="cpu")
+    engine.set_image(stack.volume.array, stack.volume.spacing_zyx)
+    for name, value in CARDIAC_LABELS.items():
+        engine.run(Auto(name))
+        mask, truth = engine.mask > 0, stack.labels == value
+        assert metrics.dice(mask, truth) > least[name], name
+        assert (mask & (stack.labels > 0) & ~truth).sum() < 0.1 * mask.sum(), name
+    shown = np.flatnonzero(truth.any(axis=(1, 2)))
+    worst = min(shown, key=lambda k: metrics.dice(engine.mask[k], truth[k]))
+    before = metrics.dice(engine.mask[worst], truth[worst])
+    (row, col), label = next_click(engine.mask[worst] > 0, truth[worst])
+    engine.run(Point((float(worst), float(row), float(col)), label))
+    assert metrics.dice(engine.mask[worst], truth[worst]) >= before - 0.01
