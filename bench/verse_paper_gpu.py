@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PromptEngines.backbones.checkpoint import CHECKPOINT_FORMAT  # noqa: E402
 from PromptEngines.data.synthetic.cardiac import cardiac_volume  # noqa: E402
+from PromptEngines.evaluation.tables import save_results  # noqa: E402
 from PromptEngines.prompts import Auto, Point  # noqa: E402
 from PromptEngines.verse.config import PAPER  # noqa: E402
 from PromptEngines.verse.engine import VerseEngine  # noqa: E402
@@ -102,11 +103,7 @@ def main() -> None:
             else f"{platform.machine()}, {torch.get_num_threads()} CPU threads")
     results = {"device": args.device, "device_name": name, "torch": torch.__version__,
                "repeats": args.repeats, "configs": configs}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"verse_paper_{args.device.split(':')[0]}"
-    (out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
-    plot(results, out / f"{stem}.png")
+    save_results(args.out, f"verse_paper_{args.device.split(':')[0]}", results, plot)
     print(json.dumps(results, indent=1))
 
 
