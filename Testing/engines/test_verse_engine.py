@@ -218,3 +218,16 @@ def test_the_trained_tiny_model_finds_each_structure_on_a_held_out_stack():
     (row, col), label = next_click(engine.mask[worst] > 0, truth[worst])
     engine.run(Point((float(worst), float(row), float(col)), label))
     assert metrics.dice(engine.mask[worst], truth[worst]) >= before - 0.01
+
+
+def test_the_sam_style_baseline_runs_as_a_clicks_only_engine(case):
+    from PromptEngines.verse.benchmark import SAM_STYLE_WEIGHTS
+
+    if not SAM_STYLE_WEIGHTS.is_file():
+        pytest.skip("the SAM-style baseline's weights are not here")
+    engine = VerseEngine(weights=SAM_STYLE_WEIGHTS)
+    engine.set_image(case.volume.array, case.volume.spacing_zyx)
+    update = list(engine.interact(Point((2.0, 48.0, 48.0), 1)))[-1]
+    assert "Mode 3" in update.message and not np.delete(engine.mask, 2, axis=0).any()
+    with pytest.raises(PromptError, match="sam-style model, which takes clicks only"):
+        engine.run(Auto("LV"))
