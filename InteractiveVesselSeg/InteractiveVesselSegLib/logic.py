@@ -15,7 +15,7 @@ from PromptEngines.registry import available_engines, default_tracer, descriptor
 
 from . import recorder
 from .session import SegmentationSession
-from .structure_segments import structure_segment
+from .structure_segments import find_segment, structure_segment
 
 TOOLS = ("point", "box", "scribble", "lasso", "text", "auto")
 LOCK_TAG = "InteractiveVesselSeg.Locked"    # on the segment: saved with the scene
@@ -239,10 +239,16 @@ class VesselSegLogic:
             raise IVSegError("select an input volume first")
         if segmentation_node is None:
             raise IVSegError("select a segmentation first")
+        found = find_segment(segmentation_node, name)
+        if found is not None and found == self.segment_id:
+            return                          # already the structure's segment
         if self.busy:                   # leaving the segment would stop the job at work
             raise IVSegError("the engine is still working; wait or cancel first")
+        if self.waiting:                # leaving the segment would drop them
+            raise IVSegError(f"{len(self.waiting)} prompt(s) wait for this segment: Run them "
+                             "first (a structure goes to a segment of its own)")
         self.set_inputs(volume_node, segmentation_node,
-                        structure_segment(segmentation_node, name))
+                        found or structure_segment(segmentation_node, name))
 
     def undo(self) -> None:
         self._require_unlocked()

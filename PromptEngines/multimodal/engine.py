@@ -10,7 +10,6 @@ traces that is connected to the point is added; what was there stays).
 """
 from __future__ import annotations
 
-
 import numpy as np
 from scipy import ndimage
 

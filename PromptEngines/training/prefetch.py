@@ -7,10 +7,12 @@ Workers are forked before the model moves to the GPU and never touch CUDA themse
 from __future__ import annotations
 
 import multiprocessing
+import time
 
 import torch
 
 _TASK = None            # the task a forked worker draws from (inherited, not pickled)
+CLOSE_WAIT_S = 15.0     # how long closing waits for batches in flight, all together
 
 
 def _draw(step: int, rank: int, world: int) -> dict:
@@ -39,9 +41,11 @@ class Prefetcher:
     def close(self) -> None:
         # Stopping a pool with batches in flight can trip CPython's "Cannot have cache with
         # result_handler not alive" assertion before it stops the workers: let the batches
-        # land first, and stop the workers ourselves if the pool still trips.
+        # land first (for a few seconds in all: a dead worker's never does), and stop the
+        # workers ourselves if the pool still trips.
+        deadline = time.monotonic() + CLOSE_WAIT_S
         for result in self.pending.values():
-            result.wait(timeout=60)
+            result.wait(timeout=max(0.0, deadline - time.monotonic()))
         self.pending.clear()
         try:
             self.pool.terminate()

@@ -122,3 +122,22 @@ def test_without_a_volume_no_segment_is_made(cine):
     with pytest.raises(IVSegError, match="select an input volume first"):
         logic.segment_structure("LV")
     assert list(segments(segmentation)) == ["vessel"] and logic.segment_id == vessel
+
+
+def test_in_manual_mode_waiting_prompts_are_never_dropped_by_a_structure(cine):
+    """Manual mode keeps prompts until Run: a structure button that would leave the segment
+    refuses (saying why) instead of dropping them; the structure's own segment takes it."""
+    logic, segmentation, vessel = cine
+    logic.manual = True
+    centre = cardiac_volume(1000, slices=4, size=64).volume.index_to_ras((2.0, 32.0, 32.0))
+    logic.add_point(tuple(centre), positive=True)
+    with pytest.raises(IVSegError, match=r"1 prompt\(s\) wait for this segment: Run them"):
+        logic.segment_structure("LV")
+    assert len(logic.waiting) == 1 and logic.segment_id == vessel
+    assert list(segments(segmentation)) == ["vessel"]
+    logic.run_waiting()
+    logic.session.wait()
+    logic.segment_structure("LV")                    # nothing waits now: LV's own segment
+    assert logic.segment_id == segments(segmentation)["LV"] and len(logic.waiting) == 1
+    logic.segment_structure("LV")                    # the same segment: kept, no refusal
+    assert len(logic.waiting) == 2
