@@ -142,6 +142,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_train(args) -> int:
     # Training needs torch; imported here so that the other commands (regiongrow) don't.
+    from .training.reproduce import uninterrupted_command
     from .training.tasks import make_task, read_config
     from .training.trainer import TrainSettings, train
 
@@ -156,7 +157,8 @@ def cmd_train(args) -> int:
                              stop_after=args.stop_after,
                              evaluate=not args.no_eval, checkpoint_every=args.checkpoint_every,
                              workers=args.workers,
-                             command="ivseg " + shlex.join(sys.argv[1:] if args.argv is None else args.argv))
+                             command=uninterrupted_command(
+                                 sys.argv[1:] if args.argv is None else args.argv))
     result = train(task, settings, progress=not args.quiet)
     if rank == 0:
         print(json.dumps({k: result[k] for k in ("steps", "last", "losses", "metrics",

@@ -20,6 +20,24 @@ import torch
 from ..errors import IVSegError
 
 
+PAUSE_OPTIONS = ("--resume", "--stop-after")
+
+
+def uninterrupted_command(arguments: list[str]) -> str:
+    """`ivseg train` arguments -> the command a weights file records: the run as if it had
+    never paused (without --resume / --stop-after, which change when, not what, it trains)."""
+    words, kept = [str(a) for a in arguments], []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in PAUSE_OPTIONS:
+            skip = True
+        elif not word.startswith(tuple(option + "=" for option in PAUSE_OPTIONS)):
+            kept.append(word)
+    return "ivseg " + shlex.join(kept)
+
+
 def rerun_arguments(command: str, out: Path) -> list[str]:
     """`ivseg train ... --out X ...` -> the train arguments with --out replaced by `out`."""
     words = shlex.split(command)

@@ -156,13 +156,11 @@ def _train(task, settings: TrainSettings, progress: bool, dist, draw, end: int) 
                                   weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimiser, schedule(settings.warmup_steps, settings.steps))
-    start = 0
+    start, earlier_wall = 0, 0.0
     if settings.resume:
-        start = _restore(settings.resume, model, optimiser, scheduler, task.engine)
+        start, earlier_wall = _restore(settings.resume, model, optimiser, scheduler, task.engine)
     dist.broadcast(model)
-    # A resumed run continues its log; a fresh one starts its own (not after an older run's).
-    log = (open(Path(settings.out).with_suffix(".log"), "a" if settings.resume else "w")
-           if dist.main else None)
+    log = _open_log(settings, start) if dist.main else None
     bar = None
     if dist.main and progress:
         from tqdm import tqdm
@@ -192,17 +190,18 @@ def _train(task, settings: TrainSettings, progress: bool, dist, draw, end: int) 
                                       "samples_per_s": rate}) + "\n")
                 log.flush()
             if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
-                _save_resume(settings, task, model, optimiser, scheduler, step + 1)
+                _save_resume(settings, task, model, optimiser, scheduler, step + 1,
+                             earlier_wall + time.perf_counter() - started)
     if bar is not None:
         bar.close()
     result = {"steps": settings.steps, "last": last, "losses": history}
+    wall = earlier_wall + time.perf_counter() - started     # over every part of the run
     if dist.main and end < settings.steps:          # paused: only the resume checkpoint
-        _save_resume(settings, task, model, optimiser, scheduler, end)
+        _save_resume(settings, task, model, optimiser, scheduler, end, wall)
         log.close()
     elif dist.main:
-        wall = time.perf_counter() - started
         metrics = task.evaluate(model) if settings.evaluate else {}
-        _save_resume(settings, task, model, optimiser, scheduler, settings.steps)
+        _save_resume(settings, task, model, optimiser, scheduler, settings.steps, wall)
         meta = _save_final(settings, task, model, metrics, wall)
         result.update(meta)
         log.write(json.dumps({"final": meta}) + "\n")
@@ -218,10 +217,15 @@ def _checkpoint(settings, task, model, step) -> dict:
             "weights_sha256": weights_sha256(state), **task.checkpoint_extras()}
 
 
-def _save_resume(settings, task, model, optimiser, scheduler, step):
+def _save_resume(settings, task, model, optimiser, scheduler, step, wall):
     checkpoint = _checkpoint(settings, task, model, step)
+    # The random state too: dropout draws from it, and a resumed run must go on exactly as
+    # the uninterrupted one would.
     checkpoint.update(optimizer=optimiser.state_dict(), scheduler=scheduler.state_dict(),
-                      settings=asdict(settings))
+                      settings=asdict(settings), rng=torch.get_rng_state(),
+                      wall_seconds=round(wall, 1))
+    if torch.cuda.is_available() and str(settings.device).startswith("cuda"):
+        checkpoint["cuda_rng"] = torch.cuda.get_rng_state()
     _atomic_save(checkpoint, resume_path(settings.out))
 
 
@@ -252,4 +256,24 @@ def _restore(path, model, optimiser, scheduler, engine) -> int:
     model.load_state_dict(checkpoint["model"], strict=True)
     optimiser.load_state_dict(checkpoint["optimizer"])
     scheduler.load_state_dict(checkpoint["scheduler"])
-    return int(checkpoint["step"])
+    if "rng" in checkpoint:
+        torch.set_rng_state(checkpoint["rng"])
+    if "cuda_rng" in checkpoint and torch.cuda.is_available():
+        torch.cuda.set_rng_state(checkpoint["cuda_rng"])
+    return int(checkpoint["step"]), float(checkpoint.get("wall_seconds", 0.0))
+
+
+def _open_log(settings: TrainSettings, start: int):
+    """A fresh run starts its own log (not after an older run's); a resumed run continues
+    it from its checkpoint's step, dropping what a run stopped later than that had logged."""
+    path = Path(settings.out).with_suffix(".log")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not settings.resume:
+        return open(path, "w")
+    kept = []
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines()
+                if json.loads(line).get("step", start + 1) <= start]
+    log = open(path, "w")
+    log.writelines(line + "\n" for line in kept)
+    return log

@@ -62,6 +62,33 @@ def test_resume_gives_the_same_next_losses(tmp_path, capsys):
     assert steps("whole.log") == steps("part.log")
 
 
+def test_a_paused_run_with_dropout_resumes_exactly_and_records_one_command(tmp_path, capsys):
+    """verse's encoder has dropout: the random state travels in the resume checkpoint. The
+    weights record the command of the run as if it had never paused, and its whole wall time;
+    a run killed after its last checkpoint leaves log lines that the resumed run drops."""
+    config = tmp_path / "small.json"
+    config.write_text(json.dumps({"model": {"image_size": 64},
+                                  "train": {"cases": 2, "slices": [8, 8], "sizes": [128]}}))
+    small = ["train", "--engine", "verse", "--config", config, "--batch-size", 2, "--steps", 4,
+             "--warmup", 1, "--no-eval", "--quiet"]
+    whole = run_json(capsys, *small, "--out", tmp_path / "whole.pt")
+    run_json(capsys, *small, "--stop-after", 2, "--out", tmp_path / "part.pt")
+    paused = torch.load(tmp_path / "part.pt.resume", weights_only=True)
+    with open(tmp_path / "part.log", "a") as log:          # logged, then killed
+        log.write(json.dumps({"step": 3, "loss": 0.0}) + "\n")
+    resumed = run_json(capsys, *small, "--out", tmp_path / "part.pt",
+                       "--resume", tmp_path / "part.pt.resume")
+    assert resumed["losses"] == whole["losses"][2:]
+    assert resumed["weights_sha256"] == whole["weights_sha256"]
+    checkpoint = torch.load(tmp_path / "part.pt", weights_only=True)
+    assert "--resume" not in checkpoint["command"] and "--stop-after" not in checkpoint["command"]
+    assert checkpoint["command"].endswith(f"--out {tmp_path / 'part.pt'}")
+    assert checkpoint["wall_seconds"] >= paused["wall_seconds"] > 0
+    steps = lambda name: [json.loads(line).get("step") for line in
+                          (tmp_path / name).read_text().splitlines()]
+    assert steps("part.log") == steps("whole.log")
+
+
 def test_workers_draw_the_same_batches_so_the_same_weights(tmp_path, capsys):
     alone = run_json(capsys, "train", *SMALL, "--steps", 4, "--out", tmp_path / "alone.pt")
     helped = run_json(capsys, "train", *SMALL, "--steps", 4, "--workers", 2,
