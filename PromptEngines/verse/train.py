@@ -1,7 +1,9 @@
 """`ivseg train --engine verse`: VerSe's training on our synthetic short-axis stacks.
 
 A sample is one slice (resized to the model's square exactly as the engine does) and one
-structure drawn among those it shows; flips, rot90, gamma and brightness as augmentation.
+structure drawn among those it shows (in automatic batches now and then one it lacks, whose
+answer is an empty mask: `absent_fraction`); flips, rot90, gamma and brightness as
+augmentation.
 Each batch is one mode, drawn as the reference draws it: either the automatic result and two
 correction rounds (Modes 1, 2, 2) or one, two, three clicks alone (Mode 3); each round's click
 is the simulated user's (simulated_clicks.py) on the round before, drawn without gradients.
@@ -14,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from ..data.synthetic.cardiac import CARDIAC_LABELS
 from ..errors import IVSegError
 from ..evaluation.metrics import dice
 from ..training.tasks import train_options
@@ -25,14 +28,17 @@ from .simulated_clicks import next_click, padded
 from .stacks import stack_case
 
 ROUND_WEIGHTS = (1.0, 0.8, 0.8)
+EVALUATION_STACKS = 10
+STRUCTURE_VALUES = tuple(CARDIAC_LABELS.values())     # label values = structure indices
 
 
 @dataclass(frozen=True)
 class TrainOptions:
-    cases: int = 80                  # synthetic stacks (seeds 0 ..)
+    cases: int = 400                 # synthetic stacks (seeds 0 ..)
     slices: tuple = (8, 14)          # slices per stack (drawn per case)
     sizes: tuple = (128, 160, 192, 224, 256)   # in-plane pixels (drawn per case)
     auto_fraction: float = 0.5       # batches of Modes 1-2-2 (else Mode 3)
+    absent_fraction: float = 0.3     # of a Mode 1-2-2 batch: a structure the slice lacks
     flip: float = 0.3                # per axis, as the reference
     rot90: float = 0.5
     gamma: float = 0.2               # probability of a gamma in 0.6 .. 1.6
@@ -95,10 +101,16 @@ class VerseTask:
 
     def batch(self, step: int, rank: int, world: int) -> dict:
         rng = np.random.default_rng([self.seed, step, rank])
+        auto = bool(rng.random() < self.options.auto_fraction)
         images, truths, structures = [], [], []
         for index in rng.integers(len(self.samples), size=self.batch_size):
             stack, k, value = self.samples[index]
             slices, labels = self.stacks[stack]
+            if auto and rng.random() < self.options.absent_fraction:
+                # Asked for a structure this slice does not show (the RV below its apex):
+                # the answer is nothing, not the nearest look-alike.
+                missing = sorted(set(STRUCTURE_VALUES) - set(np.unique(labels[k].numpy())))
+                value = int(rng.choice(missing)) if missing else value
             image, truth = _augment(slices[k, 0].numpy(), (labels[k] == value).numpy(), rng,
                                     self.options)
             images.append(image)
@@ -106,8 +118,7 @@ class VerseTask:
             structures.append(value)
         as_tensor = lambda arrays: torch.from_numpy(np.stack(arrays).astype(np.float32))[:, None]
         return {"image": as_tensor(images), "truth": as_tensor(truths),
-                "structure": torch.tensor(structures),
-                "auto": bool(rng.random() < self.options.auto_fraction),
+                "structure": torch.tensor(structures), "auto": auto,
                 "click_seed": int(rng.integers(2 ** 31))}
 
     def loss(self, model, batch):
@@ -116,7 +127,7 @@ class VerseTask:
     def evaluate(self, model) -> dict:
         model.eval()
         try:
-            return evaluate_modes(model, stacks=3)
+            return evaluate_modes(model, stacks=EVALUATION_STACKS)
         finally:
             model.train()
 

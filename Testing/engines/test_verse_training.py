@@ -49,6 +49,23 @@ def test_batches_are_a_function_of_the_step(task):
     assert all(int(s) in (1, 2, 3) for s in a["structure"])
 
 
+def test_automatic_batches_also_ask_for_structures_a_slice_lacks():
+    """Below the RV's apex "RV" must give nothing: such samples come with an empty truth, in
+    automatic batches only (a click needs something to click on)."""
+    task = VerseTask(None, TrainOptions(cases=3, slices=(8, 8), sizes=(96,), absent_fraction=1.0),
+                     batch_size=8)
+    empty = {True: 0, False: 0}
+    for step in range(12):
+        batch = task.batch(step, 0, 1)
+        for truth, structure in zip(batch["truth"], batch["structure"]):
+            assert int(structure) in (1, 2, 3)
+            empty[batch["auto"]] += int(not truth.any())
+    assert empty[True] > 0 and empty[False] == 0
+    quiet = VerseTask(None, TrainOptions(cases=3, slices=(8, 8), sizes=(96,), absent_fraction=0.0),
+                      batch_size=8)
+    assert all(t.any() for step in range(12) for t in quiet.batch(step, 0, 1)["truth"])
+
+
 def test_held_out_seeds_are_never_trained_on():
     with pytest.raises(IVSegError, match="train.cases is at most 1000"):
         VerseTask(None, TrainOptions(cases=1001))
