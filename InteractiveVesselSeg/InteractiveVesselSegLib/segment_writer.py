@@ -130,6 +130,10 @@ class SegmentWriter:
         if any(s.stop <= s.start for s in region):
             return
         self.edited_outside()              # an edit made before this write stays noticed
+        if self._shares_layer(self.segment_id):
+            # Another segment was put on this layer since (AddEmptySegment, Segment Editor's
+            # collapse): writing 0 there would erase its voxels, so move out first.
+            self._own_layer(self.read())
         array = self._array()
         value = self.segment.GetLabelValue()
         array[region] = np.where(patch > 0, value, 0).astype(array.dtype)
