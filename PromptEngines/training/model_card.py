@@ -18,9 +18,14 @@ from ..evaluation.tables import markdown_table
 def render(checkpoint: dict, path: Path, extra: dict | None = None) -> str:
     metrics = checkpoint.get("metrics", {})
     parameters = sum(v.numel() for v in checkpoint["model"].values())
+    config = checkpoint["config"]
+    # A baseline trained by the engine's command (verse's SAM-style model) says so.
+    architecture = config.get("architecture")
+    other = (f", {architecture} architecture"
+             if architecture not in (None, checkpoint["engine"]) else "")
     lines = [
-        f"# {path.stem} — {checkpoint['engine']} ({checkpoint['config'].get('kind', 'tiny')} "
-        "configuration)", "",
+        f"# {path.stem} — {checkpoint['engine']} ({config.get('kind', 'tiny')} "
+        f"configuration{other})", "",
         "| | |", "| --- | --- |",
         f"| file | `{path.name}` ({path.stat().st_size / 1e6:.2f} MB, {parameters:,} parameters) |",
         f"| file sha256 | `{file_sha256(path)}` |",

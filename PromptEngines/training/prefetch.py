@@ -7,12 +7,14 @@ Workers are forked before the model moves to the GPU and never touch CUDA themse
 from __future__ import annotations
 
 import multiprocessing
-import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import torch
 
+from ..errors import IVSegError
+
 _TASK = None            # the task a forked worker draws from (inherited, not pickled)
-CLOSE_WAIT_S = 15.0     # how long closing waits for batches in flight, all together
 
 
 def _draw(step: int, rank: int, world: int) -> dict:
@@ -21,39 +23,41 @@ def _draw(step: int, rank: int, world: int) -> dict:
 
 
 class Prefetcher:
-    """`prefetcher(step)` is `task.batch(step, rank, world)`, drawn up to 2 × workers ahead."""
+    """`prefetcher(step)` is `task.batch(step, rank, world)`, drawn up to 2 × workers ahead.
+
+    A process-pool executor, not `multiprocessing.Pool`: a worker killed mid-batch (the
+    out-of-memory killer) breaks the executor, which says so at once, where Pool waits for
+    the lost batch forever and then hangs in its own terminate."""
 
     def __init__(self, task, workers: int, rank: int, world: int, end: int):
         global _TASK
         _TASK = task
         self.rank, self.world, self.end, self.ahead = rank, world, end, 2 * workers
-        before = set(multiprocessing.active_children())
-        self.pool = multiprocessing.get_context("fork").Pool(workers)
-        self.workers = [p for p in multiprocessing.active_children() if p not in before]
+        self.before = set(multiprocessing.active_children())
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        self.pool.submit(int).result()      # fork the workers now, before CUDA starts
         self.pending = {}
 
     def __call__(self, step: int) -> dict:
         for future in range(step, min(step + self.ahead, self.end)):
             if future not in self.pending:
-                self.pending[future] = self.pool.apply_async(_draw, (future, self.rank, self.world))
-        return self.pending.pop(step).get()
+                self.pending[future] = self.pool.submit(_draw, future, self.rank, self.world)
+        try:
+            return self.pending.pop(step).result()
+        except BrokenProcessPool:
+            raise IVSegError(f"a batch worker died while drawing step {step}'s batch (out of "
+                             "memory?): train with fewer --workers") from None
 
     def close(self) -> None:
-        # Stopping a pool with batches in flight can trip CPython's "Cannot have cache with
-        # result_handler not alive" assertion before it stops the workers: let the batches
-        # land first (for a few seconds in all: a dead worker's never does), and stop the
-        # workers ourselves if the pool still trips.
-        deadline = time.monotonic() + CLOSE_WAIT_S
-        for result in self.pending.values():
-            result.wait(timeout=max(0.0, deadline - time.monotonic()))
+        """Stop at once: batches drawn ahead are not needed any more."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for worker in self.workers():
+            worker.kill()
+            worker.join()
         self.pending.clear()
-        try:
-            self.pool.terminate()
-            self.pool.join()
-        except AssertionError:
-            for worker in self.workers:
-                worker.terminate()
-                worker.join()
+
+    def workers(self) -> list:
+        return [p for p in multiprocessing.active_children() if p not in self.before]
 
 
 class InLoop:

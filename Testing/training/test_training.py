@@ -120,6 +120,33 @@ def test_batch_workers_end_when_training_fails(tmp_path):
     assert not (tmp_path / "w.pt").exists()
 
 
+def test_a_batch_worker_killed_mid_batch_is_named_not_waited_for():
+    """A worker killed while drawing (the kernel's out-of-memory killer) never answers; the
+    loop says so at once instead of hanging, and closing stops the rest."""
+    import multiprocessing
+    import signal
+    import time
+
+    from PromptEngines.errors import IVSegError
+    from PromptEngines.training.prefetch import Prefetcher
+
+    class Slow:
+        def batch(self, step, rank, world):
+            time.sleep(60)
+
+    draw = Prefetcher(Slow(), 2, 0, 1, 4)
+    try:
+        started = time.monotonic()
+        draw.pending[0] = draw.pool.submit(time.sleep, 60)      # step 0 is being drawn
+        os.kill(draw.workers()[0].pid, signal.SIGKILL)
+        with pytest.raises(IVSegError, match="batch worker died while drawing step 0"):
+            draw(0)
+        assert time.monotonic() - started < 30
+    finally:
+        draw.close()
+    assert multiprocessing.active_children() == []
+
+
 def test_torchrun_two_processes_on_cpu_write_one_checkpoint(tmp_path):
     out = tmp_path / "ddp.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
