@@ -334,9 +334,10 @@ class Engine:
         return Update(region, new_mask[region].astype(np.uint8), final=True, progress=1.0,
                       message=message)
 
-    def _weights_file(self, weights, official: str) -> Path:
-        """The weights file to load: the one given, else the engine's embedded weights; when
-        those are missing, one line saying how to get some (`official`: the paper's file)."""
+    def _weights_file(self, weights, official: str) -> Path | None:
+        """The weights file to load: the one given, else the engine's embedded weights (None
+        for an engine without any); when those are missing, one line saying how to get some
+        (`official`: the paper's file)."""
         path = Path(weights) if weights is not None else self.descriptor.weights_path
         if weights is None and not self.descriptor.ready():
             raise EngineError(f"{self.name} has no weights: {path} is missing; train them "

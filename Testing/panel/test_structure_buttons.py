@@ -127,11 +127,13 @@ def test_the_option_off_fills_the_current_segment_and_is_remembered(heart):
     assert segment_names(heart.segmentation) == ["vessel"] and segment_mask(widget).any()
     from InteractiveVesselSeg import InteractiveVesselSegWidget
     again = InteractiveVesselSegWidget()              # as after a restart
-    again.setup()
-    again.ensure_logic()
-    assert not again.ui.structureSegmentsCheckBox.isChecked()
-    assert again.logic.structures_to_own_segments is False
-    again.ui.resetSettingsButton.click()
-    assert again.ui.structureSegmentsCheckBox.isChecked()
-    assert again.logic.structures_to_own_segments is True
-    again.cleanup()
+    try:
+        again.setup()
+        again.ensure_logic()
+        assert not again.ui.structureSegmentsCheckBox.isChecked()
+        assert again.logic.structures_to_own_segments is False
+        again.ui.resetSettingsButton.click()
+        assert again.ui.structureSegmentsCheckBox.isChecked()
+        assert again.logic.structures_to_own_segments is True
+    finally:
+        again.cleanup()
