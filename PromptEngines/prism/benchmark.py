@@ -130,20 +130,23 @@ def summarise(curves: list[list[float]]) -> dict:
             "never_drops_share": float(np.mean(steady)), "per_case": array.tolist()}
 
 
-def interaction_speed(weights, repeats: int = 6) -> dict:
+def interaction_speed(weights, repeats: int = 6, device: str = "cpu") -> dict:
     """One interaction on a 128^3 volume (1 mm voxels): the first (cube encoded) and later."""
     case = organ_tumour_volume(HELD_OUT_FIRST_SEED, shape=(128, 128, 128))
-    engine = PrismEngine(weights=weights, device="cpu")
+    engine = PrismEngine(weights=weights, device=device)
     engine.set_image(case.volume.array, (1.0, 1.0, 1.0))
     centre = tuple(np.argwhere(case.labels == LABELS["tumour"]).mean(axis=0))
-    started = time.perf_counter()
-    engine.run(Point(centre, 1))
-    first = time.perf_counter() - started
-    later = []
-    for index in range(repeats):
+
+    def timed(prompt) -> float:
         started = time.perf_counter()
-        engine.run(Point(tuple(np.asarray(centre) + (0, index % 3, 1)), index % 2))
-        later.append(time.perf_counter() - started)
+        engine.run(prompt)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - started
+
+    first = timed(Point(centre, 1))
+    later = [timed(Point(tuple(np.asarray(centre) + (0, index % 3, 1)), index % 2))
+             for index in range(repeats)]
     return {"first_interaction_s": first, "later_interaction_s": float(np.median(later)),
             "volume": [128, 128, 128]}
 
