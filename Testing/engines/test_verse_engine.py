@@ -177,10 +177,11 @@ def test_long_stacks_of_non_square_slices_are_encoded_in_fixed_batches(everywher
     assert encoded[2:] == [16, 4]
     for k in (3, 18):
         assert all(torch.equal(a, b) for a, b in zip(first._features[k], second._features[k]))
-    # (row, col) of a 40 x 72 slice on the 256^2 grid, each axis on its own:
-    # (20 + 0.5) * 256 / 40 - 0.5 = 130.7 -> 131, (36 + 0.5) * 256 / 72 - 0.5 = 129.3 -> 129.
+    # (row, col) of a 40 x 72 slice on the 256^2 grid: the slice sits 16 rows down in its
+    # 72^2 square, (20 + 16 + 0.5) * 256 / 72 - 0.5 = 129.3 -> 129, (36 + 0.5) * 256 / 72 - 0.5
+    # = 129.3 -> 129.
     second.run(Point((18.0, 20.0, 36.0), 1))
-    assert second._session.clicks[18] == (((131, 129), 1),)
+    assert second._session.clicks[18] == (((129, 129), 1),)
 
 
 def test_a_bad_structure_is_refused_by_the_check_before_any_work(everywhere, case):
@@ -231,3 +232,25 @@ def test_the_sam_style_baseline_runs_as_a_clicks_only_engine(case):
     assert "Mode 3" in update.message and not np.delete(engine.mask, 2, axis=0).any()
     with pytest.raises(PromptError, match="sam-style model, which takes clicks only"):
         engine.run(Auto("LV"))
+
+
+def test_a_rectangular_field_of_view_gives_the_same_heart_as_the_square_one():
+    """Cine MRI often has a rectangular field of view (256 x 208 ...). The same stack cut to
+    144 of its 192 columns (nothing of the heart cut away) gives LV and Myo as on the square
+    stack (agreement > 0.94; stretching the cut slices onto the square gave 0.89 / 0.93)."""
+    from PromptEngines.registry import descriptor, get_engine
+
+    if not descriptor("verse").ready():
+        pytest.skip("verse's tiny weights are not here")
+    stack = cardiac_volume(1000, slices=8, size=192)
+    image, spacing = stack.volume.array, stack.volume.spacing_zyx
+    engine = get_engine("verse", device="cpu")
+    for name in ("LV", "Myo"):
+        engine.set_image(image, spacing)
+        engine.run(Auto(name))
+        square = engine.mask[:, :, 24:168].copy()
+        engine.set_image(np.ascontiguousarray(image[:, :, 24:168]), spacing)
+        engine.run(Auto(name))
+        assert engine.mask.shape == (8, 192, 144)
+        overlap = 2 * (square & engine.mask).sum() / (square.sum() + engine.mask.sum())
+        assert overlap > 0.94, name
