@@ -1,6 +1,6 @@
 """`ivseg bench --engine verse`: held-out synthetic short-axis stacks (seeds from 1000, never
-trained on), through the engine as the panel drives it (slices resized to the model and back;
-Dice on the volume's own grid).
+trained on; one in three cut to a rectangular field of view), through the engine as the panel
+drives it (slices resized to the model and back; Dice on the volume's own grid).
 
 - Mode 1: each structure button on each stack: Dice over the stack (3D) and the mean Dice of
   the slices that show the structure (the paper's measure), per structure.
@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 from ..data.synthetic.cardiac import CARDIAC_LABELS, cardiac_volume
+from ..data.synthetic.labelled_volume import LabelledVolume
+from ..data.volume import Volume
 from ..descriptor import WEIGHTS_DIR, BenchSettings
 from ..errors import PromptError
 from ..evaluation.metrics import dice
@@ -43,13 +45,38 @@ SAM_STYLE_WEIGHTS = WEIGHTS_DIR / "verse_sam_style.pt"
 MODE2, MODE3 = "VerSe Mode 2 (automatic, then clicks)", "VerSe Mode 3 (clicks only)"
 SAM_STYLE = "points-only SAM-style model (same stacks, same user)"
 REGIONGROW = "regiongrow (same user)"
+RECTANGULAR_SHARE = 1 / 3            # held-out stacks with a rectangular field of view
 
 
 def held_out_stack(seed: int):
-    """A stack drawn like the training stacks (8-14 slices of 128-256 pixels)."""
+    """A stack drawn like the training stacks (8-14 slices of 128-256 pixels); one in three
+    with a rectangular field of view, as cine MRI often has (never trained on)."""
     rng = np.random.default_rng([seed, 1])
-    return cardiac_volume(seed, slices=int(rng.integers(8, 15)),
-                          size=int(rng.choice((128, 160, 192, 224, 256))))
+    stack = cardiac_volume(seed, slices=int(rng.integers(8, 15)),
+                           size=int(rng.choice((128, 160, 192, 224, 256))))
+    if rng.random() < RECTANGULAR_SHARE:
+        stack = rectangular_field_of_view(stack, rng)
+    return stack
+
+
+def rectangular_field_of_view(stack: LabelledVolume, rng) -> LabelledVolume:
+    """The stack cut to 70-85 % of its rows or columns around the heart (all of it kept),
+    its geometry moved with the cut."""
+    axis = int(rng.integers(1, 3))
+    length = stack.labels.shape[axis]
+    heart = np.flatnonzero(stack.labels.any(axis=tuple(a for a in range(3) if a != axis)))
+    keep = max(int(round(length * rng.uniform(0.7, 0.85))), int(heart[-1] - heart[0]) + 11)
+    keep = min(keep, length)
+    start = int(np.clip(round((heart[0] + heart[-1] - keep) / 2), 0, length - keep))
+    region = [slice(None)] * 3
+    region[axis] = slice(start, start + keep)
+    shift = np.zeros(4)
+    shift[2 - axis], shift[3] = start, 1.0             # (i, j, k) = (x, y, z)
+    ijk_to_ras = stack.volume.ijk_to_ras.copy()
+    ijk_to_ras[:, 3] = stack.volume.ijk_to_ras @ shift
+    volume = Volume(np.ascontiguousarray(stack.volume.array[tuple(region)]), ijk_to_ras)
+    return LabelledVolume(volume, np.ascontiguousarray(stack.labels[tuple(region)]),
+                          dict(stack.names))
 
 
 def chosen_slices(truth: np.ndarray) -> list[int]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from PromptEngines.errors import IVSegError
-from PromptEngines.verse.benchmark import summarise
+from PromptEngines.verse.benchmark import rectangular_field_of_view, summarise
 from PromptEngines.verse.train import TrainOptions, VerseTask, interaction_loss
 
 
@@ -80,3 +80,22 @@ def test_noc_counts_the_automatic_start_as_zero_clicks():
     assert mode3["noc85"] == np.mean([1, 3])                 # index 0 is the empty start
     never = summarise([[0.5] * 21], counts_start=False)
     assert never["noc90"] == 20 and never["dice_1"] == 0.5 and never["sessions"] == 1
+
+
+def test_a_rectangular_field_of_view_keeps_the_heart_and_moves_the_geometry():
+    from PromptEngines.data.synthetic.cardiac import cardiac_volume
+
+    stack = cardiac_volume(1003, slices=4, size=128)
+    for seed in range(6):
+        cut = rectangular_field_of_view(stack, np.random.default_rng(seed))
+        shape = cut.labels.shape
+        assert shape[0] == 4 and sorted(shape[1:])[1] == 128 and 0.7 * 128 <= min(shape[1:]) < 128
+        assert (cut.labels > 0).sum() == (stack.labels > 0).sum()      # all of the heart
+        rows = next(r for r in range(129 - shape[1])
+                    if np.array_equal(stack.volume.array[:, r:r + shape[1]], cut.volume.array)
+                    ) if shape[1] < 128 else 0
+        cols = next(c for c in range(129 - shape[2])
+                    if np.array_equal(stack.volume.array[:, :, c:c + shape[2]], cut.volume.array)
+                    ) if shape[2] < 128 else 0
+        np.testing.assert_allclose(cut.volume.index_to_ras((2, 5, 7)),
+                                   stack.volume.index_to_ras((2, 5 + rows, 7 + cols)))
