@@ -272,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-speed", action="store_true", help="skip the timing")
     bench.set_defaults(handler=cmd_bench)
 
-    training = commands.add_parser("train", help="train an engine's model (torchrun-ready)")
+    training = commands.add_parser("train", help="train an engine's model (torchrun-ready)",
+                                   allow_abbrev=False)   # the record strips --resume by name
     training.add_argument("--engine", required=True)
     training.add_argument("--data", default="synthetic",
                           help="'synthetic' or a folder with imagesTr/, labelsTr/, dataset.json")

@@ -73,7 +73,8 @@ def main() -> None:
         configs = {"paper" + ("" if args.official else " (random weights)"):
                    interaction_speed(paper, args.repeats, args.device),
                    "tiny": interaction_speed(None, args.repeats, args.device)}
-    name = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
+    name = (torch.cuda.get_device_name(torch.device(args.device))
+            if args.device.startswith("cuda")
             else f"{platform.machine()}, {torch.get_num_threads()} CPU threads")
     results = {"device": args.device, "device_name": name, "torch": torch.__version__,
                "repeats": args.repeats, "configs": configs}

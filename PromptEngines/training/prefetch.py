@@ -33,31 +33,32 @@ class Prefetcher:
         global _TASK
         _TASK = task
         self.rank, self.world, self.end, self.ahead = rank, world, end, 2 * workers
-        self.before = set(multiprocessing.active_children())
+        before = set(multiprocessing.active_children())
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
         self.pool.submit(int).result()      # fork the workers now, before CUDA starts
+        self.workers = [p for p in multiprocessing.active_children() if p not in before]
         self.pending = {}
 
     def __call__(self, step: int) -> dict:
-        for future in range(step, min(step + self.ahead, self.end)):
-            if future not in self.pending:
-                self.pending[future] = self.pool.submit(_draw, future, self.rank, self.world)
         try:
+            for future in range(step, min(step + self.ahead, self.end)):
+                if future not in self.pending:
+                    self.pending[future] = self.pool.submit(_draw, future, self.rank,
+                                                            self.world)
             return self.pending.pop(step).result()
-        except BrokenProcessPool:
-            raise IVSegError(f"a batch worker died while drawing step {step}'s batch (out of "
-                             "memory?): train with fewer --workers") from None
+        except BrokenProcessPool as broken:
+            # (Once the pool has seen a worker die, submitting raises this too.)
+            raise IVSegError(f"a batch worker died while drawing step {step}'s batch or one "
+                             f"ahead of it (out of memory?): train with fewer --workers "
+                             f"({broken})") from None
 
     def close(self) -> None:
         """Stop at once: batches drawn ahead are not needed any more."""
         self.pool.shutdown(wait=False, cancel_futures=True)
-        for worker in self.workers():
+        for worker in self.workers:
             worker.kill()
             worker.join()
         self.pending.clear()
-
-    def workers(self) -> list:
-        return [p for p in multiprocessing.active_children() if p not in self.before]
 
 
 class InLoop:

@@ -16,6 +16,7 @@ import math
 import os
 import platform
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -23,7 +24,7 @@ from typing import Protocol
 import torch
 
 from ..backbones.checkpoint import CHECKPOINT_FORMAT
-from ..errors import CheckpointError
+from ..errors import CheckpointError, IVSegError
 from .model_card import write_card
 from .prefetch import batch_source
 
@@ -135,13 +136,15 @@ def resume_path(out: str | Path) -> Path:
 
 
 def train(task: TrainingTask, settings: TrainSettings, progress: bool = True) -> dict:
-    dist = Distributed(settings.device)
+    if settings.stop_after is not None and settings.stop_after < 1:
+        raise IVSegError(f"--stop-after must be a step >= 1, not {settings.stop_after}")
     end = min(settings.steps, settings.stop_after or settings.steps)
-    # Workers fork before the model goes to the device, and end with training, however
+    # Workers fork before CUDA or the process group start, and end with training, however
     # it ends.
-    draw = batch_source(task, settings.workers, dist.rank, dist.world, end)
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    draw = batch_source(task, settings.workers, rank, world, end)
     try:
-        return _train(task, settings, progress, dist, draw, end)
+        return _train(task, settings, progress, Distributed(settings.device), draw, end)
     finally:
         draw.close()
 
@@ -158,7 +161,11 @@ def _train(task, settings: TrainSettings, progress: bool, dist, draw, end: int) 
         optimiser, schedule(settings.warmup_steps, settings.steps))
     start, earlier_wall = 0, 0.0
     if settings.resume:
-        start, earlier_wall = _restore(settings.resume, model, optimiser, scheduler, task.engine)
+        start, earlier_wall = _restore(settings.resume, model, optimiser, scheduler, task.engine,
+                                       dist.device)
+        if settings.stop_after is not None and end <= start:
+            raise IVSegError(f"--stop-after {settings.stop_after} is not past step {start}, "
+                             f"where {Path(settings.resume).name} stopped")
     dist.broadcast(model)
     log = _open_log(settings, start) if dist.main else None
     bar = None
@@ -191,17 +198,18 @@ def _train(task, settings: TrainSettings, progress: bool, dist, draw, end: int) 
                 log.flush()
             if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
                 _save_resume(settings, task, model, optimiser, scheduler, step + 1,
-                             earlier_wall + time.perf_counter() - started)
+                             earlier_wall + time.perf_counter() - started, dist.device)
     if bar is not None:
         bar.close()
     result = {"steps": settings.steps, "last": last, "losses": history}
     wall = earlier_wall + time.perf_counter() - started     # over every part of the run
     if dist.main and end < settings.steps:          # paused: only the resume checkpoint
-        _save_resume(settings, task, model, optimiser, scheduler, end, wall)
+        _save_resume(settings, task, model, optimiser, scheduler, end, wall, dist.device)
         log.close()
     elif dist.main:
         metrics = task.evaluate(model) if settings.evaluate else {}
-        _save_resume(settings, task, model, optimiser, scheduler, settings.steps, wall)
+        _save_resume(settings, task, model, optimiser, scheduler, settings.steps, wall,
+                     dist.device)
         meta = _save_final(settings, task, model, metrics, wall)
         result.update(meta)
         log.write(json.dumps({"final": meta}) + "\n")
@@ -217,15 +225,15 @@ def _checkpoint(settings, task, model, step) -> dict:
             "weights_sha256": weights_sha256(state), **task.checkpoint_extras()}
 
 
-def _save_resume(settings, task, model, optimiser, scheduler, step, wall):
+def _save_resume(settings, task, model, optimiser, scheduler, step, wall, device):
     checkpoint = _checkpoint(settings, task, model, step)
     # The random state too: dropout draws from it, and a resumed run must go on exactly as
     # the uninterrupted one would.
     checkpoint.update(optimizer=optimiser.state_dict(), scheduler=scheduler.state_dict(),
                       settings=asdict(settings), rng=torch.get_rng_state(),
                       wall_seconds=round(wall, 1))
-    if torch.cuda.is_available() and str(settings.device).startswith("cuda"):
-        checkpoint["cuda_rng"] = torch.cuda.get_rng_state()
+    if str(device).startswith("cuda"):
+        checkpoint["cuda_rng"] = torch.cuda.get_rng_state(torch.device(device))
     _atomic_save(checkpoint, resume_path(settings.out))
 
 
@@ -246,7 +254,8 @@ def _atomic_save(obj, path):
     temporary.replace(path)
 
 
-def _restore(path, model, optimiser, scheduler, engine) -> int:
+def _restore(path, model, optimiser, scheduler, engine, device) -> tuple[int, float]:
+    """Load a resume checkpoint: (its step, the wall seconds of the run so far)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"resume checkpoint not found: {path}")
@@ -258,8 +267,11 @@ def _restore(path, model, optimiser, scheduler, engine) -> int:
     scheduler.load_state_dict(checkpoint["scheduler"])
     if "rng" in checkpoint:
         torch.set_rng_state(checkpoint["rng"])
-    if "cuda_rng" in checkpoint and torch.cuda.is_available():
-        torch.cuda.set_rng_state(checkpoint["cuda_rng"])
+    else:
+        warnings.warn(f"{path.name} keeps no random state (an older checkpoint): what draws "
+                      "from it (dropout) goes on differently from an uninterrupted run")
+    if "cuda_rng" in checkpoint and str(device).startswith("cuda"):
+        torch.cuda.set_rng_state(checkpoint["cuda_rng"], torch.device(device))
     return int(checkpoint["step"]), float(checkpoint.get("wall_seconds", 0.0))
 
 
@@ -270,10 +282,20 @@ def _open_log(settings: TrainSettings, start: int):
     path.parent.mkdir(parents=True, exist_ok=True)
     if not settings.resume:
         return open(path, "w")
-    kept = []
-    if path.is_file():
-        kept = [line for line in path.read_text().splitlines()
-                if json.loads(line).get("step", start + 1) <= start]
-    log = open(path, "w")
-    log.writelines(line + "\n" for line in kept)
-    return log
+    kept = [line for line in (path.read_text().splitlines() if path.is_file() else [])
+            if _logged_step(line) <= start]
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text("".join(line + "\n" for line in kept))
+    temporary.replace(path)
+    return open(path, "a")
+
+
+def _logged_step(line: str) -> float:
+    """The step a log line reports; infinity for anything else (the final record, a line
+    a killed run left half-written)."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        return math.inf
+    step = entry.get("step") if isinstance(entry, dict) else None
+    return step if isinstance(step, int) else math.inf

@@ -60,14 +60,14 @@ def held_out_stack(seed: int):
 
 
 def rectangular_field_of_view(stack: LabelledVolume, rng) -> LabelledVolume:
-    """The stack cut to 70-85 % of its rows or columns around the heart (all of it kept),
-    its geometry moved with the cut."""
+    """The stack cut to 70-85 % of its rows or columns, the heart kept whole wherever the cut
+    leaves it (not always in the middle), its geometry moved with the cut."""
     axis = int(rng.integers(1, 3))
     length = stack.labels.shape[axis]
     heart = np.flatnonzero(stack.labels.any(axis=tuple(a for a in range(3) if a != axis)))
     keep = max(int(round(length * rng.uniform(0.7, 0.85))), int(heart[-1] - heart[0]) + 11)
     keep = min(keep, length)
-    start = int(np.clip(round((heart[0] + heart[-1] - keep) / 2), 0, length - keep))
+    start = int(rng.integers(max(0, heart[-1] + 1 - keep), min(heart[0], length - keep) + 1))
     region = [slice(None)] * 3
     region[axis] = slice(start, start + keep)
     shift = np.zeros(4)

@@ -29,15 +29,28 @@ def square(shape: tuple[int, int]) -> tuple[int, int, int]:
     return side, (side - height) // 2, (side - width) // 2
 
 
-def to_model(slices: np.ndarray, size: int) -> torch.Tensor:
-    """(S, H, W) normalised slices -> (S, 1, size, size), padded to a square first."""
-    x = torch.from_numpy(np.ascontiguousarray(slices))[:, None]
+def _padded(x: torch.Tensor) -> torch.Tensor:
+    """(S, 1, H, W) -> (S, 1, side, side), the slice centred, zeros around (a normalised
+    slice's minimum; no label)."""
     height, width = x.shape[-2:]
     side, top, left = square((height, width))
-    if height != width:
-        x = F.pad(x, (left, side - width - left, top, side - height - top))
+    if height == width:
+        return x
+    return F.pad(x, (left, side - width - left, top, side - height - top))
+
+
+def to_model(slices: np.ndarray, size: int) -> torch.Tensor:
+    """(S, H, W) normalised slices -> (S, 1, size, size), padded to a square first."""
+    x = _padded(torch.from_numpy(np.ascontiguousarray(slices))[:, None])
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=side > size)
+                         antialias=x.shape[-1] > size)
+
+
+def labels_to_model(labels: np.ndarray, size: int) -> torch.Tensor:
+    """(S, H, W) label values -> (S, size, size) uint8 on the model's square, placed as
+    `to_model` places the image."""
+    x = _padded(torch.from_numpy(np.asarray(labels).astype(np.float32))[:, None])
+    return F.interpolate(x, size=(size, size), mode="nearest-exact")[:, 0].to(torch.uint8)
 
 
 def to_slice_grid(maps: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

@@ -2,8 +2,8 @@
 
 A sample is one slice (resized to the model's square exactly as the engine does) and one
 structure drawn among those it shows (in automatic batches now and then one it lacks, whose
-answer is an empty mask: `absent_fraction`); flips, rot90, gamma and brightness as
-augmentation.
+answer is an empty mask: `absent_fraction`); shifts (ours: the generator centres the heart),
+flips, rot90, gamma and brightness as augmentation.
 Each batch is one mode, drawn as the reference draws it: either the automatic result and two
 correction rounds (Modes 1, 2, 2) or one, two, three clicks alone (Mode 3); each round's click
 is the simulated user's (simulated_clicks.py) on the round before, drawn without gradients.
@@ -43,9 +43,27 @@ class TrainOptions:
     rot90: float = 0.5
     gamma: float = 0.2               # probability of a gamma in 0.6 .. 1.6
     brightness: float = 0.3          # probability of a scale in 0.85 .. 1.15
+    shift: float = 0.5               # probability of moving the slice by up to `shift_range`
+    shift_range: float = 0.2         # of the side, the uncovered part left at the minimum
+
+
+def _shifted(array: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """`array` moved by (rows, cols) pixels, zeros (the slice's minimum; no label) where
+    nothing moved in."""
+    moved = np.zeros_like(array)
+    height, width = array.shape
+    moved[max(rows, 0):height + min(rows, 0), max(cols, 0):width + min(cols, 0)] = \
+        array[max(-rows, 0):height - max(rows, 0), max(-cols, 0):width - max(cols, 0)]
+    return moved
 
 
 def _augment(image: np.ndarray, truth: np.ndarray, rng, options: TrainOptions):
+    # The generator centres the heart, as an operator plans the field of view; clinical
+    # stacks have it off-centre too.
+    if rng.random() < options.shift:
+        reach = options.shift_range * np.array(image.shape)
+        rows, cols = (int(round(v)) for v in rng.uniform(-reach, reach))
+        image, truth = _shifted(image, rows, cols), _shifted(truth, rows, cols)
     for axis in (0, 1):
         if rng.random() < options.flip:
             image, truth = np.flip(image, axis), np.flip(truth, axis)

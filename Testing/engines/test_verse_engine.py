@@ -236,8 +236,9 @@ def test_the_sam_style_baseline_runs_as_a_clicks_only_engine(case):
 
 def test_a_rectangular_field_of_view_gives_the_same_heart_as_the_square_one():
     """Cine MRI often has a rectangular field of view (256 x 208 ...). The same stack cut to
-    144 of its 192 columns (nothing of the heart cut away) gives LV and Myo as on the square
-    stack (agreement > 0.94; stretching the cut slices onto the square gave 0.89 / 0.93)."""
+    144 of its 192 columns, the heart off the cut's centre (nothing of it cut away), gives LV
+    and Myo close to the square stack's (agreement > 0.85: 0.88 / 0.89 with the weights of
+    2026-12-07; stretching the cut slices onto the square gave 0.80 / 0.80)."""
     from PromptEngines.registry import descriptor, get_engine
 
     if not descriptor("verse").ready():
@@ -248,9 +249,9 @@ def test_a_rectangular_field_of_view_gives_the_same_heart_as_the_square_one():
     for name in ("LV", "Myo"):
         engine.set_image(image, spacing)
         engine.run(Auto(name))
-        square = engine.mask[:, :, 24:168].copy()
-        engine.set_image(np.ascontiguousarray(image[:, :, 24:168]), spacing)
+        square = engine.mask[:, :, 10:154].copy()
+        engine.set_image(np.ascontiguousarray(image[:, :, 10:154]), spacing)
         engine.run(Auto(name))
         assert engine.mask.shape == (8, 192, 144)
         overlap = 2 * (square & engine.mask).sum() / (square.sum() + engine.mask.sum())
-        assert overlap > 0.94, name
+        assert overlap > 0.85, name

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from PromptEngines.verse.slices import model_pixel, square, to_model, to_slice_grid
+from PromptEngines.verse.slices import (labels_to_model, model_pixel, square, to_model,
+                                        to_slice_grid)
 
 
 def test_a_square_slice_is_only_resized():
@@ -30,6 +31,9 @@ def test_a_rectangular_slice_is_padded_to_a_centred_square_not_stretched():
     rows, cols = np.flatnonzero(model.any(1)), np.flatnonzero(model.any(0))
     assert len(rows) == len(cols) == 40               # 20 pixels x 144 / 72
     assert rows[0] == (10 + 16) * 2 and cols[0] == 26 * 2
+    labels = labels_to_model(image.astype(np.uint8) * 3, 144)[0].numpy()
+    assert labels.dtype == np.uint8 and set(np.unique(labels)) == {0, 3}
+    np.testing.assert_array_equal(labels == 3, model)   # the labels sit where the image does
 
 
 def test_a_click_lands_where_the_image_put_it_and_results_come_back_on_their_pixels():

@@ -99,3 +99,20 @@ def test_a_rectangular_field_of_view_keeps_the_heart_and_moves_the_geometry():
                     ) if shape[2] < 128 else 0
         np.testing.assert_allclose(cut.volume.index_to_ras((2, 5, 7)),
                                    stack.volume.index_to_ras((2, 5 + rows, 7 + cols)))
+
+
+def test_a_shift_moves_the_slice_and_its_truth_together_and_fills_with_nothing():
+    from PromptEngines.verse.train import _augment
+
+    image = np.zeros((64, 64), np.float32)
+    image[20:30, 30:44] = 1.0
+    truth = image > 0
+    options = TrainOptions(shift=1.0, flip=0.0, rot90=0.0, gamma=0.0, brightness=0.0)
+    moves = set()
+    for seed in range(8):
+        moved, moved_truth = _augment(image, truth, np.random.default_rng(seed), options)
+        np.testing.assert_array_equal(moved > 0, moved_truth)
+        rows, cols = np.nonzero(moved_truth)
+        assert moved.sum() == 140 and moved.min() == 0.0     # whole, within reach (12 px)
+        moves.add((int(rows[0]) - 20, int(cols[0]) - 30))
+    assert len(moves) == 8 and all(abs(r) <= 13 and abs(c) <= 13 for r, c in moves)

@@ -62,10 +62,18 @@ def test_resume_gives_the_same_next_losses(tmp_path, capsys):
     assert steps("whole.log") == steps("part.log")
 
 
-def test_a_paused_run_with_dropout_resumes_exactly_and_records_one_command(tmp_path, capsys):
+def test_a_paused_run_with_dropout_resumes_exactly_and_records_one_command(tmp_path, capsys,
+                                                                            monkeypatch):
     """verse's encoder has dropout: the random state travels in the resume checkpoint. The
-    weights record the command of the run as if it had never paused, and its whole wall time;
-    a run killed after its last checkpoint leaves log lines that the resumed run drops."""
+    weights record the command of the run as if it had never paused, and its whole wall time
+    (a clock that moves 100 s a reading: each part lasts at least that); a run killed after
+    its last checkpoint leaves log lines, one half-written, that the resumed run drops."""
+    import itertools
+    import types
+
+    from PromptEngines.training import trainer
+    clock = itertools.count(0.0, 100.0)
+    monkeypatch.setattr(trainer, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
     config = tmp_path / "small.json"
     config.write_text(json.dumps({"model": {"image_size": 64},
                                   "train": {"cases": 2, "slices": [8, 8], "sizes": [128]}}))
@@ -75,7 +83,7 @@ def test_a_paused_run_with_dropout_resumes_exactly_and_records_one_command(tmp_p
     run_json(capsys, *small, "--stop-after", 2, "--out", tmp_path / "part.pt")
     paused = torch.load(tmp_path / "part.pt.resume", weights_only=True)
     with open(tmp_path / "part.log", "a") as log:          # logged, then killed
-        log.write(json.dumps({"step": 3, "loss": 0.0}) + "\n")
+        log.write(json.dumps({"step": 3, "loss": 0.0}) + "\n" + '{"step": 4, "lo')
     resumed = run_json(capsys, *small, "--out", tmp_path / "part.pt",
                        "--resume", tmp_path / "part.pt.resume")
     assert resumed["losses"] == whole["losses"][2:]
@@ -83,10 +91,14 @@ def test_a_paused_run_with_dropout_resumes_exactly_and_records_one_command(tmp_p
     checkpoint = torch.load(tmp_path / "part.pt", weights_only=True)
     assert "--resume" not in checkpoint["command"] and "--stop-after" not in checkpoint["command"]
     assert checkpoint["command"].endswith(f"--out {tmp_path / 'part.pt'}")
-    assert checkpoint["wall_seconds"] >= paused["wall_seconds"] > 0
+    assert checkpoint["wall_seconds"] >= paused["wall_seconds"] + 100 >= 200
     steps = lambda name: [json.loads(line).get("step") for line in
                           (tmp_path / name).read_text().splitlines()]
     assert steps("part.log") == steps("whole.log")
+    assert main([*map(str, small), "--out", str(tmp_path / "part.pt"), "--stop-after",
+                 "2", "--resume", str(tmp_path / "part.pt.resume")]) == 2
+    assert "--stop-after 2 is not past step 4" in capsys.readouterr().err
+    assert torch.load(tmp_path / "part.pt.resume", weights_only=True)["step"] == 4
 
 
 def test_workers_draw_the_same_batches_so_the_same_weights(tmp_path, capsys):
@@ -138,9 +150,13 @@ def test_a_batch_worker_killed_mid_batch_is_named_not_waited_for():
     try:
         started = time.monotonic()
         draw.pending[0] = draw.pool.submit(time.sleep, 60)      # step 0 is being drawn
-        os.kill(draw.workers()[0].pid, signal.SIGKILL)
+        os.kill(draw.workers[0].pid, signal.SIGKILL)
         with pytest.raises(IVSegError, match="batch worker died while drawing step 0"):
             draw(0)
+        # Later calls (the pool has seen the death by now, so submitting fails) say so too.
+        time.sleep(0.5)
+        with pytest.raises(IVSegError, match="batch worker died while drawing step 1"):
+            draw(1)
         assert time.monotonic() - started < 30
     finally:
         draw.close()
