@@ -14,19 +14,16 @@ Writes prism_paper_<device>.json and .png (first and later interaction, seconds)
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PromptEngines.backbones.checkpoint import CHECKPOINT_FORMAT  # noqa: E402
-from PromptEngines.evaluation.tables import save_results  # noqa: E402
+from PromptEngines.evaluation.device_timing import save_config_timings  # noqa: E402
 from PromptEngines.prism.benchmark import interaction_speed  # noqa: E402
 from PromptEngines.prism.config import PAPER  # noqa: E402
 from PromptEngines.prism.model import Prism  # noqa: E402
@@ -43,24 +40,6 @@ def random_paper_weights(folder: Path) -> Path:
     return path
 
 
-def plot(results: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(results["configs"])
-    fig, axis = plt.subplots(figsize=(6, 3.5))
-    for offset, key in enumerate(KEYS):
-        axis.bar(np.arange(len(names)) + 0.4 * offset,
-                 [results["configs"][n][key] for n in names], 0.4, label=key)
-    axis.set_xticks(np.arange(len(names)) + 0.2, names)
-    axis.set_ylabel("seconds")
-    axis.set_title(f"{results['device_name']}, 128³", fontsize=9)
-    axis.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")
@@ -73,13 +52,8 @@ def main() -> None:
         configs = {"paper" + ("" if args.official else " (random weights)"):
                    interaction_speed(paper, args.repeats, args.device),
                    "tiny": interaction_speed(None, args.repeats, args.device)}
-    name = (torch.cuda.get_device_name(torch.device(args.device))
-            if args.device.startswith("cuda")
-            else f"{platform.machine()}, {torch.get_num_threads()} CPU threads")
-    results = {"device": args.device, "device_name": name, "torch": torch.__version__,
-               "repeats": args.repeats, "configs": configs}
-    save_results(args.out, f"prism_paper_{args.device.split(':')[0]}", results, plot)
-    print(json.dumps(results, indent=1))
+    save_config_timings(args.out, "prism_paper", args.device, args.repeats, configs, KEYS,
+                        ", 128³")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ Writes verse_paper_<device>.json and .png (median seconds per action).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -27,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from PromptEngines.backbones.checkpoint import CHECKPOINT_FORMAT  # noqa: E402
 from PromptEngines.data.synthetic.cardiac import cardiac_volume  # noqa: E402
-from PromptEngines.evaluation.tables import save_results  # noqa: E402
+from PromptEngines.evaluation.device_timing import save_config_timings  # noqa: E402
 from PromptEngines.prompts import Auto, Point  # noqa: E402
 from PromptEngines.verse.config import PAPER  # noqa: E402
 from PromptEngines.verse.engine import VerseEngine  # noqa: E402
@@ -69,24 +67,6 @@ def random_paper_weights(folder: Path) -> Path:
     return path
 
 
-def plot(results: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(results["configs"])
-    fig, axis = plt.subplots(figsize=(6, 3.5))
-    for offset, key in enumerate(("mode1_10x256x256_s", "click_s")):
-        axis.bar(np.arange(len(names)) + 0.4 * offset, [results["configs"][n][key] for n in names],
-                 0.4, label=key)
-    axis.set_xticks(np.arange(len(names)) + 0.2, names)
-    axis.set_ylabel("seconds (median)")
-    axis.set_title(results["device_name"], fontsize=9)
-    axis.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")
@@ -99,12 +79,8 @@ def main() -> None:
         configs = {"paper" + ("" if args.official else " (random weights)"):
                    time_engine(paper, args.device, args.repeats),
                    "tiny": time_engine(None, args.device, args.repeats)}
-    name = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
-            else f"{platform.machine()}, {torch.get_num_threads()} CPU threads")
-    results = {"device": args.device, "device_name": name, "torch": torch.__version__,
-               "repeats": args.repeats, "configs": configs}
-    save_results(args.out, f"verse_paper_{args.device.split(':')[0]}", results, plot)
-    print(json.dumps(results, indent=1))
+    save_config_timings(args.out, "verse_paper", args.device, args.repeats, configs,
+                        ("mode1_10x256x256_s", "click_s"), "")
 
 
 if __name__ == "__main__":
