@@ -12,9 +12,7 @@ Writes verse_paper_<device>.json and .png (median seconds per action).
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,9 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from PromptEngines.backbones.checkpoint import CHECKPOINT_FORMAT  # noqa: E402
 from PromptEngines.data.synthetic.cardiac import cardiac_volume  # noqa: E402
-from PromptEngines.evaluation.device_timing import save_config_timings  # noqa: E402
+from PromptEngines.evaluation.device_timing import (  # noqa: E402
+    paper_beside_tiny, timing_arguments)
 from PromptEngines.prompts import Auto, Point  # noqa: E402
 from PromptEngines.verse.config import PAPER  # noqa: E402
 from PromptEngines.verse.engine import VerseEngine  # noqa: E402
@@ -58,29 +56,10 @@ def time_engine(weights, device: str, repeats: int) -> dict:
             "click_s": float(np.median(clicks[1:]))}
 
 
-def random_paper_weights(folder: Path) -> Path:
-    """The paper config with random weights, as one of our checkpoints (same cost)."""
-    torch.manual_seed(0)
-    path = folder / "verse_paper_random.pt"
-    torch.save({"format": CHECKPOINT_FORMAT, "engine": "verse", "config": PAPER.to_json(),
-                "model": Verse(PAPER).state_dict()}, path)
-    return path
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda")
-    parser.add_argument("--official", help="bangwayne/Verse checkpoint (else random weights)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default="bench/results")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        paper = Path(args.official) if args.official else random_paper_weights(Path(folder))
-        configs = {"paper" + ("" if args.official else " (random weights)"):
-                   time_engine(paper, args.device, args.repeats),
-                   "tiny": time_engine(None, args.device, args.repeats)}
-    save_config_timings(args.out, "verse_paper", args.device, args.repeats, configs,
-                        ("mode1_10x256x256_s", "click_s"), "")
+    args = timing_arguments(__doc__, "bangwayne/Verse checkpoint (else random weights)", 5)
+    paper_beside_tiny(args, "verse", PAPER.to_json(), lambda: Verse(PAPER), time_engine,
+                      ("mode1_10x256x256_s", "click_s"))
 
 
 if __name__ == "__main__":
