@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
 import sys
 from pathlib import Path
 
@@ -144,10 +142,10 @@ def cmd_train(args) -> int:
     # Training needs torch; imported here so that the other commands (regiongrow) don't.
     from .training.reproduce import uninterrupted_command
     from .training.tasks import make_task, read_config
-    from .training.trainer import TrainSettings, train
+    from .training.trainer import TrainSettings, rank_and_world, train
 
     config = read_config(args.config, args.engine)
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    rank, world = rank_and_world()
     task = make_task(args.engine, args.data, config, args.seed, args.batch_size, args.pool,
                      rank, world, args.sessions)
     steps = args.steps or max(1, args.epochs * task.epoch_samples // args.batch_size)

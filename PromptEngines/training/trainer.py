@@ -86,12 +86,16 @@ def hardware() -> str:
     return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads"
 
 
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes, as torchrun sets them (0, 1 alone)."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
 class Distributed:
     """torchrun's environment, or a single process."""
 
     def __init__(self, device: str):
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
+        self.rank, self.world = rank_and_world()
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         self.device = device
         if self.world > 1:
@@ -141,8 +145,7 @@ def train(task: TrainingTask, settings: TrainSettings, progress: bool = True) ->
     end = min(settings.steps, settings.stop_after or settings.steps)
     # Workers fork before CUDA or the process group start, and end with training, however
     # it ends.
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    draw = batch_source(task, settings.workers, rank, world, end)
+    draw = batch_source(task, settings.workers, *rank_and_world(), end)
     try:
         return _train(task, settings, progress, Distributed(settings.device), draw, end)
     finally:

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from ..data.regions import window
 from ..data.synthetic.cardiac import CARDIAC_LABELS
 from ..errors import IVSegError
 from ..evaluation.metrics import dice
@@ -47,23 +48,14 @@ class TrainOptions:
     shift_range: float = 0.2         # of the side, the uncovered part left at the minimum
 
 
-def _shifted(array: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """`array` moved by (rows, cols) pixels, zeros (the slice's minimum; no label) where
-    nothing moved in."""
-    moved = np.zeros_like(array)
-    height, width = array.shape
-    moved[max(rows, 0):height + min(rows, 0), max(cols, 0):width + min(cols, 0)] = \
-        array[max(-rows, 0):height - max(rows, 0), max(-cols, 0):width - max(cols, 0)]
-    return moved
-
-
 def _augment(image: np.ndarray, truth: np.ndarray, rng, options: TrainOptions):
     # The generator centres the heart, as an operator plans the field of view; clinical
     # stacks have it off-centre too.
-    if rng.random() < options.shift:
+    if rng.random() < options.shift:          # (samples are the model's square)
         reach = options.shift_range * np.array(image.shape)
         rows, cols = (int(round(v)) for v in rng.uniform(-reach, reach))
-        image, truth = _shifted(image, rows, cols), _shifted(truth, rows, cols)
+        image = window(image, (-rows, -cols), len(image))        # zeros: the minimum
+        truth = window(truth, (-rows, -cols), len(truth), False)
     for axis in (0, 1):
         if rng.random() < options.flip:
             image, truth = np.flip(image, axis), np.flip(truth, axis)
