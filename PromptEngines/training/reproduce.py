@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import IVSegError
+from .tasks import read_config, recipe
 
 
 PAUSE_OPTIONS = ("--resume", "--stop-after")
@@ -47,15 +48,46 @@ def rerun_arguments(command: str, out: Path) -> list[str]:
     return words[1:at + 1] + [str(out)] + words[at + 2:]
 
 
+def _option(arguments: list[str], name: str, default: str | None = None) -> str | None:
+    """An option's value in parsed-to-be `ivseg train` arguments (`--name V` or `--name=V`;
+    train takes no abbreviations)."""
+    for at, word in enumerate(arguments):
+        if word == name and at + 1 < len(arguments):
+            return arguments[at + 1]
+        if word.startswith(name + "="):
+            return word[len(name) + 1:]
+    return default
+
+
+def recipe_changes(arguments: list[str], recorded: dict | None) -> dict:
+    """{option: [trained with, today's code gives]} for the train options that the recorded
+    command no longer gives (a default changed since): such a re-run cannot reproduce."""
+    engine = _option(arguments, "--engine")
+    if not recorded or engine is None:           # nothing to compare (the re-run will say)
+        return {}
+    today = recipe(engine, read_config(_option(arguments, "--config"), engine))
+    recorded = json.loads(json.dumps(recorded))             # tuples as the JSON lists of today
+    # An option added since is not in the record: what the old code did there is unknown.
+    return {key: [then, today.get(key)] for key, then in sorted(recorded.items())
+            if then != today.get(key)}
+
+
 def reproduce(weights: str | Path, workdir: str | Path, tolerance: float = 0.01) -> dict:
     weights, workdir = Path(weights), Path(workdir)
     original = torch.load(weights, map_location="cpu", weights_only=True)
     command = original.get("command")
     if not command:
         raise IVSegError(f"{weights.name} records no training command to re-run")
-    workdir.mkdir(parents=True, exist_ok=True)
     rerun = workdir / weights.name
     arguments = rerun_arguments(command, rerun)
+    changed = recipe_changes(arguments, original.get("train_options"))
+    if changed:                     # hours of training that could not match: say so now
+        raise IVSegError(
+            f"{weights.name} was trained with train options its command no longer gives "
+            "(defaults changed since): " + "; ".join(f"{key} then {then!r}, now {now!r}"
+                                                     for key, (then, now) in changed.items())
+            + ". Re-run it on the code that trained it, or put those options in its --config")
+    workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     finished = subprocess.run([sys.executable, "-m", "PromptEngines.cli", *arguments],
                               capture_output=True, text=True)

@@ -296,6 +296,22 @@ def test_reproduce_reruns_the_recorded_command_and_finds_the_same_weights(tmp_pa
     assert original.read_bytes() == before                    # the original is never touched
 
 
+def test_reproduce_refuses_at_once_when_a_recorded_option_is_no_longer_the_default(tmp_path,
+                                                                                     capsys):
+    original = tmp_path / "small.pt"
+    run_json(capsys, "train", *SMALL, "--steps", 1, "--out", original)
+    checkpoint = torch.load(original, weights_only=True)
+    recorded = checkpoint["train_options"]
+    name = next(key for key, value in recorded.items() if isinstance(value, int)
+                and not isinstance(value, bool))
+    checkpoint["train_options"] = {**recorded, name: recorded[name] + 1}    # an older recipe
+    torch.save(checkpoint, original)
+    assert main(["reproduce", str(original), "--workdir", str(tmp_path / "again")]) == 2
+    error = capsys.readouterr().err
+    assert f"{name} then {recorded[name] + 1}, now {recorded[name]}" in error
+    assert error.count(" then ") == 1 and not (tmp_path / "again").exists()   # nothing ran
+
+
 def test_rerun_arguments_move_only_the_output():
     from PromptEngines.training.reproduce import rerun_arguments
     from PromptEngines.errors import IVSegError
