@@ -32,6 +32,8 @@ class TinyConfig:
     heads: int = 4
     depth: int = 2                       # two-way transformer layers
     text_width: int = 64                 # the text tower's output (CLIP's is 512)
+    token_stride: int = 16               # crop pixels per image token: the paper's SAM sees
+                                         # the 256 crop at 1024, 4 crop pixels a token
     psm: str = DEFAULT_PSM
 
     def to_dict(self) -> dict:
@@ -59,15 +61,18 @@ class TinyMultimodal(nn.Module):
         super().__init__()
         if config.crop % 16:
             raise ValueError("the crop must be a multiple of 16")
+        if config.token_stride not in (4, 8, 16):
+            raise ValueError(f"token_stride must be 4, 8 or 16 crop pixels, not "
+                             f"{config.token_stride}")
         self.config = config.to_dict() | {"kind": "tiny"}
         self.crop, self.dim = config.crop, config.widths[-1]
-        self.image_encoder = ImageEncoder(config.widths)
-        self.prompt_encoder = PromptEncoder(self.dim, config.crop)
+        self.image_encoder = ImageEncoder(config.widths, config.token_stride)
+        self.prompt_encoder = PromptEncoder(self.dim, config.crop, config.token_stride)
         self.text_tower = BagOfTokens(config.text_width, tokens=tokens)
         self.text_projection = nn.Linear(config.text_width, self.dim)
         self.psm = PromptSequenceModule(self.dim, config.psm, config.heads)
         self.mask_decoder = HQMaskDecoder(config.widths, config.heads, config.depth,
-                                          len(TEXT_COMMANDS))
+                                          len(TEXT_COMMANDS), config.token_stride)
 
     def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
         return self.image_encoder(images)

@@ -19,16 +19,26 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(groups, cout), nn.GELU())
 
 
-class ImageEncoder(nn.Module):
-    """(B, 1, S, S) -> [embedding (B, D, S/16, S/16) (SAM's grid), early features (B, w0,
-    S/2, S/2)]."""
+def halvings(stride: int, steps: int) -> list[int]:
+    """The strides of `steps` stages that take the resolution down by `stride` / 2 in all
+    (the first ones halve): 8 over 3 -> [2, 2, 2], 2 over 3 -> [2, 1, 1]."""
+    count = int(math.log2(stride))
+    if 2 ** count != stride or not 0 <= count <= steps:
+        raise ValueError(f"a stride of {stride} cannot be made of {steps} halvings")
+    return [2] * count + [1] * (steps - count)
 
-    def __init__(self, widths):
+
+class ImageEncoder(nn.Module):
+    """(B, 1, S, S) -> [embedding (B, D, S/stride, S/stride) (SAM's grid at 16), early
+    features (B, w0, S/2, S/2)]."""
+
+    def __init__(self, widths, stride: int = 16):
         super().__init__()
         w0, w1, w2, dim = widths
+        s1, s2, s3 = halvings(stride // 2, 3)
         self.stem = nn.Sequential(_conv(1, w0, 2), _conv(w0, w0))
-        self.down = nn.Sequential(_conv(w0, w1, 2), _conv(w1, w1), _conv(w1, w2, 2),
-                                  _conv(w2, w2), _conv(w2, dim, 2), _conv(dim, dim))
+        self.down = nn.Sequential(_conv(w0, w1, s1), _conv(w1, w1), _conv(w1, w2, s2),
+                                  _conv(w2, w2), _conv(w2, dim, s3), _conv(dim, dim))
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         early = self.stem(images)
@@ -59,14 +69,15 @@ class PromptEncoder(nn.Module):
     """Points (with labels: 1 positive, 0 negative, -1 padding) -> sparse tokens; the
     current mask's logits -> a dense embedding at the image embedding's size."""
 
-    def __init__(self, dim: int, crop: int):
+    def __init__(self, dim: int, crop: int, stride: int = 16):
         super().__init__()
         self.crop = crop
         self.position = PositionEncoding(dim)
         self.labels = nn.Embedding(3, dim)            # padding, negative, positive
         self.no_mask = nn.Embedding(1, dim)
-        self.mask_downscaling = nn.Sequential(_conv(1, 4, 2), _conv(4, 8, 2), _conv(8, 16, 2),
-                                              nn.Conv2d(16, dim, 3, 2, 1))
+        s1, s2, s3, s4 = halvings(stride, 4)
+        self.mask_downscaling = nn.Sequential(_conv(1, 4, s1), _conv(4, 8, s2), _conv(8, 16, s3),
+                                              nn.Conv2d(16, dim, 3, s4, 1))
 
     def points(self, points: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         encoded = self.position((points + 0.5) / self.crop)
@@ -139,14 +150,14 @@ class HQMaskDecoder(nn.Module):
     at a quarter of SAM's input). The Text Prompt Predictor's CLS token goes through a
     3-layer MLP to one logit per command."""
 
-    def __init__(self, widths, heads: int, depth: int, commands: int):
+    def __init__(self, widths, heads: int, depth: int, commands: int, stride: int = 16):
         super().__init__()
         w0, w1, w2, dim = widths
         self.output_tokens = nn.Embedding(2, dim)            # IoU, HQ
         self.cls_token = nn.Embedding(1, dim)                # the Text Prompt Predictor's
         self.transformer = TwoWayTransformer(dim, heads, depth)
-        self.output_upscaling = _upscaler(dim, (w2, w1, w0))
-        self.embedding_encoder = _upscaler(dim, (w2, w1, w0))
+        self.output_upscaling = _upscaler(dim, (w2, w1, w0), stride // 2)
+        self.embedding_encoder = _upscaler(dim, (w2, w1, w0), stride // 2)
         self.compress_early = nn.Sequential(_conv(w0, w0), nn.Conv2d(w0, w0, 3, 1, 1))
         self.embedding_maskfeature = nn.Sequential(_conv(w0, w0), nn.Conv2d(w0, w0, 3, 1, 1))
         self.hf_mlp = mlp(dim, dim, w0)
@@ -175,11 +186,13 @@ class HQMaskDecoder(nn.Module):
         return logits, self.iou_head(tokens[:, 0])[:, 0]
 
 
-def _upscaler(dim: int, widths) -> nn.Sequential:
-    """x8: three 2x2 transposed convolutions (SAM's output upscaling, one step more)."""
+def _upscaler(dim: int, widths, factor: int = 8) -> nn.Sequential:
+    """x8: three 2x2 transposed convolutions (SAM's output upscaling, one step more); a
+    smaller factor keeps the resolution in the last steps (3x3 convolutions)."""
     parts, cin = [], dim
-    for i, cout in enumerate(widths):
-        parts += [nn.ConvTranspose2d(cin, cout, 2, 2)]
+    for i, (cout, scale) in enumerate(zip(widths, halvings(factor, len(widths)))):
+        parts += [nn.ConvTranspose2d(cin, cout, 2, 2) if scale == 2 else
+                  nn.Conv2d(cin, cout, 3, 1, 1)]
         if i < len(widths) - 1:
             parts += [nn.GroupNorm(4 if cout % 4 == 0 else 1, cout), nn.GELU()]
         cin = cout

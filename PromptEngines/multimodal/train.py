@@ -131,8 +131,7 @@ def start_from(model, path: str) -> None:
     """Load every parameter but the Prompt Sequence Module's from the checkpoint at `path`;
     the rest of the model must be the checkpoint's exactly (same config but for the PSM)."""
     checkpoint = read_checkpoint(path, "multimodal")
-    ours = {k: v for k, v in model.config.items() if k != "psm"}
-    theirs = {k: v for k, v in checkpoint["config"].items() if k != "psm"}
+    ours, theirs = (_settings(config) for config in (model.config, checkpoint["config"]))
     if ours != theirs:
         raise IVSegError(f"{Path(path).name}: its model config {theirs} differs from this "
                          f"run's {ours} beyond the PSM")
@@ -142,6 +141,14 @@ def start_from(model, path: str) -> None:
     if missing or result.unexpected_keys:
         raise IVSegError(f"{Path(path).name} does not fit the model: missing {missing}, "
                          f"unexpected {result.unexpected_keys}")
+
+
+def _settings(config: dict) -> dict:
+    """A model config without its PSM, a tiny one with today's defaults filled in (settings
+    added since a checkpoint was written are its old behaviour)."""
+    if config.get("kind") == "tiny":
+        config = TinyConfig.from_dict(config).to_dict() | {"kind": "tiny"}
+    return {k: v for k, v in config.items() if k != "psm"}
 
 
 class MultimodalTask:

@@ -82,6 +82,31 @@ def test_tiny_model_shapes_and_the_text_changes_the_mask(model):
     assert rows.shape == (5, 64) and torch.cdist(rows, rows).fill_diagonal_(1).min() > 1e-3
 
 
+def test_finer_image_tokens_keep_every_output_the_crops_size():
+    """token_stride 4: 64 x 64 image tokens over the 256 crop, as the paper's SAM sees the
+    crop upsampled to 1024 (16 there: the shipped weights' layout, unchanged)."""
+    from PromptEngines.multimodal.tiny_parts import halvings
+
+    torch.manual_seed(0)
+    fine = TinyMultimodal(TinyConfig(token_stride=4)).eval()
+    coarse = TinyMultimodal().eval()
+    shapes = lambda m: {k: v.shape for k, v in m.state_dict().items()}
+    assert set(shapes(fine)) == set(shapes(coarse))
+    assert fine.config["token_stride"] == 4 and TinyConfig.from_dict(fine.config).token_stride == 4
+    images, points = torch.rand(2, 1, 256, 256), torch.tensor([[[60.0, 70.0]], [[100.0, 9.0]]])
+    with torch.no_grad():
+        features = fine.encode(images)
+        logits, iou = fine.decode(features, points, torch.ones(2, 1, dtype=torch.long),
+                                  torch.tensor([[1], [-1]]), torch.zeros(2, 1, 256, 256))
+        commands = fine.predict_command(features, points, torch.zeros(2, 1, 256, 256))
+    assert features[0].shape == (2, 64, 64, 64) and features[1].shape == (2, 16, 128, 128)
+    assert logits.shape == (2, 1, 256, 256) and iou.shape == (2,) and commands.shape == (2, 5)
+    assert torch.isfinite(logits).all() and not torch.equal(logits[0], logits[1])
+    assert halvings(8, 3) == [2, 2, 2] and halvings(2, 3) == [2, 1, 1]
+    with pytest.raises(ValueError, match="token_stride must be 4, 8 or 16 crop pixels, not 12"):
+        TinyMultimodal(TinyConfig(token_stride=12))
+
+
 def test_config_round_trips_and_bad_crops_are_refused():
     config = TinyConfig(psm="cross")
     assert TinyConfig.from_dict(TinyMultimodal(config).config) == config
@@ -193,6 +218,12 @@ def test_an_ablation_starts_from_a_checkpoint_all_but_its_psm(tmp_path):
     assert all(torch.equal(variant.psm.state_dict()[k], v) for k, v in psm_before.items())
     with pytest.raises(IVSegError, match="differs from this run's"):
         start_from(TinyMultimodal(TinyConfig(depth=1)), str(path))
+    older = {k: v for k, v in trained.config.items() if k != "token_stride"}
+    torch.save({"format": CHECKPOINT_FORMAT, "engine": "multimodal", "config": older,
+                "model": trained.state_dict()}, path)        # written before token_stride
+    start_from(TinyMultimodal(TinyConfig(psm="lstm")), str(path))
+    with pytest.raises(IVSegError, match="differs from this run's"):
+        start_from(TinyMultimodal(TinyConfig(token_stride=8)), str(path))
 
 
 def test_a_step_keeps_only_the_changes_that_reach_its_point():
