@@ -29,6 +29,7 @@ from .tiny_parts import HQMaskDecoder, ImageEncoder, PromptEncoder
 class TinyConfig:
     crop: int = 256                      # the square crop a step works on (the paper's)
     widths: tuple = (16, 32, 48, 64)     # 1/2, 1/4, 1/8 resolution; 1/16: the prompt width
+                                         # (at token_stride 16)
     heads: int = 4
     depth: int = 2                       # two-way transformer layers
     text_width: int = 64                 # the text tower's output (CLIP's is 512)

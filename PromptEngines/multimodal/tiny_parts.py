@@ -20,8 +20,8 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 def halvings(stride: int, steps: int) -> list[int]:
-    """The strides of `steps` stages that take the resolution down by `stride` / 2 in all
-    (the first ones halve): 8 over 3 -> [2, 2, 2], 2 over 3 -> [2, 1, 1]."""
+    """`steps` factors, 2s then 1s, whose product is `stride` (the strides of down- or
+    upscaling stages): 8 over 3 -> [2, 2, 2], 2 over 3 -> [2, 1, 1]."""
     count = int(math.log2(stride))
     if 2 ** count != stride or not 0 <= count <= steps:
         raise ValueError(f"a stride of {stride} cannot be made of {steps} halvings")
@@ -187,8 +187,8 @@ class HQMaskDecoder(nn.Module):
 
 
 def _upscaler(dim: int, widths, factor: int = 8) -> nn.Sequential:
-    """x8: three 2x2 transposed convolutions (SAM's output upscaling, one step more); a
-    smaller factor keeps the resolution in the last steps (3x3 convolutions)."""
+    """x`factor` (8: three 2x2 transposed convolutions, SAM's output upscaling one step
+    more); a smaller factor keeps the resolution in the last steps (3x3 convolutions)."""
     parts, cin = [], dim
     for i, (cout, scale) in enumerate(zip(widths, halvings(factor, len(widths)))):
         parts += [nn.ConvTranspose2d(cin, cout, 2, 2) if scale == 2 else

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ..backbones.checkpoint import read_checkpoint
 from ..errors import IVSegError
-from ..training.tasks import train_options
+from ..training.tasks import options_record, train_options
 from .crops import MASK_LOGIT
 from .defects import next_step
 from .evaluate import evaluate_corrections
@@ -146,8 +146,11 @@ def start_from(model, path: str) -> None:
 def _settings(config: dict) -> dict:
     """A model config without its PSM, a tiny one with today's defaults filled in (settings
     added since a checkpoint was written are its old behaviour)."""
-    if config.get("kind") == "tiny":
-        config = TinyConfig.from_dict(config).to_dict() | {"kind": "tiny"}
+    if config.get("kind", "tiny") == "tiny":
+        try:
+            config = TinyConfig.from_dict(config).to_dict() | {"kind": "tiny"}
+        except ValueError as error:                 # a setting of newer code
+            raise IVSegError(f"a model config this code cannot build: {error}") from None
     return {k: v for k, v in config.items() if k != "psm"}
 
 
@@ -185,7 +188,7 @@ class MultimodalTask:
         return TinyConfig.from_dict(self.config).to_dict() | {"kind": "tiny"}
 
     def checkpoint_extras(self) -> dict:
-        return {"train_options": self.options.to_dict(), "data": self.data}
+        return {"train_options": options_record(self.options), "data": self.data}
 
     def _picture(self, rng):
         use_fundus = not self.cta or rng.random() < self.options.fundus_fraction

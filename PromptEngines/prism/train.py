@@ -10,14 +10,14 @@ loss of the last `graded` iterations is back-propagated (the paper averages all 
 as too slow here); the earlier ones are rolled out without gradients."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..data.regions import within_mm
 from ..data.synthetic.organ_tumour import LABELS, organ_tumour_volume
-from ..training.tasks import train_options
+from ..training.tasks import options_record, train_options
 from .config import TINY, PrismConfig
 from .cube import Cube
 from .intensity import DEFAULT_WINDOW, window
@@ -77,7 +77,7 @@ class PrismTask:
         return self.config.to_json()
 
     def checkpoint_extras(self) -> dict:
-        return {"train_options": asdict(self.options), "data": self.data,
+        return {"train_options": options_record(self.options), "data": self.data,
                 "intensity": DEFAULT_WINDOW}
 
     def _target(self, rng):

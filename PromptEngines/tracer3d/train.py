@@ -28,6 +28,7 @@ from torch.utils.data.distributed import DistributedSampler
 from ..backbones.checkpoint import file_sha256
 from ..data.regions import deepest_point, full_structure, window
 from ..errors import IVSegError
+from ..training.tasks import options_record
 from .build import START_KEYS, build_tracer, freeze_pretrained
 from .evaluate import evaluate_tracer
 from .normalise import NORMALISED_RANGE, normalised_volume
@@ -351,7 +352,7 @@ class Tracer3DTask:
         return self._model_config
 
     def checkpoint_extras(self) -> dict:
-        extras = {"trace_options": self.trace, "train_options": self.options.to_dict(),
+        extras = {"trace_options": self.trace, "train_options": options_record(self.options),
                   "data": self.data}
         start = self._start()
         if start:                                 # which official weights training began from

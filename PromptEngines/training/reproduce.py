@@ -48,28 +48,33 @@ def rerun_arguments(command: str, out: Path) -> list[str]:
     return words[1:at + 1] + [str(out)] + words[at + 2:]
 
 
-def _option(arguments: list[str], name: str, default: str | None = None) -> str | None:
-    """An option's value in parsed-to-be `ivseg train` arguments (`--name V` or `--name=V`;
-    train takes no abbreviations)."""
+def _option(arguments: list[str], name: str) -> str | None:
+    """An option's value in `ivseg train` arguments (`--name V` or `--name=V`; the last one
+    given wins, as argparse has it; train takes no abbreviations)."""
+    value = None
     for at, word in enumerate(arguments):
         if word == name and at + 1 < len(arguments):
-            return arguments[at + 1]
-        if word.startswith(name + "="):
-            return word[len(name) + 1:]
-    return default
+            value = arguments[at + 1]
+        elif word.startswith(name + "="):
+            value = word[len(name) + 1:]
+    return value
+
+
+GONE = "no longer an option"
 
 
 def recipe_changes(arguments: list[str], recorded: dict | None) -> dict:
-    """{option: [trained with, today's code gives]} for the train options that the recorded
-    command no longer gives (a default changed since): such a re-run cannot reproduce."""
+    """{option: [trained with, what today's code gives]} for the train options the recorded
+    command no longer gives (a default or its config file changed since): such a re-run
+    cannot reproduce. Model-config defaults are not compared."""
     engine = _option(arguments, "--engine")
     if not recorded or engine is None:           # nothing to compare (the re-run will say)
         return {}
     today = recipe(engine, read_config(_option(arguments, "--config"), engine))
     recorded = json.loads(json.dumps(recorded))             # tuples as the JSON lists of today
     # An option added since is not in the record: what the old code did there is unknown.
-    return {key: [then, today.get(key)] for key, then in sorted(recorded.items())
-            if then != today.get(key)}
+    return {key: [then, today.get(key, GONE)] for key, then in sorted(recorded.items())
+            if key not in today or then != today[key]}
 
 
 def reproduce(weights: str | Path, workdir: str | Path, tolerance: float = 0.01) -> dict:
@@ -84,9 +89,9 @@ def reproduce(weights: str | Path, workdir: str | Path, tolerance: float = 0.01)
     if changed:                     # hours of training that could not match: say so now
         raise IVSegError(
             f"{weights.name} was trained with train options its command no longer gives "
-            "(defaults changed since): " + "; ".join(f"{key} then {then!r}, now {now!r}"
-                                                     for key, (then, now) in changed.items())
-            + ". Re-run it on the code that trained it, or put those options in its --config")
+            "(defaults or its config file changed since): "
+            + "; ".join(f"{key} then {then!r}, now {now!r}" for key, (then, now) in changed.items())
+            + ". Re-run it on the code and config that trained it")
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     finished = subprocess.run([sys.executable, "-m", "PromptEngines.cli", *arguments],

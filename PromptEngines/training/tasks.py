@@ -6,8 +6,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..data.training_sources import training_source
-from ..errors import IVSegError
 from ..descriptor import load_object
+from ..errors import IVSegError
 from ..registry import descriptor
 
 # Every engine's config may have a data section: how the shared training data is drawn.
@@ -57,12 +57,17 @@ def train_options(options_class, config: dict, engine: str):
         raise IVSegError(f"bad {engine} train options: {error}") from None
 
 
+def options_record(options) -> dict:
+    """An engine's train options as its checkpoints record them (JSON values)."""
+    values = options.to_dict() if hasattr(options, "to_dict") else asdict(options)
+    return json.loads(json.dumps(values))
+
+
 def recipe(engine: str, config: dict) -> dict:
-    """The train options today's code gives a config, as a checkpoint records them (JSON
-    values): every engine's training module defines its `TrainOptions` dataclass."""
+    """The train options today's code gives a config, as a checkpoint records them: every
+    engine's training module defines its `TrainOptions` dataclass."""
     training = descriptor(engine).training
     if training is None:
         raise IVSegError(f"engine {engine!r} has nothing to train")
-    options = train_options(load_object(training.partition(":")[0]).TrainOptions, config, engine)
-    values = options.to_dict() if hasattr(options, "to_dict") else asdict(options)
-    return json.loads(json.dumps(values))
+    module = load_object(training.partition(":")[0])
+    return options_record(train_options(module.TrainOptions, config, engine))

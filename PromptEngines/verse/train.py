@@ -11,7 +11,7 @@ The loss is the rounds' deep-supervision loss, weighted 1, 0.8, 0.8. The image i
 once per batch (the reference encodes it again every round: the same features)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from ..data.regions import window
 from ..data.synthetic.cardiac import CARDIAC_LABELS
 from ..errors import IVSegError
 from ..evaluation.metrics import dice
-from ..training.tasks import train_options
+from ..training.tasks import options_record, train_options
 from .config import HELD_OUT_FIRST_SEED, TINY, VerseConfig
 from .evaluation import evaluate_modes
 from .losses import mask_loss
@@ -107,7 +107,7 @@ class VerseTask:
         return self.config.to_json()
 
     def checkpoint_extras(self) -> dict:
-        return {"train_options": asdict(self.options), "data": self.data}
+        return {"train_options": options_record(self.options), "data": self.data}
 
     def batch(self, step: int, rank: int, world: int) -> dict:
         rng = np.random.default_rng([self.seed, step, rank])

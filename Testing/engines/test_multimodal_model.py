@@ -90,8 +90,7 @@ def test_finer_image_tokens_keep_every_output_the_crops_size():
     torch.manual_seed(0)
     fine = TinyMultimodal(TinyConfig(token_stride=4)).eval()
     coarse = TinyMultimodal().eval()
-    shapes = lambda m: {k: v.shape for k, v in m.state_dict().items()}
-    assert set(shapes(fine)) == set(shapes(coarse))
+    assert set(fine.state_dict()) == set(coarse.state_dict())      # the same parts, finer
     assert fine.config["token_stride"] == 4 and TinyConfig.from_dict(fine.config).token_stride == 4
     images, points = torch.rand(2, 1, 256, 256), torch.tensor([[[60.0, 70.0]], [[100.0, 9.0]]])
     with torch.no_grad():
@@ -102,6 +101,12 @@ def test_finer_image_tokens_keep_every_output_the_crops_size():
     assert features[0].shape == (2, 64, 64, 64) and features[1].shape == (2, 16, 128, 128)
     assert logits.shape == (2, 1, 256, 256) and iou.shape == (2,) and commands.shape == (2, 5)
     assert torch.isfinite(logits).all() and not torch.equal(logits[0], logits[1])
+    with torch.no_grad():
+        middle = TinyMultimodal(TinyConfig(token_stride=8)).eval()
+        features = middle.encode(images)
+        logits, _ = middle.decode(features, points, torch.ones(2, 1, dtype=torch.long),
+                                  torch.tensor([[1], [-1]]), torch.zeros(2, 1, 256, 256))
+    assert features[0].shape == (2, 64, 32, 32) and logits.shape == (2, 1, 256, 256)
     assert halvings(8, 3) == [2, 2, 2] and halvings(2, 3) == [2, 1, 1]
     with pytest.raises(ValueError, match="token_stride must be 4, 8 or 16 crop pixels, not 12"):
         TinyMultimodal(TinyConfig(token_stride=12))

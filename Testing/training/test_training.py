@@ -298,18 +298,37 @@ def test_reproduce_reruns_the_recorded_command_and_finds_the_same_weights(tmp_pa
 
 def test_reproduce_refuses_at_once_when_a_recorded_option_is_no_longer_the_default(tmp_path,
                                                                                      capsys):
-    original = tmp_path / "small.pt"
-    run_json(capsys, "train", *SMALL, "--steps", 1, "--out", original)
-    checkpoint = torch.load(original, weights_only=True)
-    recorded = checkpoint["train_options"]
-    name = next(key for key, value in recorded.items() if isinstance(value, int)
-                and not isinstance(value, bool))
-    checkpoint["train_options"] = {**recorded, name: recorded[name] + 1}    # an older recipe
-    torch.save(checkpoint, original)
-    assert main(["reproduce", str(original), "--workdir", str(tmp_path / "again")]) == 2
+    from PromptEngines.training.tasks import recipe
+
+    today = recipe("tracer3d", {})
+    name = next(key for key, value in today.items() if type(value) is int)
+    weights = tmp_path / "old.pt"                      # an older recipe's record, no training
+    torch.save({"command": f"ivseg train --engine tracer3d --out {weights} --steps 9",
+                "train_options": {**today, name: today[name] + 1, "retired": 3}}, weights)
+    assert main(["reproduce", str(weights), "--workdir", str(tmp_path / "again")]) == 2
     error = capsys.readouterr().err
-    assert f"{name} then {recorded[name] + 1}, now {recorded[name]}" in error
-    assert error.count(" then ") == 1 and not (tmp_path / "again").exists()   # nothing ran
+    assert f"{name} then {today[name] + 1}, now {today[name]}" in error
+    assert "retired then 3, now 'no longer an option'" in error
+    assert error.count(" then ") == 2 and not (tmp_path / "again").exists()   # nothing ran
+
+
+def test_the_recipe_check_reads_the_config_the_rerun_will_use(tmp_path):
+    from PromptEngines.errors import IVSegError
+    from PromptEngines.training.reproduce import recipe_changes
+    from PromptEngines.training.tasks import recipe
+
+    today = recipe("tracer3d", {})
+    name = next(key for key, value in today.items() if type(value) is int)
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"train": {name: today[name] + 1}}))
+    recorded = {**today, name: today[name] + 1}
+    words = ["train", "--engine", "tracer3d", "--out", "w.pt"]
+    assert recipe_changes(words + ["--config", str(config)], recorded) == {}
+    assert recipe_changes(words + [f"--config={config}"], recorded) == {}
+    with pytest.raises(IVSegError, match="config file not found: gone.json"):  # the last wins
+        recipe_changes(words + [f"--config={config}", "--config", "gone.json"], recorded)
+    assert recipe_changes(words, recorded) == {name: [today[name] + 1, today[name]]}
+    assert recipe_changes(words, None) == {}
 
 
 def test_rerun_arguments_move_only_the_output():
