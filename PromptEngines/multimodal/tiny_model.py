@@ -40,6 +40,10 @@ class TinyConfig:
     def to_dict(self) -> dict:
         return asdict(self) | {"widths": list(self.widths)}
 
+    def record(self) -> dict:
+        """The config as models and checkpoints keep it."""
+        return self.to_dict() | {"kind": "tiny"}
+
     @classmethod
     def from_dict(cls, values: dict) -> "TinyConfig":
         unknown = set(values) - set(cls.__dataclass_fields__) - {"kind"}
@@ -65,7 +69,7 @@ class TinyMultimodal(nn.Module):
         if config.token_stride not in (4, 8, 16):
             raise ValueError(f"token_stride must be 4, 8 or 16 crop pixels, not "
                              f"{config.token_stride}")
-        self.config = config.to_dict() | {"kind": "tiny"}
+        self.config = config.record()
         self.crop, self.dim = config.crop, config.widths[-1]
         self.image_encoder = ImageEncoder(config.widths, config.token_stride)
         self.prompt_encoder = PromptEncoder(self.dim, config.crop, config.token_stride)

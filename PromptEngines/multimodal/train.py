@@ -148,7 +148,7 @@ def _settings(config: dict) -> dict:
     added since a checkpoint was written are its old behaviour)."""
     if config.get("kind", "tiny") == "tiny":
         try:
-            config = TinyConfig.from_dict(config).to_dict() | {"kind": "tiny"}
+            config = TinyConfig.from_dict(config).record()
         except ValueError as error:                 # a setting of newer code
             raise IVSegError(f"a model config this code cannot build: {error}") from None
     return {k: v for k, v in config.items() if k != "psm"}
@@ -185,7 +185,7 @@ class MultimodalTask:
         return model
 
     def model_config(self) -> dict:
-        return TinyConfig.from_dict(self.config).to_dict() | {"kind": "tiny"}
+        return TinyConfig.from_dict(self.config).record()
 
     def checkpoint_extras(self) -> dict:
         return {"train_options": options_record(self.options), "data": self.data}

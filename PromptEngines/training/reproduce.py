@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import IVSegError
-from .tasks import read_config, recipe
+from .tasks import json_values, read_config, recipe
 
 
 PAUSE_OPTIONS = ("--resume", "--stop-after")
@@ -71,7 +71,7 @@ def recipe_changes(arguments: list[str], recorded: dict | None) -> dict:
     if not recorded or engine is None:           # nothing to compare (the re-run will say)
         return {}
     today = recipe(engine, read_config(_option(arguments, "--config"), engine))
-    recorded = json.loads(json.dumps(recorded))             # tuples as the JSON lists of today
+    recorded = json_values(recorded)                 # tuples as the lists of today
     # An option added since is not in the record: what the old code did there is unknown.
     return {key: [then, today.get(key, GONE)] for key, then in sorted(recorded.items())
             if key not in today or then != today[key]}

@@ -57,10 +57,14 @@ def train_options(options_class, config: dict, engine: str):
         raise IVSegError(f"bad {engine} train options: {error}") from None
 
 
-def options_record(options) -> dict:
-    """An engine's train options as its checkpoints record them (JSON values)."""
-    values = options.to_dict() if hasattr(options, "to_dict") else asdict(options)
+def json_values(values: dict) -> dict:
+    """`values` as JSON gives them back (tuples as lists): how options compare across a save."""
     return json.loads(json.dumps(values))
+
+
+def options_record(options) -> dict:
+    """An engine's train options as its checkpoints record them."""
+    return json_values(options.to_dict() if hasattr(options, "to_dict") else asdict(options))
 
 
 def recipe(engine: str, config: dict) -> dict:
