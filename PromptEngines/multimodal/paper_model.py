@@ -132,6 +132,8 @@ class PaperMultimodal(nn.Module):
     PHASES = {1: (("sam.image_encoder", "sam.mask_decoder", "text_projection"), ()),
               2: (("tpp_",), ()),
               3: (("psm.", "sam.mask_decoder"), ())}
+    # Phase 2 with train.tpp_trains "decoder": the decoder and the TPP, the encoders frozen.
+    TPP_DECODER = (("sam.mask_decoder", "tpp_"), ())
 
     def __init__(self, sam_hq_checkpoint=None, clip_checkpoint=None, psm: str = DEFAULT_PSM,
                  image_size: int = SAM_IMAGE_SIZE, quick_gelu: bool = False):

@@ -59,6 +59,8 @@ class TinyMultimodal(nn.Module):
                    "mask_decoder"), ("mask_decoder.cls_",)),
               2: (("mask_decoder.cls_",), ()),
               3: (("psm.", "mask_decoder."), ("mask_decoder.cls_",))}
+    # Phase 2 with train.tpp_trains "decoder": the decoder and the TPP, the encoders frozen.
+    TPP_DECODER = (("mask_decoder.",), ())
 
     def __init__(self, config: TinyConfig = TinyConfig(), tokens: torch.Tensor | None = None):
         """`tokens`: the commands' CLIP tokens (None: from open_clip's tokenizer); a model

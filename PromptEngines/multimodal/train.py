@@ -45,6 +45,11 @@ class TrainOptions:
     fundus_fraction: float = 0.7         # of the samples
     jitter: int = 24                     # pixels the crop's centre moves off the defect
     plain_fraction: float = 0.2          # steps that are plain clicks (no text), phases 1, 3
+    tpp_trains: str = "cls"              # phase 2: "cls" (the CLS token and its MLP alone) or
+                                         # "decoder" (the whole mask decoder, the encoders
+                                         # frozen, as the paper says; its mask kept by the
+                                         # mask's BCE beside the commands' cross-entropy)
+    tpp_lr_scale: float = 1.0            # phase 2's learning rate over the schedule's
     start: str = ""                      # a multimodal checkpoint (.resume too) whose weights,
                                          # all but the PSM's, start the model: the ablations
                                          # re-run phase 3 from the same earlier weights
@@ -56,11 +61,21 @@ class TrainOptions:
     def phase(self, step: int) -> int:
         return 1 if step < self.phase_steps[0] else 2 if step < self.phase_steps[1] else 3
 
+    def __post_init__(self):
+        if self.tpp_trains not in TPP_TRAINS:
+            raise IVSegError(f"train.tpp_trains must be one of {', '.join(TPP_TRAINS)}, not "
+                             f"{self.tpp_trains!r}")
 
-def train_only(model, phase: int) -> None:
+
+TPP_TRAINS = ("cls", "decoder")
+
+
+def train_only(model, phase: int, tpp_trains: str = "cls") -> None:
     """Freeze all but what the model says this phase trains (its PHASES: per phase, the
-    name prefixes trained and those excluded from them)."""
-    included, excluded = model.PHASES[phase]
+    name prefixes trained and those excluded from them; phase 2 with `tpp_trains`
+    "decoder": its TPP_DECODER)."""
+    included, excluded = (model.TPP_DECODER if phase == 2 and tpp_trains == "decoder"
+                          else model.PHASES[phase])
     trained = 0
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(name.startswith(included) and not name.startswith(excluded))
@@ -83,6 +98,24 @@ def _one_step(model, batch):
     features = model.encode(batch["image"])
     return model.decode(features, batch["point"][:, None], batch["label"][:, None],
                         batch["command"][:, None], _prompt(batch["mask"]))
+
+
+def _tpp_loss(model, batch, keep_masks: bool):
+    """Phase 2: the commands' cross-entropy; with `keep_masks` (the decoder trained too)
+    plus the one-step mask loss of phase 1 on the same samples, so masks stay as good."""
+    with torch.no_grad():
+        features = model.encode(batch["image"])
+    logits = model.predict_command(features, batch["point"][:, None], _prompt(batch["mask"]))
+    loss = F.cross_entropy(logits, batch["command"])
+    parts = {"phase": 2, "tpp_accuracy": float((logits.argmax(1) == batch["command"])
+                                               .float().mean())}
+    if keep_masks:
+        masks, iou = model.decode(features, batch["point"][:, None], batch["label"][:, None],
+                                  batch["command"][:, None], _prompt(batch["mask"]))
+        bce, iou_error = mask_loss(masks, iou, batch["truth"])
+        parts |= {"cross_entropy": float(loss.detach()), "bce": float(bce.detach())}
+        loss = loss + bce + iou_error
+    return loss, {"loss": float(loss.detach()), **parts}
 
 
 def _prompt(mask: torch.Tensor) -> torch.Tensor:
@@ -220,21 +253,18 @@ class MultimodalTask:
 
     def loss(self, model, batch):
         phase = batch["phase"]
-        train_only(model, phase)
+        train_only(model, phase, self.options.tpp_trains)
         if phase == 2:
-            with torch.no_grad():
-                features = model.encode(batch["image"])
-            logits = model.predict_command(features, batch["point"][:, None],
-                                           _prompt(batch["mask"]))
-            loss = F.cross_entropy(logits, batch["command"])
-            accuracy = float((logits.argmax(1) == batch["command"]).float().mean())
-            return loss, {"loss": float(loss.detach()), "phase": 2, "tpp_accuracy": accuracy}
+            return _tpp_loss(model, batch, self.options.tpp_trains == "decoder")
         logits, iou = (_one_step(model, batch) if phase == 1
                        else _rollout(model, batch, batch["steps"]))
         bce, iou_error = mask_loss(logits, iou, batch["truth"])
         loss = bce + iou_error
         return loss, {"loss": float(loss.detach()), "phase": phase, "bce": float(bce.detach()),
                       "iou_mse": float(iou_error.detach())}
+
+    def lr_scale(self, step: int) -> float:
+        return self.options.tpp_lr_scale if self.options.phase(step) == 2 else 1.0
 
     def evaluate(self, model) -> dict:
         model.eval()

@@ -4,7 +4,9 @@ asks for ("re-running the card's command reproduces its weights' metrics").
 The command is read from the checkpoint itself, run in a fresh process with its --out moved
 into a work folder (the original weights are never touched), and the new checkpoint is
 compared with the old one: weights sha256 (bit for bit on CPU, where training is
-deterministic) and each held-out metric.
+deterministic) and each held-out metric. A re-run cut short (the machine or session ended)
+goes on from the last resume checkpoint it left in the work folder: hours of training are
+not started again, and the result is the same as an uninterrupted run's.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import torch
 
 from ..errors import IVSegError
 from .tasks import json_values, read_config, recipe
+from .trainer import resume_path
 
 
 PAUSE_OPTIONS = ("--resume", "--stop-after")
@@ -77,6 +80,19 @@ def recipe_changes(arguments: list[str], recorded: dict | None) -> dict:
             if key not in today or then != today[key]}
 
 
+def paused_step(paused: Path, command: str) -> int | None:
+    """The step where an earlier re-run of `command` left its resume checkpoint `paused`
+    (None: there is none); one another command left is refused, not overwritten."""
+    if not paused.is_file():
+        return None
+    checkpoint = torch.load(paused, map_location="cpu", weights_only=True)
+    left_by = checkpoint.get("settings", {}).get("command")
+    if left_by != command:
+        raise IVSegError(f"{paused} was left by another run ({left_by!r}), not by this "
+                         f"re-run ({command!r}): remove it or choose another --workdir")
+    return int(checkpoint["step"])
+
+
 def reproduce(weights: str | Path, workdir: str | Path, tolerance: float = 0.01) -> dict:
     weights, workdir = Path(weights), Path(workdir)
     original = torch.load(weights, map_location="cpu", weights_only=True)
@@ -93,8 +109,10 @@ def reproduce(weights: str | Path, workdir: str | Path, tolerance: float = 0.01)
             + "; ".join(f"{key} then {then!r}, now {now!r}" for key, (then, now) in changed.items())
             + ". Re-run it on the code and config that trained it")
     workdir.mkdir(parents=True, exist_ok=True)
+    resumed_from = paused_step(resume_path(rerun), "ivseg " + shlex.join(arguments))
+    going_on = [] if resumed_from is None else ["--resume", str(resume_path(rerun))]
     started = time.perf_counter()
-    finished = subprocess.run([sys.executable, "-m", "PromptEngines.cli", *arguments],
+    finished = subprocess.run([sys.executable, "-m", "PromptEngines.cli", *arguments, *going_on],
                               capture_output=True, text=True)
     if finished.returncode != 0:
         raise IVSegError(f"the re-run failed ({finished.returncode}): {finished.stderr.strip()[-500:]}")
@@ -109,8 +127,11 @@ def reproduce(weights: str | Path, workdir: str | Path, tolerance: float = 0.01)
         "weights_sha256": {"card": original.get("weights_sha256"), "rerun": again.get("weights_sha256")},
         "metrics": {"card": old, "rerun": new}, "differences": differences,
         "within_tolerance": all(abs(differences[k]) <= tolerance for k in quality),
-        "tolerance": tolerance, "wall_seconds": time.perf_counter() - started,
+        "tolerance": tolerance,
+        # the training's, over every sitting; and this call's (less where it went on)
+        "wall_seconds": again.get("wall_seconds"), "this_run_seconds": time.perf_counter() - started,
         "hardware": again.get("hardware"), "torch": again.get("torch"),
+        "resumed_from_step": resumed_from,
     }
 
 

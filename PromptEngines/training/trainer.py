@@ -39,6 +39,8 @@ class TrainingTask(Protocol):
     def loss(self, model, batch) -> tuple[torch.Tensor, dict]: ...
     def evaluate(self, model) -> dict: ...
     def checkpoint_extras(self) -> dict: ...
+    # Optional: `lr_scale(step) -> float` multiplies the schedule's learning rate at that
+    # step (a phase that trains a fresh head faster than the phase before).
 
 
 @dataclass
@@ -160,8 +162,10 @@ def _train(task, settings: TrainSettings, progress: bool, dist, draw, end: int) 
     trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
     optimiser = torch.optim.AdamW(trained, lr=settings.lr,
                                   weight_decay=settings.weight_decay)
+    factor = schedule(settings.warmup_steps, settings.steps)
+    scale = getattr(task, "lr_scale", None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, schedule(settings.warmup_steps, settings.steps))
+        optimiser, factor if scale is None else (lambda step: factor(step) * scale(step)))
     start, earlier_wall = 0, 0.0
     if settings.resume:
         start, earlier_wall = _restore(settings.resume, model, optimiser, scheduler, task.engine,

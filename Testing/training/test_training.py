@@ -296,6 +296,27 @@ def test_reproduce_reruns_the_recorded_command_and_finds_the_same_weights(tmp_pa
     assert original.read_bytes() == before                    # the original is never touched
 
 
+def test_a_reproduction_cut_short_goes_on_from_where_it_stopped(tmp_path, capsys):
+    original = tmp_path / "small.pt"
+    run_json(capsys, "train", *SMALL, "--steps", 4, "--out", original)
+    again = tmp_path / "again"
+    # The first sitting ended at step 2 (what a session's end leaves: its resume checkpoint).
+    run_json(capsys, "train", *SMALL, "--steps", 4, "--out", again / "small.pt",
+             "--stop-after", 2)
+    assert not (again / "small.pt").exists() and (again / "small.pt.resume").exists()
+    assert main(["reproduce", str(original), "--workdir", str(again),
+                 "--out", str(tmp_path / "report.json")]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["resumed_from_step"] == 2 and report["identical_weights"]
+    assert "--resume" not in report["rerun"]                  # the command, as recorded
+    # A resume checkpoint some other run left there is not taken for this one's.
+    other = tmp_path / "other"
+    run_json(capsys, "train", *SMALL, "--steps", 3, "--out", other / "small.pt",
+             "--stop-after", 1)
+    assert main(["reproduce", str(original), "--workdir", str(other)]) == 2
+    assert f"{other / 'small.pt.resume'} was left by another run" in capsys.readouterr().err
+
+
 def test_reproduce_refuses_at_once_when_a_recorded_option_is_no_longer_the_default(tmp_path,
                                                                                      capsys):
     from PromptEngines.training.tasks import recipe
