@@ -179,7 +179,25 @@ def test_each_phase_trains_its_own_parts(model):
         "mask_decoder.output_upscaling", "mask_decoder.embedding_encoder",
         "mask_decoder.compress_early", "mask_decoder.embedding_maskfeature",
         "mask_decoder.hf_mlp", "mask_decoder.iou_head"}
+    # With tpp_trains "decoder" phase 2 trains the whole decoder, the encoders frozen.
+    train_only(model, 2, "decoder")
+    assert trained_prefixes(model) == {
+        "mask_decoder.output_tokens", "mask_decoder.transformer", "mask_decoder.output_upscaling",
+        "mask_decoder.embedding_encoder", "mask_decoder.compress_early",
+        "mask_decoder.embedding_maskfeature", "mask_decoder.hf_mlp", "mask_decoder.iou_head",
+        "mask_decoder.cls_token", "mask_decoder.cls_head"}
     train_only(model, 1)
+
+
+def test_phase_two_options_are_checked_and_scale_only_its_learning_rate():
+    from PromptEngines.errors import IVSegError
+    from PromptEngines.multimodal.train import MultimodalTask
+
+    with pytest.raises(IVSegError, match="tpp_trains must be one of cls, decoder, not 'all'"):
+        TrainOptions(tpp_trains="all")
+    task = MultimodalTask.__new__(MultimodalTask)          # lr_scale reads the options only
+    task.options = TrainOptions(phase_steps=(10, 12), tpp_lr_scale=4.0)
+    assert [task.lr_scale(s) for s in (9, 10, 11, 12)] == [1.0, 4.0, 4.0, 1.0]
 
 
 def trained_prefixes(model) -> set:

@@ -437,3 +437,45 @@ def test_contacts_are_where_another_bright_structure_comes_near_and_get_sampled(
     first = draw_sample(volume, label, np.random.default_rng(5), 24, 4.0)
     second = draw_sample(volume, label, np.random.default_rng(5), 24, 4.0, near=None)
     assert np.array_equal(first.images, second.images) and np.array_equal(first.point, second.point)
+
+
+class _ScaledTask:
+    """A one-weight task whose steps 2 and 3 ask for 10x the learning rate."""
+    engine = "tracer3d"
+    epoch_samples = 1
+
+    def build_model(self):
+        return torch.nn.Linear(1, 1, bias=False)
+
+    def model_config(self):
+        return {}
+
+    def batch(self, step, rank, world):
+        return {"x": torch.ones(1, 1)}
+
+    def loss(self, model, batch):
+        loss = model(batch["x"]).sum()
+        return loss, {"loss": float(loss.detach())}
+
+    def evaluate(self, model):
+        return {}
+
+    def checkpoint_extras(self):
+        return {}
+
+    def lr_scale(self, step):
+        return 10.0 if step in (2, 3) else 1.0
+
+
+def test_a_task_may_scale_the_learning_rate_of_some_steps(tmp_path):
+    from PromptEngines.training.trainer import TrainSettings, schedule, train
+
+    settings = TrainSettings(out=str(tmp_path / "w.pt"), steps=5, lr=0.1, warmup_steps=1,
+                             log_every=1, evaluate=False)
+    train(_ScaledTask(), settings, progress=False)
+    logged = [json.loads(line) for line in (tmp_path / "w.log").read_text().splitlines()
+              if line.startswith('{"step"')]
+    factor = schedule(1, 5)
+    # The rate logged after step s is the one step s + 1 will use.
+    assert [round(row["lr"], 9) for row in logged] == [
+        round(0.1 * factor(s) * (10.0 if s in (2, 3) else 1.0), 9) for s in range(1, 6)]
