@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(not descriptor("multimodal").ready(),
 
 # mean share of the defect one step fixes, at least (benchmark means: see README)
 BARS_2D = {"make thinner": 0.35, "make thicker": 0.6, "make a connection": 0.6,
-           "extend": 0.35, "remove": 0.15}
+           "extend": 0.35, "remove": 0.5}
 BARS_3D = {"make thinner": 0.15, "make thicker": 0.35, "make a connection": 0.5,
            "extend": 0.6, "remove": 0.6}
 
@@ -26,7 +26,9 @@ def test_each_command_fixes_its_defect_in_2d():
     for command, bar in BARS_2D.items():
         assert results[command]["cases"] == 8
         assert results[command]["mean_fixed"] >= bar, (command, results[command])
-        assert results[command]["median_pixels_made_wrong_away"] <= 3, command
+        # a connection's tube may run a few pixels past the gap (benchmark median 3)
+        limit = 5 if command == "make a connection" else 3
+        assert results[command]["median_pixels_made_wrong_away"] <= limit, command
 
 
 def test_each_command_fixes_its_defect_in_3d_and_thinner_thicker_stay_near_the_click():
