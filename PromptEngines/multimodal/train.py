@@ -17,6 +17,7 @@ scratch the tiny model needs the shared trainer's AdamW at 1e-3 with batches of 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,6 +66,10 @@ class TrainOptions:
         if self.tpp_trains not in TPP_TRAINS:
             raise IVSegError(f"train.tpp_trains must be one of {', '.join(TPP_TRAINS)}, not "
                              f"{self.tpp_trains!r}")
+        scale = self.tpp_lr_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
+                or not math.isfinite(scale) or scale <= 0:
+            raise IVSegError(f"train.tpp_lr_scale must be a number above 0, not {scale!r}")
 
 
 TPP_TRAINS = ("cls", "decoder")

@@ -80,21 +80,29 @@ def recipe_changes(arguments: list[str], recorded: dict | None) -> dict:
             if key not in today or then != today[key]}
 
 
-def paused_step(paused: Path, command: str) -> int | None:
-    """The step where an earlier re-run of `command` left its resume checkpoint `paused`
-    (None: there is none); one another command left is refused, not overwritten."""
+def paused_step(paused: Path, command: str, original: dict) -> int | None:
+    """The step where an earlier re-run of `command` stopped short, leaving its resume
+    checkpoint `paused` (None: there is none, or that run finished: this one starts afresh).
+    One left by another command, or by this command under another recipe (its config file
+    changed since), is refused, not taken for this run's."""
     if not paused.is_file():
         return None
     checkpoint = torch.load(paused, map_location="cpu", weights_only=True)
-    left_by = checkpoint.get("settings", {}).get("command")
-    if left_by != command:
-        raise IVSegError(f"{paused} was left by another run ({left_by!r}), not by this "
-                         f"re-run ({command!r}): remove it or choose another --workdir")
-    return int(checkpoint["step"])
+    settings = checkpoint.get("settings", {})
+    if settings.get("command") != command:
+        raise IVSegError(f"{paused} was left by another run ({settings.get('command')!r}), not "
+                         f"by this re-run ({command!r}): remove it or choose another --workdir")
+    for key in ("config", "train_options"):
+        if json_values(checkpoint.get(key)) != json_values(original.get(key)):
+            raise IVSegError(f"{paused} was left by this command under another {key} (its "
+                             "config file or defaults changed since): remove it or choose "
+                             "another --workdir")
+    step = int(checkpoint["step"])
+    return step if step < int(settings.get("steps", step + 1)) else None
 
 
 def reproduce(weights: str | Path, workdir: str | Path, tolerance: float = 0.01) -> dict:
-    weights, workdir = Path(weights), Path(workdir)
+    weights, workdir = Path(weights), Path(workdir).resolve()   # one --out, however named
     original = torch.load(weights, map_location="cpu", weights_only=True)
     command = original.get("command")
     if not command:
@@ -109,7 +117,7 @@ def reproduce(weights: str | Path, workdir: str | Path, tolerance: float = 0.01)
             + "; ".join(f"{key} then {then!r}, now {now!r}" for key, (then, now) in changed.items())
             + ". Re-run it on the code and config that trained it")
     workdir.mkdir(parents=True, exist_ok=True)
-    resumed_from = paused_step(resume_path(rerun), "ivseg " + shlex.join(arguments))
+    resumed_from = paused_step(resume_path(rerun), "ivseg " + shlex.join(arguments), original)
     going_on = [] if resumed_from is None else ["--resume", str(resume_path(rerun))]
     started = time.perf_counter()
     finished = subprocess.run([sys.executable, "-m", "PromptEngines.cli", *arguments, *going_on],

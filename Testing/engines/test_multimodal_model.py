@@ -195,6 +195,9 @@ def test_phase_two_options_are_checked_and_scale_only_its_learning_rate():
 
     with pytest.raises(IVSegError, match="tpp_trains must be one of cls, decoder, not 'all'"):
         TrainOptions(tpp_trains="all")
+    for bad in ("4", 0, -1.0, float("nan"), True):
+        with pytest.raises(IVSegError, match="tpp_lr_scale must be a number above 0"):
+            TrainOptions(tpp_lr_scale=bad)
     task = MultimodalTask.__new__(MultimodalTask)          # lr_scale reads the options only
     task.options = TrainOptions(phase_steps=(10, 12), tpp_lr_scale=4.0)
     assert [task.lr_scale(s) for s in (9, 10, 11, 12)] == [1.0, 4.0, 4.0, 1.0]

@@ -300,16 +300,31 @@ def test_a_reproduction_cut_short_goes_on_from_where_it_stopped(tmp_path, capsys
     original = tmp_path / "small.pt"
     run_json(capsys, "train", *SMALL, "--steps", 4, "--out", original)
     again = tmp_path / "again"
-    # The first sitting ended at step 2 (what a session's end leaves: its resume checkpoint).
+    paused = again / "small.pt.resume"
+    # The first sitting ended at step 2 (what a session's end leaves: its resume checkpoint),
+    # marked with a wall time no fresh run could have: the report's shows it went on from it.
     run_json(capsys, "train", *SMALL, "--steps", 4, "--out", again / "small.pt",
              "--stop-after", 2)
-    assert not (again / "small.pt").exists() and (again / "small.pt.resume").exists()
-    assert main(["reproduce", str(original), "--workdir", str(again),
-                 "--out", str(tmp_path / "report.json")]) == 0
-    report = json.loads((tmp_path / "report.json").read_text())
+    left = torch.load(paused, weights_only=True)
+    torch.save({**left, "wall_seconds": 1e6}, paused)
+    report_file = tmp_path / "report.json"
+    reproduce = ["reproduce", str(original), "--workdir", str(again), "--out", str(report_file)]
+    assert main(reproduce) == 0
+    report = json.loads(report_file.read_text())
     assert report["resumed_from_step"] == 2 and report["identical_weights"]
+    assert report["wall_seconds"] >= 1e6                      # the first sitting's time counts
     assert "--resume" not in report["rerun"]                  # the command, as recorded
-    # A resume checkpoint some other run left there is not taken for this one's.
+    # Called again, the finished run's checkpoint is not gone on from: it trains afresh.
+    assert main(reproduce) == 0
+    report = json.loads(report_file.read_text())
+    assert report["resumed_from_step"] is None and report["identical_weights"]
+    assert report["wall_seconds"] < 1e6
+    # A checkpoint this command left under another recipe (its config file changed since)...
+    torch.save({**left, "train_options": {**left["train_options"], "crop": 1}}, paused)
+    assert main(reproduce) == 2
+    assert f"{paused} was left by this command under another train_options" in \
+        capsys.readouterr().err
+    # ... or one some other run left there, is not taken for this one's.
     other = tmp_path / "other"
     run_json(capsys, "train", *SMALL, "--steps", 3, "--out", other / "small.pt",
              "--stop-after", 1)
