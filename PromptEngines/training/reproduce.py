@@ -101,6 +101,16 @@ def paused_step(paused: Path, command: str, original: dict) -> int | None:
     return step if step < int(settings.get("steps", step + 1)) else None
 
 
+QUALITY_WORDS = ("dice", "iou", "fraction")      # shares in [0, 1], whatever the engine
+
+
+def quality_metrics(metrics) -> list[str]:
+    """The held-out metrics the tolerance applies to: every engine's Dice, clDice, IoU and
+    fractions (not times, millimetres or counts, which have other scales)."""
+    return [key for key in metrics if any(word in key.lower() for word in QUALITY_WORDS)
+            and "seconds" not in key.lower()]
+
+
 def reproduce(weights: str | Path, workdir: str | Path, tolerance: float = 0.01) -> dict:
     weights, workdir = Path(weights), Path(workdir).resolve()   # one --out, however named
     original = torch.load(weights, map_location="cpu", weights_only=True)
@@ -128,13 +138,16 @@ def reproduce(weights: str | Path, workdir: str | Path, tolerance: float = 0.01)
     old, new = original.get("metrics", {}), again.get("metrics", {})
     differences = {key: new[key] - old[key] for key in old
                    if isinstance(old[key], float) and isinstance(new.get(key), float)}
-    quality = [k for k in differences if k.startswith(("median_dice", "median_cldice"))]
+    quality = quality_metrics(differences)
     return {
         "weights": str(weights), "command": command, "rerun": " ".join(["ivseg", *arguments]),
         "identical_weights": again.get("weights_sha256") == original.get("weights_sha256"),
         "weights_sha256": {"card": original.get("weights_sha256"), "rerun": again.get("weights_sha256")},
         "metrics": {"card": old, "rerun": new}, "differences": differences,
-        "within_tolerance": all(abs(differences[k]) <= tolerance for k in quality),
+        # no held-out metrics (a --no-eval run): the weights alone decide
+        "within_tolerance": (all(abs(differences[k]) <= tolerance for k in quality) if quality
+                             else again.get("weights_sha256") == original.get("weights_sha256")),
+        "compared": quality,
         "tolerance": tolerance,
         # the training's, over every sitting; and this call's (less where it went on)
         "wall_seconds": again.get("wall_seconds"), "this_run_seconds": time.perf_counter() - started,

@@ -367,6 +367,17 @@ def test_the_recipe_check_reads_the_config_the_rerun_will_use(tmp_path):
     assert recipe_changes(words, None) == {}
 
 
+def test_the_tolerance_applies_to_every_engines_quality_metrics():
+    from PromptEngines.training.reproduce import quality_metrics
+
+    metrics = ["median_dice", "median_cldice", "median_hd95_mm", "median_seconds",
+               "median_distractor_fraction", "mean_iou_at_5", "worse_fraction",
+               "dice_iteration_1", "mode1_dice_RV", "mode3_dice_at_3", "cases", "first_seed"]
+    assert quality_metrics(metrics) == [
+        "median_dice", "median_cldice", "median_distractor_fraction", "mean_iou_at_5",
+        "worse_fraction", "dice_iteration_1", "mode1_dice_RV", "mode3_dice_at_3"]
+
+
 def test_rerun_arguments_move_only_the_output():
     from PromptEngines.training.reproduce import rerun_arguments
     from PromptEngines.errors import IVSegError
