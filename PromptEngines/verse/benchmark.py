@@ -202,6 +202,8 @@ def run(settings: BenchSettings) -> dict:
             truth = stack.labels == CARDIAC_LABELS[name]
             slices = chosen_slices(truth)
             result, corrected, alone = verse_sessions(engine, stack, name, slices)
+            # the generator's slices are square: a cut one is a rectangular field of view
+            result["rectangular_fov"] = truth.shape[1] != truth.shape[2]
             automatic[name].append(result)
             curves[MODE2] += corrected
             curves[MODE3] += alone
@@ -214,7 +216,8 @@ def run(settings: BenchSettings) -> dict:
                    name: {"stack_dice": float(np.mean([r["stack"] for r in rs])),
                           "slice_dice": float(np.mean([r["slices"] for r in rs])),
                           "lowest_stack_dice": float(min(r["stack"] for r in rs)),
-                          "not_found": sum(not r["found"] for r in rs), "per_stack": rs}
+                          "not_found": sum(not r["found"] for r in rs),
+                          **_by_field_of_view(rs), "per_stack": rs}
                    for name, rs in automatic.items()},
                "rows": {row: summarise(c, counts_start=row == MODE2)
                         for row, c in curves.items() if c},
@@ -223,6 +226,14 @@ def run(settings: BenchSettings) -> dict:
     if settings.speed:
         results["speed"] = speed(weights)
     return save_results(settings.out, "verse", results, plot)
+
+
+def _by_field_of_view(results: list[dict]) -> dict:
+    """Mode 1's mean Dice per slice on the square and on the rectangular fields of view."""
+    return {f"slice_dice_{kind}_fov": float(np.mean([r["slices"] for r in chosen]))
+            for kind, chosen in (("square", [r for r in results if not r["rectangular_fov"]]),
+                                 ("rectangular", [r for r in results if r["rectangular_fov"]]))
+            if chosen}
 
 
 def table(results: dict) -> str:

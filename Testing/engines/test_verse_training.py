@@ -116,3 +116,13 @@ def test_a_shift_moves_the_slice_and_its_truth_together_and_fills_with_nothing()
         assert moved.sum() == 140 and moved.min() == 0.0     # whole, within reach (12 px)
         moves.add((int(rows[0]) - 20, int(cols[0]) - 30))
     assert len(moves) == 8 and all(abs(r) <= 13 and abs(c) <= 13 for r, c in moves)
+
+
+def test_the_benchmark_reports_mode1_on_square_and_rectangular_fields_of_view_apart():
+    from PromptEngines.verse.benchmark import _by_field_of_view
+
+    results = [{"slices": 0.9, "rectangular_fov": False}, {"slices": 0.7, "rectangular_fov": False},
+               {"slices": 0.4, "rectangular_fov": True}]
+    assert _by_field_of_view(results) == pytest.approx(
+        {"slice_dice_square_fov": 0.8, "slice_dice_rectangular_fov": 0.4})
+    assert _by_field_of_view(results[:2]) == pytest.approx({"slice_dice_square_fov": 0.8})
