@@ -99,8 +99,9 @@ def mask_loss(logits, iou, truth):
     return bce, F.mse_loss(iou, real)
 
 
-def _one_step(model, batch):
-    features = model.encode(batch["image"])
+def _one_step(model, batch, features=None):
+    if features is None:
+        features = model.encode(batch["image"])
     return model.decode(features, batch["point"][:, None], batch["label"][:, None],
                         batch["command"][:, None], _prompt(batch["mask"]))
 
@@ -115,8 +116,7 @@ def _tpp_loss(model, batch, keep_masks: bool):
     parts = {"phase": 2, "tpp_accuracy": float((logits.argmax(1) == batch["command"])
                                                .float().mean())}
     if keep_masks:
-        masks, iou = model.decode(features, batch["point"][:, None], batch["label"][:, None],
-                                  batch["command"][:, None], _prompt(batch["mask"]))
+        masks, iou = _one_step(model, batch, features)
         bce, iou_error = mask_loss(masks, iou, batch["truth"])
         parts |= {"cross_entropy": float(loss.detach()), "bce": float(bce.detach())}
         loss = loss + bce + iou_error

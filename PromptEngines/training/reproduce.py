@@ -127,8 +127,9 @@ def reproduce(weights: str | Path, workdir: str | Path, tolerance: float = 0.01)
             + "; ".join(f"{key} then {then!r}, now {now!r}" for key, (then, now) in changed.items())
             + ". Re-run it on the code and config that trained it")
     workdir.mkdir(parents=True, exist_ok=True)
-    resumed_from = paused_step(resume_path(rerun), "ivseg " + shlex.join(arguments), original)
-    going_on = [] if resumed_from is None else ["--resume", str(resume_path(rerun))]
+    paused = resume_path(rerun)
+    resumed_from = paused_step(paused, "ivseg " + shlex.join(arguments), original)
+    going_on = [] if resumed_from is None else ["--resume", str(paused)]
     started = time.perf_counter()
     finished = subprocess.run([sys.executable, "-m", "PromptEngines.cli", *arguments, *going_on],
                               capture_output=True, text=True)
@@ -139,14 +140,15 @@ def reproduce(weights: str | Path, workdir: str | Path, tolerance: float = 0.01)
     differences = {key: new[key] - old[key] for key in old
                    if isinstance(old[key], float) and isinstance(new.get(key), float)}
     quality = quality_metrics(differences)
+    identical = again.get("weights_sha256") == original.get("weights_sha256")
     return {
         "weights": str(weights), "command": command, "rerun": " ".join(["ivseg", *arguments]),
-        "identical_weights": again.get("weights_sha256") == original.get("weights_sha256"),
+        "identical_weights": identical,
         "weights_sha256": {"card": original.get("weights_sha256"), "rerun": again.get("weights_sha256")},
         "metrics": {"card": old, "rerun": new}, "differences": differences,
         # no held-out metrics (a --no-eval run): the weights alone decide
         "within_tolerance": (all(abs(differences[k]) <= tolerance for k in quality) if quality
-                             else again.get("weights_sha256") == original.get("weights_sha256")),
+                             else identical),
         "compared": quality,
         "tolerance": tolerance,
         # the training's, over every sitting; and this call's (less where it went on)
