@@ -50,6 +50,18 @@ def foreign_parts(kept: np.ndarray, reach: np.ndarray, other_lumen: np.ndarray) 
     return found
 
 
+def pieces_apart(kept: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """The pieces of `kept` (a slice's mask) on none of `previous` (the track's mask on the
+    slice before), taken only through the overlap margin. Over another vessel's lumen
+    (`foreign_parts`), the track stepped sideways onto that vessel: on thick slices its own
+    ended or moved, and the other lay within the margin."""
+    pieces, count = ndimage.label(kept, full_structure(2))
+    if count == 0:
+        return np.zeros(kept.shape, bool)
+    on_previous = ndimage.sum(previous, pieces, np.arange(1, count + 1))
+    return np.isin(pieces, np.flatnonzero(np.asarray(on_previous) == 0) + 1)
+
+
 def separate(held: np.ndarray, own: np.ndarray, foreign: np.ndarray, spacing,
              outside: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Split `held` (voxels traced from a contact on) between the trace (`own`: what it

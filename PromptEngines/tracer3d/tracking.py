@@ -43,7 +43,7 @@ from ..data.regions import (bounding_box, deepest_point, dilated_within, full_st
                             pieces_in_box, slice_pieces, window)
 from ..errors import PromptError
 from .branches import keep_branches
-from .contacts import foreign_parts, outside_lumen
+from .contacts import foreign_parts, outside_lumen, pieces_apart
 from .held import HeldContacts
 from ..backbones.graphs import GraphedCall
 
@@ -627,7 +627,7 @@ class SliceTracer:
         if new.sum() < options.min_new_pixels:
             return None                                   # joined what is already traced
         self.slices_traced += 1
-        foreign = self._foreign(z, track.direction, kept, near, reach, rows, cols)
+        foreign = self._foreign(z, track.direction, kept, previous, near, reach, rows, cols)
         if foreign is not None and not group:
             group = track.group = self.held.open()        # another vessel comes in here
         self._commit(z, rows, cols, new if group else kept)
@@ -638,17 +638,20 @@ class SliceTracer:
             return _progress_only(z, len(queue)) if self._heartbeat else None
         return SliceResult(z, rows, cols, kept, len(queue))
 
-    def _foreign(self, z, direction, kept, near, reach, rows, cols):
+    def _foreign(self, z, direction, kept, previous, near, reach, rows, cols):
         """The parts of `kept` that continue a vessel running outside the trace on the slice
         the track came from (contacts.py), or None."""
         if not (direction and self.options.contacts):
             return None
         whole_reach = np.zeros_like(kept)
         whole_reach[near] = reach
-        if (kept & ~whole_reach).sum() < self.options.min_backward_pixels:
+        beyond = (kept & ~whole_reach).sum() >= self.options.min_backward_pixels
+        apart = pieces_apart(kept, previous)
+        if not (beyond or apart.any()):
             return None
         before = z - direction
         other = (outside_lumen(self.volume[before, rows, cols], self.traced[before, rows, cols])
                  | self.held.rejected.window(before, rows, cols))
-        foreign = foreign_parts(kept, whole_reach, other)
+        foreign = foreign_parts(kept, whole_reach, other) if beyond else np.zeros_like(kept)
+        foreign |= foreign_parts(apart, np.zeros_like(kept), other)
         return foreign if foreign.any() else None

@@ -10,7 +10,7 @@ import pytest
 from PromptEngines.data.synthetic.cta import vessel_volume
 from PromptEngines.evaluation import metrics
 from PromptEngines.tracer3d.checkpoints import DEFAULT_WEIGHTS, load_model
-from PromptEngines.tracer3d.contacts import foreign_parts, passes_by, separate
+from PromptEngines.tracer3d.contacts import foreign_parts, passes_by, pieces_apart, separate
 from PromptEngines.tracer3d.evaluate import trace_case
 from PromptEngines.tracer3d.normalise import click_normalised
 from PromptEngines.tracer3d.tracking import SliceTracer, TraceOptions
@@ -57,6 +57,24 @@ def test_a_slice_part_over_another_vessels_lumen_is_foreign_a_bulge_is_not():
     assert (found == (kept & ~reach)).all()
     bulge = previous | disc(shape, (30, 29), 3)              # a branch leaving: no lumen before
     assert not foreign_parts(bulge, reach, np.zeros(shape, bool)).any()
+
+
+def test_a_piece_apart_from_the_track_over_another_lumen_is_foreign():
+    """Thick slices: the track's vessel ends (or moves on) and the model's mask on the next
+    slice is a piece of the vein beside it, on none of the track's mask, reached only through
+    the overlap margin. Over that vein's lumen of the slice before, it is another vessel; a
+    piece apart over no other lumen (the vessel moved) is not."""
+    shape = (40, 40)
+    previous = disc(shape, (20, 12), 3)
+    vein_piece = disc(shape, (20, 19), 3) & ~previous       # 1 px of tissue between
+    kept = vein_piece | disc(shape, (8, 12), 2)              # and a piece on nothing else
+    vein_before = disc(shape, (21, 20), 3)                   # the vein on the slice before
+    apart = pieces_apart(kept, previous)
+    assert (apart == kept).all()                             # neither piece is on previous
+    found = foreign_parts(apart, np.zeros(shape, bool), vein_before)
+    assert (found == vein_piece).all()
+    on_track = vein_piece | disc(shape, (20, 13), 3)         # joined to the track's mask
+    assert not pieces_apart(on_track, previous).any()
 
 
 def test_the_3d_split_gives_the_vein_its_voxels_and_the_artery_its_own():
