@@ -6,7 +6,10 @@ cues can, read off the masks (what the model says), the image only saying where 
 
 - Lumen continuity (`foreign_parts`): a part of a slice's mask beyond the previous slice's
   reach that lies over a lumen which, on the previous slice, ran outside the trace continues
-  a vessel that was not the trace's one slice ago.
+  a vessel that was not the trace's one slice ago; so does a piece of the mask on none of
+  the track's previous mask (`pieces_apart`) over such a lumen.
+- Straight through (`straight_pairs`): vessels are smooth, so at a crossing each goes on
+  nearly straight; arms around the contact that leave on one line are one vessel.
 - Two tubes (`separate`, `passes_by`): traced on a little, the voxels from such a contact
   on are split between the trace and the other vessel by watershed on the 3D depth inside
   the mask (touching tubes meet through a shallow saddle; in 3D they have one). A branch
