@@ -83,31 +83,9 @@ def test_the_3d_split_gives_the_vein_its_voxels_and_the_artery_its_own():
     held = (artery | vein) & ~shown
     came_in = np.zeros(held.shape, np.int32)
     came_in[20][vein[20]] = 1                                # where the vein came in
-    regions, through = separate(held, shown, came_in, SPACING)
+    regions = separate(held, shown, came_in, SPACING)
     assert (regions[vein] == 2).mean() > 0.9
     assert (regions[artery & held] == 1).mean() > 0.95
-    assert (through & vein).sum() > 0.5 * vein.sum() and not (through & artery).any()
-
-
-def test_a_thicker_vein_crossing_does_not_take_the_artery_beyond_it():
-    """The depth inside the two tubes peaks in the thicker one: a watershed on depth alone
-    gives the crossing, and the artery's way on past it, to a vein thicker than the artery.
-    The arms that go on straight through the crossing are paired first."""
-    shape = (48, 64, 64)
-    zz, yy, xx = np.indices(shape)
-    mm = lambda a, s: a * s                                          # noqa: E731
-    artery = (mm(yy - 30, 0.5) ** 2 + mm(xx - 32, 0.5) ** 2) <= 1.5 ** 2
-    # Centre 4 mm from the artery's (radius 1.5 + 2.5): the surfaces touch at z = 24.
-    vein = (mm(zz - 24, 1.0) ** 2 + mm(yy - 38, 0.5) ** 2 <= 2.5 ** 2) & ~artery
-    shown = artery & (zz < 21)
-    held = (artery | vein) & ~shown
-    came_in = np.zeros(shape, np.int32)
-    came_in[24][vein[24] & (np.abs(xx[24] - 32) <= 4)] = 1
-    regions, through = separate(held, shown, came_in, SPACING)
-    beyond = artery & (zz > 28)                         # the artery's way on past the vein
-    assert (regions[beyond] == 1).all()
-    assert (regions[vein] == 2).mean() > 0.9
-    assert (through & vein).sum() > 0.5 * vein.sum() and not (through & artery).any()
 
 
 @pytest.fixture(scope="module")
