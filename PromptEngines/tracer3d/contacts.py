@@ -48,16 +48,16 @@ def foreign_parts(kept: np.ndarray, reach: np.ndarray, other_lumen: np.ndarray) 
     return found
 
 
-def pieces_apart(kept: np.ndarray, previous: np.ndarray) -> np.ndarray:
+def pieces_apart(kept: np.ndarray, previous: np.ndarray, pieces: np.ndarray | None = None
+                 ) -> np.ndarray:
     """The pieces of `kept` (a slice's mask) on none of `previous` (the track's mask on the
     slice before), taken only through the overlap margin. Over another vessel's lumen
     (`foreign_parts`), the track stepped sideways onto that vessel: on thick slices its own
-    ended or moved, and the other lay within the margin."""
-    pieces, count = ndimage.label(kept, full_structure(2))
-    if count == 0:
-        return np.zeros(kept.shape, bool)
-    on_previous = ndimage.sum(previous, pieces, np.arange(1, count + 1))
-    return np.isin(pieces, np.flatnonzero(np.asarray(on_previous) == 0) + 1)
+    ended or moved, and the other lay within the margin. `pieces`: kept's pieces already
+    labelled (full connectivity), as the tracker has them."""
+    if pieces is None:
+        pieces, _ = ndimage.label(kept, full_structure(2))
+    return kept & ~np.isin(pieces, np.unique(pieces[kept & previous]))
 
 
 def separate(held: np.ndarray, own: np.ndarray, foreign: np.ndarray, spacing) -> np.ndarray:

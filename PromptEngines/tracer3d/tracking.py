@@ -627,7 +627,8 @@ class SliceTracer:
         if new.sum() < options.min_new_pixels:
             return None                                   # joined what is already traced
         self.slices_traced += 1
-        foreign = self._foreign(z, track.direction, kept, previous, near, reach, rows, cols)
+        foreign = self._foreign(z, track.direction, kept, pieces, previous, near, reach, rows,
+                                cols)
         if foreign is not None and not group:
             group = track.group = self.held.open()        # another vessel comes in here
         self._commit(z, rows, cols, new if group else kept)
@@ -638,15 +639,15 @@ class SliceTracer:
             return _progress_only(z, len(queue)) if self._heartbeat else None
         return SliceResult(z, rows, cols, kept, len(queue))
 
-    def _foreign(self, z, direction, kept, previous, near, reach, rows, cols):
-        """The parts of `kept` that continue a vessel running outside the trace on the slice
-        the track came from (contacts.py), or None."""
+    def _foreign(self, z, direction, kept, pieces, previous, near, reach, rows, cols):
+        """The parts of `kept` (`pieces`: its pieces labelled) that continue a vessel running
+        outside the trace on the slice the track came from (contacts.py), or None."""
         if not (direction and self.options.contacts):
             return None
         whole_reach = np.zeros_like(kept)
         whole_reach[near] = reach
         beyond = (kept & ~whole_reach).sum() >= self.options.min_backward_pixels
-        apart = pieces_apart(kept, previous)
+        apart = pieces_apart(kept, previous, pieces)
         if not (beyond or apart.any()):
             return None
         before = z - direction
