@@ -152,6 +152,7 @@ def cmd_train(args) -> int:
     settings = TrainSettings(out=args.out, steps=steps, batch_size=args.batch_size, lr=args.lr,
                              weight_decay=args.weight_decay, warmup_steps=min(args.warmup, steps),
                              seed=args.seed, device=args.device or "cpu", resume=args.resume,
+                             init=args.init,
                              stop_after=args.stop_after,
                              evaluate=not args.no_eval, checkpoint_every=args.checkpoint_every,
                              workers=args.workers,
@@ -290,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--seed", type=int, default=0)
     training.add_argument("--device", help="cpu or cuda (default cpu)")
     training.add_argument("--resume", help="a .resume checkpoint to continue from")
+    training.add_argument("--init", metavar="WEIGHTS",
+                          help="start from these weights of the same engine and model config "
+                               "(fine-tuning: a fresh optimiser and schedule)")
     training.add_argument("--stop-after", type=int,
                           help="pause at this step (write the .resume checkpoint only)")
     training.add_argument("--config", help="JSON with model / train / trace sections")

@@ -61,19 +61,56 @@ def paste(mask2d: np.ndarray, crop: np.ndarray, origin, valid: np.ndarray) -> np
     return out
 
 
+# What each command may do to the mask (its meaning, whatever the model draws): these only
+# take pixels away, the others only add them; a plain click may do either.
+TAKES_AWAY = ("make thinner", "remove")
+ADDS = ("make thicker", "make a connection", "extend")
+# These change the clicked vessel's width: both its walls, the far one beyond REACH_PX of a
+# point on the near one when the vessel is wide.
+ACROSS_THE_VESSEL = ("make thinner", "make thicker")
+
+
+def commanded(before: np.ndarray, after: np.ndarray, command: str | None) -> np.ndarray:
+    """`after` without the changes the command cannot mean ("make thinner" adds nothing)."""
+    if command in TAKES_AWAY:
+        return before & after
+    if command in ADDS:
+        return before | after
+    return after
+
+
+def reach_of(before: np.ndarray, after: np.ndarray, point_yx, reach: int = REACH_PX,
+             across: bool = False) -> np.ndarray:
+    """The pixels a step's changes must touch to be kept: the (2 reach + 1)^2 window around
+    the point; `across`: grown from there through the vessel (before or after) by the
+    clicked vessel's width (twice its deepest pixel within 3 pixels of the point)."""
+    y, x = (int(round(c)) for c in point_yx)
+    window = np.zeros(before.shape, bool)
+    window[max(y - reach, 0):y + reach + 1, max(x - reach, 0):x + reach + 1] = True
+    if not across:
+        return window
+    depth = ndimage.distance_transform_edt(before)
+    width = int(round(2 * depth[max(y - 3, 0):y + 4, max(x - 3, 0):x + 4].max(initial=0.0)))
+    if width == 0:
+        return window
+    return ndimage.binary_dilation(window, full_structure(2), iterations=width,
+                                   mask=window | before | after)
+
+
 def near_the_point(before: np.ndarray, after: np.ndarray, point_yx,
-                   reach: int = REACH_PX) -> np.ndarray:
-    """`after` where the step changed the mask within `reach` pixels of its point or
+                   reach: int = REACH_PX, command: str | None = None) -> np.ndarray:
+    """`after` where the step changed the mask as its command means (commanded) within
+    `reach` pixels of its point (thinner / thicker: across the clicked vessel, both walls) or
     connected to such a change (a branch added or removed whole, a rim along the vessel);
     `before` elsewhere. The model decides the whole crop; a step fixes the error it was
     asked about and leaves the rest of the mask as it was."""
+    after = commanded(before, after, command)
     changed = after != before
     pieces, count = ndimage.label(changed, full_structure(2))
     if count == 0:
         return before.copy()
-    y, x = (int(round(c)) for c in point_yx)
-    near = pieces[max(y - reach, 0):y + reach + 1, max(x - reach, 0):x + reach + 1]
-    kept = np.isin(pieces, np.unique(near[near > 0]))
+    near = reach_of(before, after, point_yx, reach, command in ACROSS_THE_VESSEL)
+    kept = np.isin(pieces, np.unique(pieces[near & (pieces > 0)]))
     return np.where(kept, after, before)
 
 
@@ -89,7 +126,9 @@ def run_step(model, image2d: np.ndarray, mask2d: np.ndarray, steps: list[Step],
     crop = (logits[0, 0] > 0).cpu().numpy()
     before = window(np.asarray(mask2d) > 0, origin, model.crop, False)
     local = points[0, -1].cpu().numpy()
-    return paste(mask2d, near_the_point(before, crop, local), origin, valid), float(iou[0])
+    command = TEXT_COMMANDS[steps[-1].command] if steps[-1].command >= 0 else None
+    return (paste(mask2d, near_the_point(before, crop, local, command=command), origin, valid),
+            float(iou[0]))
 
 
 def predict_command(model, image2d, mask2d, point, device="cpu") -> tuple[str, np.ndarray]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..backbones.checkpoint import file_sha256
 from ..errors import IVSegError
 from .tasks import json_values, read_config, recipe
 from .trainer import resume_path
@@ -80,6 +81,20 @@ def recipe_changes(arguments: list[str], recorded: dict | None) -> dict:
             if key not in today or then != today[key]}
 
 
+def starting_point_unchanged(arguments: list[str], recorded: dict | None) -> None:
+    """A fine-tuning run (`--init W`) reproduces only from the very weights it started from:
+    refused at once when W is missing or is another file than the one recorded."""
+    path = _option(arguments, "--init")
+    if path is None or not recorded:
+        return
+    if not Path(path).is_file():
+        raise IVSegError(f"the run started from {path} ({recorded['file']}, sha256 "
+                         f"{recorded['sha256']}), which is not there")
+    if file_sha256(path) != recorded["sha256"]:
+        raise IVSegError(f"the run started from {recorded['file']} with sha256 "
+                         f"{recorded['sha256']}; {path} is another file now")
+
+
 def paused_step(paused: Path, command: str, original: dict) -> int | None:
     """The step where an earlier re-run of `command` stopped short, leaving its resume
     checkpoint `paused` (None: there is none, or that run finished: this one starts afresh).
@@ -126,6 +141,7 @@ def reproduce(weights: str | Path, workdir: str | Path, tolerance: float = 0.01)
             "(defaults or its config file changed since): "
             + "; ".join(f"{key} then {then!r}, now {now!r}" for key, (then, now) in changed.items())
             + ". Re-run it on the code and config that trained it")
+    starting_point_unchanged(arguments, original.get("initial_weights"))
     workdir.mkdir(parents=True, exist_ok=True)
     paused = resume_path(rerun)
     resumed_from = paused_step(paused, "ivseg " + shlex.join(arguments), original)

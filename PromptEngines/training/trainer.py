@@ -23,10 +23,11 @@ from typing import Protocol
 
 import torch
 
-from ..backbones.checkpoint import CHECKPOINT_FORMAT
+from ..backbones.checkpoint import CHECKPOINT_FORMAT, file_sha256
 from ..errors import CheckpointError, IVSegError
 from .model_card import write_card
 from .prefetch import batch_source
+from .tasks import json_values
 
 
 class TrainingTask(Protocol):
@@ -54,6 +55,7 @@ class TrainSettings:
     seed: int = 0
     device: str = "cpu"
     resume: str | None = None
+    init: str | None = None            # weights of the same engine and config to start from
     stop_after: int | None = None      # stop at this step, keeping the schedule of `steps`
     log_every: int = 20
     checkpoint_every: int = 500
@@ -167,6 +169,8 @@ def _train(task, settings: TrainSettings, progress: bool, dist, draw, end: int) 
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimiser, factor if scale is None else (lambda step: factor(step) * scale(step)))
     start, earlier_wall = 0, 0.0
+    if settings.init and not settings.resume:      # (a resumed run holds its own weights)
+        _initialise(settings.init, model, task)
     if settings.resume:
         start, earlier_wall = _restore(settings.resume, model, optimiser, scheduler, task.engine,
                                        dist.device)
@@ -227,9 +231,30 @@ def _train(task, settings: TrainSettings, progress: bool, dist, draw, end: int) 
 
 def _checkpoint(settings, task, model, step) -> dict:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    started = {"initial_weights": initial_weights(settings.init)} if settings.init else {}
     return {"format": CHECKPOINT_FORMAT, "engine": task.engine, "config": task.model_config(),
             "model": state, "step": step, "seed": settings.seed,
-            "weights_sha256": weights_sha256(state), **task.checkpoint_extras()}
+            "weights_sha256": weights_sha256(state), **started, **task.checkpoint_extras()}
+
+
+def initial_weights(path) -> dict:
+    """What a fine-tuning run started from, as its checkpoints and card name it."""
+    return {"file": Path(path).name, "sha256": file_sha256(path)}
+
+
+def _initialise(path, model, task) -> None:
+    """Fine-tuning (`--init`): the model starts from another run's weights of the same
+    engine and model config, loaded strictly; the optimiser and schedule start afresh."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"--init weights not found: {path}")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if checkpoint.get("engine") != task.engine or "model" not in checkpoint:
+        raise CheckpointError(f"{path.name} is not a {task.engine} weights file")
+    if json_values(checkpoint.get("config")) != json_values(task.model_config()):
+        raise CheckpointError(f"{path.name} was trained with another model config than this "
+                              "run's: fine-tuning starts from the same architecture")
+    model.load_state_dict(checkpoint["model"], strict=True)
 
 
 def _save_resume(settings, task, model, optimiser, scheduler, step, wall, device):

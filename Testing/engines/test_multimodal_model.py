@@ -276,3 +276,37 @@ def test_a_step_keeps_only_the_changes_that_reach_its_point():
     lonely[10, 20] = True
     assert near_the_point(before, lonely, (10 + REACH_PX, 20))[10, 20]
     assert not near_the_point(before, lonely, (11 + REACH_PX, 20))[10, 20]
+
+
+def test_a_step_does_only_what_its_command_means_and_thins_both_walls():
+    """"make thinner" / "remove" only take pixels away and "make thicker" / "make a
+    connection" / "extend" only add, whatever else the model drew; thinner and thicker reach
+    the clicked vessel's far wall, beyond REACH_PX of a point on its near wall (a vessel
+    drawn 20 pixels wide), but not another vessel as far away."""
+    from PromptEngines.multimodal.correction import REACH_PX, near_the_point
+
+    before = np.zeros((80, 80), bool)
+    before[20:40, :] = True                      # a thick vessel across the crop: rows 20-39
+    before[55:58, :] = True                      # another vessel below it
+    after = before.copy()
+    after[20:24, 10:50] = False                  # the near wall's rim thinned ...
+    after[36:40, 10:50] = False                  # ... and the far wall's, 16 pixels away
+    after[55:58, 10:50] = False                  # the other vessel wrongly taken away
+    after[10:20, 30:33] = True                   # and a branch drawn at the near wall
+    point = (21, 30)                             # on the near wall
+    assert (36 - point[0]) > REACH_PX            # the far rim is beyond the window
+    thinner = near_the_point(before, after, point, command="make thinner")
+    assert not thinner[20:24, 10:50].any() and not thinner[36:40, 10:50].any()
+    assert thinner[24:36].all() and thinner[55:58].all() and not thinner[10:20].any()
+    # Without a command the far rim stays (not reached) and the branch is drawn.
+    plain = near_the_point(before, after, point)
+    assert plain[36:40, 10:50].all() and plain[10:20, 30:33].all()
+    # "make thicker" adds the branch's pixels and takes nothing away.
+    thicker = near_the_point(before, after, point, command="make thicker")
+    assert thicker[10:20, 30:33].all() and np.array_equal(thicker & before, before)
+    # "remove" takes away, near the point only; "extend" only adds.
+    removed = near_the_point(before, after, point, command="remove")
+    assert not removed[20:24, 10:50].any() and removed[36:40, 10:50].all()
+    assert not removed[10:20].any()
+    extended = near_the_point(before, after, point, command="extend")
+    assert extended[10:20, 30:33].all() and extended[20:24, 10:50].all()

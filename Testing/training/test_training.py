@@ -332,6 +332,68 @@ def test_a_reproduction_cut_short_goes_on_from_where_it_stopped(tmp_path, capsys
     assert f"{other / 'small.pt.resume'} was left by another run" in capsys.readouterr().err
 
 
+def trained_parameters(path) -> dict:
+    """A checkpoint's weights without BatchNorm's running statistics (which forward passes
+    move even at a learning rate of 0)."""
+    state = torch.load(path, weights_only=True)["model"]
+    return {k: v for k, v in state.items() if "running_" not in k and "num_batches" not in k}
+
+
+def test_fine_tuning_starts_from_the_given_weights_and_the_card_names_them(tmp_path, capsys):
+    from PromptEngines.backbones.checkpoint import file_sha256
+
+    base = tmp_path / "base.pt"
+    run_json(capsys, "train", *SMALL, "--steps", 3, "--out", base)
+    # At a learning rate of 0 a fine-tuning run keeps what it started from, exactly; a fresh
+    # run keeps its random start, which 3 steps of training moved away from.
+    still = ["train", *SMALL, "--steps", 2, "--lr", 0]
+    run_json(capsys, *still, "--init", base, "--out", tmp_path / "tuned.pt")
+    run_json(capsys, *still, "--out", tmp_path / "fresh.pt")
+    started, tuned = trained_parameters(base), trained_parameters(tmp_path / "tuned.pt")
+    fresh = trained_parameters(tmp_path / "fresh.pt")
+    assert started.keys() == tuned.keys() == fresh.keys()
+    assert all(torch.equal(started[k], tuned[k]) for k in started)
+    assert not all(torch.equal(started[k], fresh[k]) for k in started)
+    checkpoint = torch.load(tmp_path / "tuned.pt", weights_only=True)
+    assert checkpoint["initial_weights"] == {"file": "base.pt", "sha256": file_sha256(base)}
+    assert f"--init {base}" in checkpoint["command"]
+    assert f"| started from | `base.pt` (sha256 `{file_sha256(base)}`) |" in \
+        (tmp_path / "tuned.md").read_text()
+    assert "initial_weights" not in torch.load(base, weights_only=True)
+
+
+def test_fine_tuning_refuses_weights_of_another_engine_or_model(tmp_path, capsys):
+    base = tmp_path / "base.pt"
+    run_json(capsys, "train", *SMALL, "--steps", 1, "--out", base)
+    checkpoint = torch.load(base, weights_only=True)
+    cases = {"verse.pt": ({**checkpoint, "engine": "verse"}, "is not a tracer3d weights file"),
+             "wider.pt": ({**checkpoint, "config": {**checkpoint["config"], "width": 99}},
+                          "was trained with another model config than this run's")}
+    for name, (content, message) in cases.items():
+        torch.save(content, tmp_path / name)
+        out = tmp_path / f"from_{name}"
+        assert main(["train", *SMALL, "--steps", "1", "--init", str(tmp_path / name),
+                     "--out", str(out)]) == 2
+        assert f"{name} {message}" in capsys.readouterr().err and not out.exists()
+    assert main(["train", *SMALL, "--steps", "1", "--init", str(tmp_path / "gone.pt"),
+                 "--out", str(tmp_path / "x.pt")]) == 2
+    assert f"--init weights not found: {tmp_path / 'gone.pt'}" in capsys.readouterr().err
+
+
+def test_a_fine_tuned_run_reproduces_only_from_the_weights_it_started_from(tmp_path, capsys):
+    base, tuned = tmp_path / "base.pt", tmp_path / "tuned.pt"
+    run_json(capsys, "train", *SMALL, "--steps", 2, "--out", base)
+    run_json(capsys, "train", *SMALL, "--steps", 2, "--init", base, "--out", tuned)
+    report = tmp_path / "report.json"
+    assert main(["reproduce", str(tuned), "--workdir", str(tmp_path / "again"),
+                 "--out", str(report)]) == 0
+    assert json.loads(report.read_text())["identical_weights"]
+    run_json(capsys, "train", *SMALL, "--steps", 3, "--out", base)       # base.pt replaced
+    assert main(["reproduce", str(tuned), "--workdir", str(tmp_path / "third")]) == 2
+    assert f"{base} is another file now" in capsys.readouterr().err
+    assert not (tmp_path / "third").exists()                              # nothing ran
+
+
 def test_reproduce_refuses_at_once_when_a_recorded_option_is_no_longer_the_default(tmp_path,
                                                                                      capsys):
     from PromptEngines.training.tasks import recipe
