@@ -7,7 +7,7 @@ seeds from 1000; samples.fundus_pictures) and 3D CTA volumes (benchmark_3d.py):
   point + text, and the same model with the clicks alone (points only, labelled by the
   error's sign); the share of cases that end below their starting IoU;
 - one step, one defect: per command, the truth with one defect of that kind and one step at
-  its point with its command: the share of the defect fixed, the share of cases with at
+  its point with its command, through the engine on the single-slice picture: the share of the defect fixed, the share of cases with at
   least half fixed, pixels made wrong away from the defect, and the Text Prompt Predictor's
   accuracy on the same (image, mask, point);
 - one step, one defect in 3D: the same per command on CTA volumes (benchmark_3d.py);
@@ -24,7 +24,9 @@ import torch
 from scipy import ndimage
 
 from ..descriptor import BenchSettings
+from ..errors import PromptError
 from ..evaluation.tables import markdown_table, save_results
+from ..prompts import MaskPrompt, Text
 from .benchmark_3d import one_step_one_defect_3d, speed_3d
 from .checkpoints import DEFAULT_WEIGHTS, load_model
 from .correction import Step, predict_command, run_step
@@ -72,7 +74,9 @@ def sessions(model, cases: int, steps: int = STEPS) -> dict:
     return {"cases": cases, "steps": steps, "summary": summarise(runs, steps)}
 
 
-def one_step_one_defect(model, per_command: int = PER_COMMAND) -> dict:
+def one_step_one_defect(engine: MultimodalEngine, per_command: int = PER_COMMAND) -> dict:
+    """Each defect's step through the engine on the single-slice picture, as the user gets
+    it (the model's step near the point; "remove" deletes the clicked piece)."""
     results = {}
     pictures = fundus_pictures(range(HELD_OUT_FIRST_SEED, HELD_OUT_FIRST_SEED + 4 * per_command))
     for kind in DEFECT_KINDS:
@@ -84,11 +88,10 @@ def one_step_one_defect(model, per_command: int = PER_COMMAND) -> dict:
             if defect is None:
                 continue
             point = tuple(float(p) for p in defect.point[-2:])
-            after = run_step(model, picture.image, defect.mask,
-                             [Step.text(point, defect.command)])[0] > 0
+            after = engine_step(engine, picture.image, defect.mask, point, defect.command)
             wrong = after != picture.truth
             near = ndimage.binary_dilation(defect.region, iterations=AWAY_PX)
-            guessed, _ = predict_command(model, picture.image, defect.mask, point)
+            guessed, _ = predict_command(engine.model, picture.image, defect.mask, point)
             rows.append({"fixed": 1.0 - float(wrong[defect.region].mean()),
                          "made_wrong_away": int((wrong & ~near & (defect.mask == picture.truth))
                                                 .sum()),
@@ -102,6 +105,16 @@ def one_step_one_defect(model, per_command: int = PER_COMMAND) -> dict:
                                                               for r in rows])),
             "tpp_accuracy": float(np.mean([r["tpp_right"] for r in rows]))}
     return results
+
+
+def engine_step(engine: MultimodalEngine, image2d, mask2d, point, command: str) -> np.ndarray:
+    """The picture's mask after one text step through the engine (a refused step: as it was)."""
+    engine.set_image(np.asarray(image2d, np.float32)[None])
+    engine.run(MaskPrompt(np.asarray(mask2d, np.uint8)[None]))
+    try:
+        return engine.run(Text(command, (0.0, *point)))[0] > 0
+    except PromptError:
+        return np.asarray(mask2d, bool)
 
 
 def step_speed(model, repeats: int = 20) -> dict:
@@ -125,7 +138,7 @@ def run(settings: BenchSettings) -> dict:
     results = {"weights": str(weights), "weights_sha256": checkpoint.get("weights_sha256"),
                "threads": settings.threads,
                "sessions": sessions(model, settings.cases or DEFAULT_CASES),
-               "one_step_one_defect": one_step_one_defect(model),
+               "one_step_one_defect": one_step_one_defect(engine),
                "one_step_one_defect_3d": one_step_one_defect_3d(engine, PER_COMMAND)}
     if settings.speed:
         results["speed"] = step_speed(model) | speed_3d(engine)

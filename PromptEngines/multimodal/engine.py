@@ -60,7 +60,9 @@ class MultimodalEngine(Engine):
         command = prompt.command if isinstance(prompt, Text) else None
         if command in ("remove", "make thinner", "make a connection") and not self._mask.any():
             raise PromptError(f"nothing to {command.replace('make ', '')}: the mask is empty")
-        if self.image.shape[0] == 1 or command is None:
+        # On a single 2D image only "remove" has more to do than the model's step: its
+        # piece logic holds on one slice as on many (a false piece goes whole).
+        if command is None or (self.image.shape[0] == 1 and command != "remove"):
             yield self._slice_update(z, step, final=True)
         elif command == "extend":
             yield from self._extend(prompt.position)

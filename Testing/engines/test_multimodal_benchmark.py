@@ -7,6 +7,17 @@ from PromptEngines.multimodal import benchmark
 from PromptEngines.multimodal.tiny_model import TinyMultimodal
 
 
+def random_engine(model, folder):
+    """The engine on `model`'s weights (saved as a checkpoint in `folder`)."""
+    from PromptEngines.backbones.checkpoint import CHECKPOINT_FORMAT
+    from PromptEngines.multimodal.engine import MultimodalEngine
+
+    weights = folder / "random.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "engine": "multimodal", "config": model.config,
+                "model": model.state_dict()}, weights)
+    return MultimodalEngine(weights=weights, device="cpu")
+
+
 def test_sessions_and_one_defect_steps_are_measured_and_tabled(tmp_path):
     torch.manual_seed(0)
     model = TinyMultimodal().eval()
@@ -16,7 +27,7 @@ def test_sessions_and_one_defect_steps_are_measured_and_tabled(tmp_path):
     assert 0.5 < start["miou_curve"][0] < 0.9 and start["worse_than_start"] == 0.0
     ours = sessions["summary"]["point + text (ours)"]
     assert ours["miou_curve"][0] == start["miou_curve"][0]
-    per_command = benchmark.one_step_one_defect(model, per_command=1)
+    per_command = benchmark.one_step_one_defect(random_engine(model, tmp_path), per_command=1)
     assert set(per_command) == {"make thinner", "make thicker", "make a connection", "extend",
                                 "remove"}
     assert all(r["cases"] == 1 and 0.0 <= r["mean_fixed"] <= 1.0 for r in per_command.values())
@@ -31,16 +42,11 @@ def test_sessions_and_one_defect_steps_are_measured_and_tabled(tmp_path):
 def test_one_defect_steps_in_3d_are_measured_and_tabled(tmp_path):
     """One case per command on a CTA volume, with random weights: the geometric commands
     (a connection's tube, remove's 3D piece, extend's trace) already fix most of theirs."""
-    from PromptEngines.backbones.checkpoint import CHECKPOINT_FORMAT
     from PromptEngines.multimodal.benchmark_3d import one_step_one_defect_3d
-    from PromptEngines.multimodal.engine import MultimodalEngine
 
     torch.manual_seed(0)
     model = TinyMultimodal()
-    weights = tmp_path / "random.pt"
-    torch.save({"format": CHECKPOINT_FORMAT, "engine": "multimodal", "config": model.config,
-                "model": model.state_dict()}, weights)
-    found = one_step_one_defect_3d(MultimodalEngine(weights=weights, device="cpu"), 1)
+    found = one_step_one_defect_3d(random_engine(model, tmp_path), 1)
     per_command = found["per_command"]
     assert all(r["cases"] == 1 and r["median_seconds"] > 0 for r in per_command.values())
     assert per_command["make a connection"]["mean_fixed"] > 0.5

@@ -137,6 +137,19 @@ def test_a_2d_step_acts_in_its_crop_undo_restores_and_replay_is_bit_for_bit(weig
     assert np.array_equal(engine.mask, mask)
 
 
+def test_on_a_2d_image_remove_takes_the_clicked_false_piece_whole_and_undo_restores(weights):
+    """A single 2D image: "remove" on a false blob beside the vessel deletes the blob whole
+    (the 3D piece logic on one slice), whatever the (random) model draws; the vessel stays."""
+    image, mask = picture()
+    mask[0, 130:150, 60:75] = 1                 # a false piece, apart from the vessel
+    engine = engine_with(weights, image, mask)
+    after = engine.run(Text("remove", (0, 140, 67))).copy()
+    assert not after[0, 130:150, 60:75].any()
+    assert np.array_equal(after[0, :125], mask[0, :125])          # the vessel as it was
+    engine.run(Undo())
+    assert np.array_equal(engine.mask, mask)
+
+
 def test_the_sequence_of_a_slice_is_undone_with_its_step(weights):
     image, mask = picture()
     engine = engine_with(weights, image, mask)

@@ -6,7 +6,7 @@ import pytest
 
 from PromptEngines.multimodal import benchmark
 from PromptEngines.multimodal.benchmark_3d import one_step_one_defect_3d
-from PromptEngines.multimodal.checkpoints import DEFAULT_WEIGHTS, load_model
+from PromptEngines.multimodal.checkpoints import DEFAULT_WEIGHTS
 from PromptEngines.multimodal.engine import MultimodalEngine
 from PromptEngines.registry import descriptor
 
@@ -21,8 +21,8 @@ BARS_3D = {"make thinner": 0.15, "make thicker": 0.35, "make a connection": 0.5,
 
 
 def test_each_command_fixes_its_defect_in_2d():
-    model, _ = load_model(DEFAULT_WEIGHTS)
-    results = benchmark.one_step_one_defect(model, per_command=8)
+    results = benchmark.one_step_one_defect(MultimodalEngine(weights=DEFAULT_WEIGHTS),
+                                            per_command=8)
     for command, bar in BARS_2D.items():
         assert results[command]["cases"] == 8
         assert results[command]["mean_fixed"] >= bar, (command, results[command])
