@@ -7,9 +7,9 @@ seeds from 1000; samples.fundus_pictures) and 3D CTA volumes (benchmark_3d.py):
   point + text, and the same model with the clicks alone (points only, labelled by the
   error's sign); the share of cases that end below their starting IoU;
 - one step, one defect: per command, the truth with one defect of that kind and one step at
-  its point with its command, through the engine on the single-slice picture: the share of the defect fixed, the share of cases with at
-  least half fixed, pixels made wrong away from the defect, and the Text Prompt Predictor's
-  accuracy on the same (image, mask, point);
+  its point with its command, through the engine on the single-slice picture: the share of
+  the defect fixed, the share of cases with at least half fixed, pixels made wrong away from
+  the defect, and the Text Prompt Predictor's accuracy on the same (image, mask, point);
 - one step, one defect in 3D: the same per command on CTA volumes (benchmark_3d.py);
 - speed: a 2D step (encode + decode of the crop) on `threads` CPU threads, and a 3D
   "remove" / "extend" at 256 x 256 x 200.
@@ -24,10 +24,8 @@ import torch
 from scipy import ndimage
 
 from ..descriptor import BenchSettings
-from ..errors import PromptError
 from ..evaluation.tables import markdown_table, save_results
-from ..prompts import MaskPrompt, Text
-from .benchmark_3d import one_step_one_defect_3d, speed_3d
+from .benchmark_3d import one_step_one_defect_3d, speed_3d, text_step
 from .checkpoints import DEFAULT_WEIGHTS, load_model
 from .correction import Step, predict_command, run_step
 from .defects import DEFECT_COMMANDS, DEFECT_KINDS, make_defect
@@ -88,7 +86,8 @@ def one_step_one_defect(engine: MultimodalEngine, per_command: int = PER_COMMAND
             if defect is None:
                 continue
             point = tuple(float(p) for p in defect.point[-2:])
-            after = engine_step(engine, picture.image, defect.mask, point, defect.command)
+            after = text_step(engine, picture.image[None], (1.0, 1.0, 1.0),
+                              defect.mask[None], (0.0, *point), defect.command)[0][0]
             wrong = after != picture.truth
             near = ndimage.binary_dilation(defect.region, iterations=AWAY_PX)
             guessed, _ = predict_command(engine.model, picture.image, defect.mask, point)
@@ -105,16 +104,6 @@ def one_step_one_defect(engine: MultimodalEngine, per_command: int = PER_COMMAND
                                                               for r in rows])),
             "tpp_accuracy": float(np.mean([r["tpp_right"] for r in rows]))}
     return results
-
-
-def engine_step(engine: MultimodalEngine, image2d, mask2d, point, command: str) -> np.ndarray:
-    """The picture's mask after one text step through the engine (a refused step: as it was)."""
-    engine.set_image(np.asarray(image2d, np.float32)[None])
-    engine.run(MaskPrompt(np.asarray(mask2d, np.uint8)[None]))
-    try:
-        return engine.run(Text(command, (0.0, *point)))[0] > 0
-    except PromptError:
-        return np.asarray(mask2d, bool)
 
 
 def step_speed(model, repeats: int = 20) -> dict:

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..data.synthetic.cta import vessel_volume
+from ..errors import PromptError
 from ..prompts import MaskPrompt, Text
 from .along_vessel import ALONG_MM
 from .defects import DEFECT_COMMANDS, DEFECT_KINDS, make_defect
@@ -50,13 +51,23 @@ def defect_cases(per_command: int, first_seed: int = FIRST_SEED):
         seed += 1
 
 
+def text_step(engine, image, spacing, mask, position, command: str):
+    """(the mask (bool) after one text step at `position` through the engine, from `mask` on
+    `image`; the step's seconds). A refused step leaves the mask as it was."""
+    engine.set_image(np.asarray(image, np.float32), spacing)
+    engine.run(MaskPrompt(np.asarray(mask, np.uint8)))
+    started = time.perf_counter()
+    try:
+        after = engine.run(Text(command, tuple(float(c) for c in position))) > 0
+    except PromptError:
+        after = np.asarray(mask, bool)
+    return after, time.perf_counter() - started
+
+
 def one_step(engine, case, defect) -> tuple[np.ndarray, float]:
     """The mask after the defect's command at its point, and the step's seconds."""
-    engine.set_image(case.volume.array, case.volume.spacing_zyx)
-    engine.run(MaskPrompt(defect.mask.astype(np.uint8)))
-    started = time.perf_counter()
-    after = engine.run(Text(defect.command, tuple(float(c) for c in defect.point))) > 0
-    return after, time.perf_counter() - started
+    return text_step(engine, case.volume.array, case.volume.spacing_zyx, defect.mask,
+                     defect.point, defect.command)
 
 
 def score(after, truth, defect, spacing) -> dict:
