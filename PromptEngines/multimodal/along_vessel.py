@@ -4,7 +4,11 @@ The model decides on the clicked slice (its 256 x 256 crop); these functions car
 decision along the vessel:
 
 - "make thinner" / "make thicker": the same step on every slice within ALONG_MM of the click
-  that the clicked vessel crosses, with the point moved onto the vessel on that slice.
+  that the clicked vessel crosses, with the point moved onto the vessel on that slice; its
+  changes are kept where the vessel's centreline is within ALONG_MM of the click's place on
+  it, across the vessel's whole width there (along_the_axis: a wide vessel's far wall and
+  the rim of one running in the slice's plane count by where they are along the vessel, not
+  by their straight distance from the click).
 - "remove": what the model removed on the clicked slice (or, where it keeps most of it, the
   slice's piece of the mask the user pointed at, within POINTED_MM) seeds the 3D piece to
   delete: the mask is eroded by about a bridge's width (BRIDGE_MM), its eroded pieces that
@@ -22,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..data.regions import full_structure
+from ..evaluation.metrics import skeleton
 
 ALONG_MM = 5.0          # reach of thinner/thicker along the vessel
 BRIDGE_MM = 1.5         # depth below which the mask is a bridge or a thin branch
@@ -68,6 +73,38 @@ def vessel_point_on(component: np.ndarray, z: int, near_yx):
     pixels = np.argwhere(on_slice)
     nearest = pixels[np.argmin(((pixels - np.asarray(near_yx)) ** 2).sum(1))]
     return tuple(float(p) for p in nearest)
+
+
+def along_the_axis(component: np.ndarray, click, spacing, radius_mm: float,
+                   reach_mm: float = ALONG_MM) -> np.ndarray:
+    """Voxels within radius_mm of the clicked vessel's centreline where that centreline is
+    within reach_mm of its point nearest the click (no centreline near the click: a ball of
+    reach_mm around it). Worked out in a box around the click: the box's cost, not the
+    scan's."""
+    spacing = np.asarray(spacing, float)
+    click = np.asarray(click, float)
+    half = np.ceil((reach_mm + radius_mm) / spacing).astype(int) + 1
+    centre = np.round(click).astype(int)
+    box = tuple(slice(max(c - h, 0), min(c + h + 1, n))
+                for c, h, n in zip(centre, half, component.shape))
+    origin = np.array([b.start for b in box])
+    centreline = skeleton(component[box])
+    if centreline.any():
+        on_line = np.argwhere(centreline)
+        at_click = on_line[np.argmin(np.linalg.norm((on_line + origin - click) * spacing,
+                                                    axis=1))]
+        off_line, nearest = ndimage.distance_transform_edt(~centreline, sampling=spacing,
+                                                           return_indices=True)
+        along = np.sqrt(sum(((nearest[axis] - at_click[axis]) * spacing[axis]) ** 2
+                            for axis in range(3)))
+        near = (along <= reach_mm) & (off_line <= radius_mm)
+    else:
+        offsets = np.indices(component[box].shape, dtype=float)
+        near = np.sqrt(sum(((offsets[axis] + origin[axis] - click[axis]) * spacing[axis]) ** 2
+                           for axis in range(3))) <= reach_mm
+    inside = np.zeros(component.shape, bool)
+    inside[box] = near
+    return inside
 
 
 def clicked_component(mask: np.ndarray, click, spacing) -> np.ndarray:

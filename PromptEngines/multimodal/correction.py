@@ -79,6 +79,14 @@ def commanded(before: np.ndarray, after: np.ndarray, command: str | None) -> np.
     return after
 
 
+def depth_near(mask2d: np.ndarray, point_yx, spacing_yx=(1.0, 1.0)) -> float:
+    """The clicked vessel's half-width at a point (in the spacing's unit): the mask's deepest
+    pixel within 3 pixels of it (a click need not hit the vessel's middle)."""
+    depth = ndimage.distance_transform_edt(mask2d, sampling=spacing_yx)
+    y, x = (int(round(c)) for c in point_yx)
+    return float(depth[max(y - 3, 0):y + 4, max(x - 3, 0):x + 4].max(initial=0.0))
+
+
 def reach_of(before: np.ndarray, after: np.ndarray, point_yx, reach: int = REACH_PX,
              across: bool = False) -> np.ndarray:
     """The pixels a step's changes must touch to be kept: the (2 reach + 1)^2 window around
@@ -89,8 +97,7 @@ def reach_of(before: np.ndarray, after: np.ndarray, point_yx, reach: int = REACH
     window[max(y - reach, 0):y + reach + 1, max(x - reach, 0):x + reach + 1] = True
     if not across:
         return window
-    depth = ndimage.distance_transform_edt(before)
-    width = int(round(2 * depth[max(y - 3, 0):y + 4, max(x - 3, 0):x + 4].max(initial=0.0)))
+    width = int(round(2 * depth_near(before, point_yx)))
     if width == 0:
         return window
     return ndimage.binary_dilation(window, full_structure(2), iterations=width,

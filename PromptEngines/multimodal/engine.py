@@ -20,7 +20,7 @@ from ..errors import PromptError
 from ..prompts import Point, Text
 from . import along_vessel
 from .checkpoints import load_model
-from .correction import Step, run_step
+from .correction import Step, depth_near, run_step
 from .descriptor import MULTIMODAL
 
 
@@ -79,22 +79,18 @@ class MultimodalEngine(Engine):
         return tuple(int(np.clip(round(c), 0, n - 1)) for c, n in zip(position, self.image.shape))
 
     def _step_on(self, z: int, step: Step, within=None) -> np.ndarray:
-        """Slice z's mask after the step (the slice's sequence grows by it); `within`:
-        ((y, x), mm): only pixels that near that point may change."""
+        """Slice z's mask after the step (the slice's sequence grows by it); `within`: the
+        slice's pixels that may change (None: any the step's own rule allows)."""
         sequence = self._sequences.setdefault(z, []) + [step]
         new, _ = run_step(self.model, self.image[z], self._mask[z], sequence, self.device)
         self._sequences[z] = sequence
         if within is not None:
-            near = along_vessel.disc(new.shape, *within, self.spacing_zyx[1:])
-            new = np.where(near, new, self._mask[z])
+            new = np.where(within, new, self._mask[z])
         return new.astype(np.uint8)
 
     def _slice_update(self, z: int, step: Step, final: bool, message: str = "",
                       within=None) -> Update:
-        new = self._step_on(z, step, within)
-        region = (slice(z, z + 1), slice(0, new.shape[0]), slice(0, new.shape[1]))
-        return Update(region, new[None], final=final, progress=1.0 if final else None,
-                      message=message or f"slice {z}")
+        return _slice_written(z, self._step_on(z, step, within), final, message)
 
     def _mask_box(self, click, margin: int = 2) -> tuple[slice, ...]:
         """The box of the mask grown to hold the click: 3D work costs what the segmented
@@ -105,7 +101,8 @@ class MultimodalEngine(Engine):
         return tuple(slice(min(b.start, v), max(b.stop, v + 1)) for b, v in zip(box, voxel))
 
     def _along(self, z: int, step: Step, click):
-        """thinner / thicker on each slice the clicked vessel crosses near the click."""
+        """thinner / thicker on each slice the clicked vessel crosses near the click, kept
+        along its axis and across its width (along_vessel.along_the_axis)."""
         box = self._mask_box(click)
         component = np.zeros(self._mask.shape, bool)
         local = _local(self._voxel(click), box)
@@ -113,20 +110,30 @@ class MultimodalEngine(Engine):
         if not component.any():
             yield self._slice_update(z, step, final=True)
             return
-        done, reach = [], along_vessel.ALONG_MM
+        done, kept, reach = [], None, along_vessel.ALONG_MM
         for slice_z in along_vessel.nearby_slices(z, self.image.shape[0], self.spacing_zyx[0]):
             point = along_vessel.vessel_point_on(component, slice_z, step.point)
-            # Only where the vessel passes within reach of the click, and only within the
-            # ball of that reach around it.
             if point is None or np.linalg.norm(np.subtract((slice_z, *point), click)
                                                * self.spacing_zyx) > reach:
                 continue
-            in_plane = np.sqrt(reach ** 2 - ((slice_z - click[0]) * self.spacing_zyx[0]) ** 2)
+            new = self._step_on(slice_z, Step(point, step.command, 1))
+            if kept is None:    # the slice nearest the click comes first
+                kept = self._across_the_vessel(component, slice_z, point, new, click)
             done.append(slice_z)
-            yield self._slice_update(slice_z, Step(point, step.command, 1), final=False,
-                                     message=f"slice {slice_z}", within=(click[1:], in_plane))
+            yield _slice_written(slice_z, np.where(kept[slice_z], new, self._mask[slice_z]),
+                                 final=False, message=f"slice {slice_z}")
         yield Update(tuple(slice(0, 0) for _ in range(3)), np.zeros((0, 0, 0), np.uint8),
                      final=True, progress=1.0, message=f"{len(done)} slices along the vessel")
+
+    def _across_the_vessel(self, component, z: int, point, after, click) -> np.ndarray:
+        """Where thinner / thicker may change the volume: within the vessel's half-width at
+        the click (before or `after` the model's step on slice z, the nearest one, so that
+        "thicker" reaches as far as the model widens it; plus two voxels) of its centreline,
+        along it within ALONG_MM (a ball of ALONG_MM around the click where it has none)."""
+        spacing_yx = self.spacing_zyx[1:]
+        radius = max(depth_near(self._mask[z] > 0, point, spacing_yx),
+                     depth_near(after > 0, point, spacing_yx)) + 2 * max(spacing_yx)
+        return along_vessel.along_the_axis(component, click, self.spacing_zyx, radius)
 
     def _remove(self, z: int, step: Step):
         before = self._mask[z] > 0
@@ -156,8 +163,9 @@ class MultimodalEngine(Engine):
         if tube is None:
             raise PromptError("nothing to connect: the mask near the point is in one piece")
         # The model's step on the slice, near the point.
-        yield self._slice_update(z, step, final=False,
-                                 within=(click[1:], along_vessel.ALONG_MM))
+        near = along_vessel.disc(self.image.shape[1:], click[1:], along_vessel.ALONG_MM,
+                                 self.spacing_zyx[1:])
+        yield self._slice_update(z, step, final=False, within=near)
         patch = self._mask[box].copy()
         patch[tube] = 1
         yield _box_update(box, patch, "connected")
@@ -192,6 +200,13 @@ class MultimodalEngine(Engine):
             from ..registry import get_engine
             self._tracer = get_engine("tracer3d", device=self.device)
         return self._tracer
+
+
+def _slice_written(z: int, new: np.ndarray, final: bool, message: str = "") -> Update:
+    """The update writing slice z's new mask."""
+    region = (slice(z, z + 1), slice(0, new.shape[0]), slice(0, new.shape[1]))
+    return Update(region, new[None].astype(np.uint8), final=final,
+                  progress=1.0 if final else None, message=message or f"slice {z}")
 
 
 def _box_update(box, patch, message: str) -> Update:

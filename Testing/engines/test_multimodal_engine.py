@@ -77,6 +77,28 @@ def test_nearby_slices_go_outwards_within_reach():
     assert along_vessel.nearby_slices(0, 3, 0.5, 5.0) == [0, 1, 2]
 
 
+def test_thinner_thicker_reach_along_the_vessel_and_across_its_whole_width():
+    """A wide vessel running in the slices' plane (anisotropic voxels): what thinner /
+    thicker may change is its whole cross-section, far wall included, where its centreline
+    is within ALONG_MM of the click's place on it, and nothing farther along it, off it, or
+    on another vessel, though the far wall is farther than ALONG_MM from the click."""
+    shape, spacing = (12, 40, 80), (1.5, 0.5, 0.5)
+    zz, yy, xx = np.indices(shape)
+    vessel = np.hypot((zz - 6) * 1.5, (yy - 20) * 0.5) <= 3.5     # 3.5 mm round, along x
+    other = tube(shape, [(0, 2, 40), (11, 2, 40)], 1.0)
+    click = (6.0, 13.5, 40.0)                                   # its near wall, mid-way
+    kept = along_vessel.along_the_axis(vessel, click, spacing, radius_mm=4.0)
+    assert kept[vessel & (np.abs(xx - 40) <= 8)].all()           # 4 mm either way, all of it
+    assert not kept[vessel & (np.abs(xx - 40) > 11)].any()        # 5.5 mm on: nothing
+    far_wall = (6, 27, 40)
+    assert kept[far_wall] and np.linalg.norm(np.subtract(far_wall, click) * spacing) > 5.0
+    assert not kept[other].any() and not kept[:, 36:].any()
+    # No centreline near the click: a ball of ALONG_MM around it.
+    ball = along_vessel.along_the_axis(np.zeros(shape, bool), click, spacing, radius_mm=4.0)
+    distance = np.sqrt(((zz - 6) * 1.5) ** 2 + ((yy - 13.5) * 0.5) ** 2 + ((xx - 40) * 0.5) ** 2)
+    assert np.array_equal(ball, distance <= along_vessel.ALONG_MM)
+
+
 # ---------------------------------------------------------------------- the engine
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
@@ -227,9 +249,10 @@ def test_remove_takes_a_separate_false_piece_whole_and_works_in_millimetres():
 
 
 def test_in_3d_thicker_and_remove_act_near_the_click_and_an_edge_click_works(weights):
-    """Any weights: "make thicker" changes nothing farther than ALONG_MM (z included) from
-    the click; "remove" changes only the clicked vessel; a click on the far edge is in the
-    last voxel. Thick slices (2.5 mm) and two vessels."""
+    """Any weights: "make thicker" changes nothing farther than ALONG_MM along the vessel
+    from the click, nor off it by more than its width, nor the other vessel; "remove"
+    changes only the clicked vessel; a click on the far edge is in the last voxel. Thick
+    slices (2.5 mm) and two vessels."""
     shape, spacing = (16, 48, 48), (2.5, 0.7, 0.7)
     first = tube(shape, [(0, 14, 14), (15, 14, 14)], 4.0)
     second = tube(shape, [(0, 34, 34), (15, 34, 34)], 4.0)
@@ -240,8 +263,12 @@ def test_in_3d_thicker_and_remove_act_near_the_click_and_an_edge_click_works(wei
     start = engine.mask.copy()
     after = engine.run(Text("make thicker", (8, 14, 14))).copy()
     zz, yy, xx = np.indices(shape)
-    far = np.sqrt(((zz - 8) * 2.5) ** 2 + ((yy - 14) * 0.7) ** 2 + ((xx - 14) * 0.7) ** 2) > 5.0
-    assert np.array_equal(after[far], start[far])
+    # Along the vessel (z): 5 mm = 2 slices. Across: its half-width 2.8 mm, before or after
+    # the step, two pixels more; the step's own window stays in the crop.
+    off_axis = np.hypot((yy - 14) * 0.7, (xx - 14) * 0.7)
+    far = (np.abs(zz - 8) > 2) | (off_axis > 2.8 + 1.4 + 0.7 * 16)
+    assert np.array_equal(after[far], start[far]) and np.array_equal(after[second],
+                                                                      start[second])
     engine.run(Undo())
     removed = engine.run(Text("remove", (8, 34, 34)))
     assert np.array_equal(removed[first], start[first])      # the other vessel untouched
