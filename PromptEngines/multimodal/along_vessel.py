@@ -16,7 +16,8 @@ decision along the vessel:
   the connected parts of what remains that hold a seed are deleted. A leak into a neighbouring vein joined
   by a thin bridge goes whole, bridge included; a thin false branch goes back to its parent.
 - "make a connection": the two 3D pieces of the mask nearest the click are joined by a tube
-  between their closest voxels, as wide as they are there.
+  from the middle of each one's end, as wide as they are there, added across the gap only
+  (not as a coat on the pieces it joins).
 - "extend" is handed to tracer3d by the engine (engine.py); of what it traces beyond the
   mask, the largest piece that starts within EXTEND_MM of the click is added.
 """
@@ -167,10 +168,13 @@ def bridge(mask: np.ndarray, click, spacing) -> np.ndarray | None:
     b = _closest(np.argwhere(pieces == second), a, spacing)
     depth = ndimage.distance_transform_edt(mask > 0, sampling=spacing)
     # From the middle of each piece's end, as wide as the piece is there.
-    (a, radius_a), (b, radius_b) = (_end_centre(pieces == first, depth, a, spacing),
-                                    _end_centre(pieces == second, depth, b, spacing))
+    (centre_a, radius_a), (centre_b, radius_b) = (
+        _end_centre(pieces == first, depth, a, spacing),
+        _end_centre(pieces == second, depth, b, spacing))
     radius = max((radius_a + radius_b) / 2, min(spacing))
-    return _tube(mask.shape, a, b, radius, spacing)
+    # Only across the gap (rounded by the radius at each side): the tube's stretches inside
+    # the two pieces' own span would only coat them, a voxel wider than they are.
+    return _tube(mask.shape, centre_a, centre_b, radius, spacing, across=(a, b))
 
 
 def _end_centre(piece, depth, end, spacing, reach_mm: float = END_MM):
@@ -187,9 +191,11 @@ def _closest(voxels: np.ndarray, target, spacing) -> np.ndarray:
     return voxels[np.argmin(np.linalg.norm((voxels - target) * spacing, axis=1))]
 
 
-def _tube(shape, a, b, radius_mm: float, spacing) -> np.ndarray:
+def _tube(shape, a, b, radius_mm: float, spacing, across=None) -> np.ndarray:
     """Voxels closer than radius_mm to the segment a-b (voxel indices): with a piece's depth
-    (distance to its first voxel outside) as the radius, the largest tube that fits it."""
+    (distance to its first voxel outside) as the radius, the largest tube that fits it.
+    `across` (two voxels): only the part of the tube between them along its axis, and
+    radius_mm beyond each."""
     spacing = np.asarray(spacing, float)
     reach = np.ceil(radius_mm / spacing).astype(int) + 1
     low = np.maximum(np.minimum(a, b) - reach, 0)
@@ -198,10 +204,16 @@ def _tube(shape, a, b, radius_mm: float, spacing) -> np.ndarray:
                     -1) * spacing
     start, end = np.asarray(a) * spacing, np.asarray(b) * spacing
     along = end - start
-    t = np.clip(((grid - start) @ along) / max(along @ along, 1e-9), 0, 1)
-    distance = np.linalg.norm(grid - (start + t[..., None] * along), axis=-1)
+    length2 = max(along @ along, 1e-9)
+    position = ((grid - start) @ along) / length2
+    t = np.clip(position, 0, 1)
+    inside = np.linalg.norm(grid - (start + t[..., None] * along), axis=-1) < radius_mm
+    if across is not None:
+        ends = [((np.asarray(v) * spacing - start) @ along) / length2 for v in across]
+        margin = radius_mm / np.sqrt(length2)
+        inside &= (position >= min(ends) - margin) & (position <= max(ends) + margin)
     out = np.zeros(shape, bool)
-    out[tuple(slice(l, h) for l, h in zip(low, high))] = distance < radius_mm
+    out[tuple(slice(l, h) for l, h in zip(low, high))] = inside
     return out
 
 

@@ -72,6 +72,19 @@ def test_a_connection_joins_the_two_pieces_nearest_the_click_with_their_width():
     assert (joined[17:24] & ~whole[17:24]).sum() < 0.2 * whole[17:24].sum()
 
 
+def test_a_connection_adds_only_across_the_gap_not_a_coat_on_the_pieces():
+    """The tube runs from the middle of each piece's end (here 5 slices into the upper piece,
+    where it widens) as wide as the two there: only its stretch across the gap, and a radius
+    beyond, is added, not a coat on the upper piece's narrow end."""
+    shape = (40, 30, 30)
+    upper = tube(shape, [(0, 15, 15), (12, 15, 15)], 4.0) | tube(shape, [(12, 15, 15),
+                                                                           (16, 15, 15)], 1.5)
+    lower = tube(shape, [(24, 15, 15), (39, 15, 15)], 2.0)
+    added = along_vessel.bridge(upper | lower, (20, 15, 15), (1.0, 1.0, 1.0)) & ~(upper | lower)
+    assert added[18:23].any()
+    assert not added[:15].any() and not added[26:].any()
+
+
 def test_nearby_slices_go_outwards_within_reach():
     assert along_vessel.nearby_slices(5, 20, 2.0, 5.0) == [5, 4, 6, 3, 7]
     assert along_vessel.nearby_slices(0, 3, 0.5, 5.0) == [0, 1, 2]
