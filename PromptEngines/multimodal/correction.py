@@ -11,7 +11,9 @@ import torch
 from scipy import ndimage
 
 from ..data.regions import full_structure, window
+from ..evaluation.metrics import skeleton
 from ..prompts import TEXT_COMMANDS
+from .along_vessel import piece_nearest
 from .crops import crop_origin, cropped, mask_prompt
 
 REACH_PX = 8          # a step's changes within this many pixels of its point, and what
@@ -90,32 +92,37 @@ def depth_near(mask2d: np.ndarray, point_yx, spacing_yx=(1.0, 1.0)) -> float:
 def reach_of(before: np.ndarray, after: np.ndarray, point_yx, reach: int = REACH_PX,
              across: bool = False) -> np.ndarray:
     """The pixels a step's changes must touch to be kept: the (2 reach + 1)^2 window around
-    the point; `across`: grown from there through the vessel (before or after) by the
-    clicked vessel's width (twice its deepest pixel within 3 pixels of the point)."""
+    the point; `across`: also the vessel's cross-sections there, both walls (pixels of the
+    mask before or after whose nearest centreline pixel lies in the window: a wide vessel's
+    far wall counts, its walls farther along the vessel do not)."""
     y, x = (int(round(c)) for c in point_yx)
     window = np.zeros(before.shape, bool)
     window[max(y - reach, 0):y + reach + 1, max(x - reach, 0):x + reach + 1] = True
     if not across:
         return window
-    width = int(round(2 * depth_near(before, point_yx)))
-    if width == 0:
+    centreline = skeleton(before)
+    if not centreline.any():
         return window
-    return ndimage.binary_dilation(window, full_structure(2), iterations=width,
-                                   mask=window | before | after)
+    nearest = ndimage.distance_transform_edt(~centreline, return_distances=False,
+                                             return_indices=True)
+    return window | ((before | after) & window[tuple(nearest)])
 
 
 def near_the_point(before: np.ndarray, after: np.ndarray, point_yx,
                    reach: int = REACH_PX, command: str | None = None) -> np.ndarray:
     """`after` where the step changed the mask as its command means (commanded) within
     `reach` pixels of its point (thinner / thicker: across the clicked vessel, both walls) or
-    connected to such a change (a branch added or removed whole, a rim along the vessel);
-    `before` elsewhere. The model decides the whole crop; a step fixes the error it was
+    connected to such a change (a branch added or removed whole, a rim along the vessel; "make
+    a connection": the one added piece nearest the point, the bridge); `before` elsewhere. The model decides the whole crop; a step fixes the error it was
     asked about and leaves the rest of the mask as it was."""
     after = commanded(before, after, command)
     changed = after != before
     pieces, count = ndimage.label(changed, full_structure(2))
     if count == 0:
         return before.copy()
+    if command == "make a connection":       # one bridge: the added piece at the point
+        bridge = piece_nearest(changed, point_yx, within_mm=reach)     # (pixels here)
+        return before.copy() if bridge is None else np.where(bridge, after, before)
     near = reach_of(before, after, point_yx, reach, command in ACROSS_THE_VESSEL)
     kept = np.isin(pieces, np.unique(pieces[near & (pieces > 0)]))
     return np.where(kept, after, before)

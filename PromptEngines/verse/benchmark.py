@@ -36,6 +36,7 @@ from ..prompts import Auto, Point, Reset, Undo
 from .config import HELD_OUT_FIRST_SEED
 from .descriptor import VERSE
 from .engine import VerseEngine
+from .field_of_view import kept_span
 from .simulated_clicks import next_click
 
 STACKS = 20
@@ -63,11 +64,8 @@ def rectangular_field_of_view(stack: LabelledVolume, rng) -> LabelledVolume:
     """The stack cut to 70-85 % of its rows or columns, the heart kept whole wherever the cut
     leaves it (not always in the middle), its geometry moved with the cut."""
     axis = int(rng.integers(1, 3))
-    length = stack.labels.shape[axis]
     heart = np.flatnonzero(stack.labels.any(axis=tuple(a for a in range(3) if a != axis)))
-    keep = max(int(round(length * rng.uniform(0.7, 0.85))), int(heart[-1] - heart[0]) + 11)
-    keep = min(keep, length)
-    start = int(rng.integers(max(0, heart[-1] + 1 - keep), min(heart[0], length - keep) + 1))
+    start, keep = kept_span(stack.labels.shape[axis], heart, rng)
     region = [slice(None)] * 3
     region[axis] = slice(start, start + keep)
     shift = np.zeros(4)

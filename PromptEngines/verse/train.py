@@ -11,7 +11,7 @@ The loss is the rounds' deep-supervision loss, weighted 1, 0.8, 0.8. The image i
 once per batch (the reference encodes it again every round: the same features)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from ..evaluation.metrics import dice
 from ..training.tasks import options_record, train_options
 from .config import HELD_OUT_FIRST_SEED, TINY, VerseConfig
 from .evaluation import evaluate_modes
+from .field_of_view import cut_and_padded
 from .losses import mask_loss
 from .model import Verse, build_model
 from .simulated_clicks import next_click, padded
@@ -46,9 +47,18 @@ class TrainOptions:
     brightness: float = 0.3          # probability of a scale in 0.85 .. 1.15
     shift: float = 0.5               # probability of moving the slice by up to `shift_range`
     shift_range: float = 0.2         # of the side, the uncovered part left at the minimum
+    # {"RV": 2.0}: that structure's samples drawn twice as often as the others' (empty: all
+    # samples equally often, as the first two stages were trained)
+    structure_weights: dict = field(default_factory=dict)
+    field_of_view_cut: float = 0.0   # probability of a rectangular field of view (see below)
 
 
-def _augment(image: np.ndarray, truth: np.ndarray, rng, options: TrainOptions):
+def _augment(image: np.ndarray, truth: np.ndarray, heart: np.ndarray, rng,
+             options: TrainOptions):
+    # Cine MRI is often acquired with a rectangular field of view; the engine pads such a
+    # slice to its square: the model meets bands of the minimum beside the heart.
+    if options.field_of_view_cut and rng.random() < options.field_of_view_cut:
+        image, truth = cut_and_padded(image, truth, heart, rng)
     # The generator centres the heart, as an operator plans the field of view; clinical
     # stacks have it off-centre too.
     if rng.random() < options.shift:          # (samples are the model's square)
@@ -90,6 +100,7 @@ class VerseTask:
         self.samples = [(i, k, int(v)) for i, (_, labels) in enumerate(self.stacks)
                         for k in range(len(labels)) for v in np.unique(labels[k].numpy())
                         if v > 0]
+        self.draw_chances = _draw_chances(self.samples, options.structure_weights)
         self.data = (f"{options.cases} synthetic short-axis cardiac stacks "
                      f"(PromptEngines.data.synthetic.cardiac, seeds 0-{options.cases - 1}, "
                      f"{options.slices[0]}-{options.slices[1]} slices of "
@@ -113,7 +124,11 @@ class VerseTask:
         rng = np.random.default_rng([self.seed, step, rank])
         auto = bool(rng.random() < self.options.auto_fraction)
         images, truths, structures = [], [], []
-        for index in rng.integers(len(self.samples), size=self.batch_size):
+        if self.draw_chances is None:
+            drawn = rng.integers(len(self.samples), size=self.batch_size)
+        else:
+            drawn = rng.choice(len(self.samples), size=self.batch_size, p=self.draw_chances)
+        for index in drawn:
             stack, k, value = self.samples[index]
             slices, labels = self.stacks[stack]
             if auto and rng.random() < self.options.absent_fraction:
@@ -121,8 +136,8 @@ class VerseTask:
                 # the answer is nothing, not the nearest look-alike.
                 missing = sorted(set(STRUCTURE_VALUES) - set(np.unique(labels[k].numpy())))
                 value = int(rng.choice(missing)) if missing else value
-            image, truth = _augment(slices[k, 0].numpy(), (labels[k] == value).numpy(), rng,
-                                    self.options)
+            image, truth = _augment(slices[k, 0].numpy(), (labels[k] == value).numpy(),
+                                    (labels[k] > 0).numpy(), rng, self.options)
             images.append(image)
             truths.append(truth)
             structures.append(value)
@@ -140,6 +155,22 @@ class VerseTask:
             return evaluate_modes(model, stacks=EVALUATION_STACKS)
         finally:
             model.train()
+
+
+def _draw_chances(samples: list, weights: dict) -> np.ndarray | None:
+    """Each sample's chance of being drawn, its structure weighted by `weights` (by name);
+    None when no weight is given (samples drawn uniformly)."""
+    unknown = sorted(set(weights) - set(CARDIAC_LABELS))
+    if unknown:
+        raise IVSegError(f"train.structure_weights: unknown structure {unknown[0]!r}; known: "
+                         f"{', '.join(CARDIAC_LABELS)}")
+    if not weights:
+        return None
+    by_value = {CARDIAC_LABELS[name]: float(weight) for name, weight in weights.items()}
+    if min(by_value.values()) <= 0:
+        raise IVSegError("train.structure_weights: every weight must be above 0")
+    chances = np.array([by_value.get(value, 1.0) for _, _, value in samples])
+    return chances / chances.sum()
 
 
 def interaction_loss(model: Verse, batch: dict):

@@ -139,7 +139,7 @@ def test_a_step_changes_only_its_crop_and_repeats_bit_for_bit(model):
     rng = np.random.default_rng(0)
     image = rng.random((300, 420)).astype(np.float32)
     mask = rng.random((300, 420)) > 0.7
-    steps = [Step.text((150.0, 400.0), "make thicker")]
+    steps = [Step((150.0, 400.0))]                      # a plain click: may add or take
     first, iou = run_step(model, image, mask, steps)
     again, _ = run_step(model, image, mask, steps)
     assert np.array_equal(first, again) and np.isfinite(iou)
@@ -310,3 +310,20 @@ def test_a_step_does_only_what_its_command_means_and_thins_both_walls():
     assert not removed[10:20].any()
     extended = near_the_point(before, after, point, command="extend")
     assert extended[10:20, 30:33].all() and extended[20:24, 10:50].all()
+
+
+def test_a_connection_adds_one_bridge_at_the_point():
+    """"make a connection": the added piece at the point joins the two pieces; another
+    pixel the model adds near the point (on a neighbour's wall) is not kept."""
+    from PromptEngines.multimodal.correction import near_the_point
+
+    before = np.zeros((60, 60), bool)
+    before[29:32, 0:26] = True
+    before[29:32, 32:60] = True                  # a gap at columns 26-31
+    before[20:23, 0:60] = True                   # a neighbour above
+    bridged = before.copy()
+    bridged[29:32, 26:32] = True                 # the bridge
+    after = bridged.copy()
+    after[23, 33] = True                         # a stray pixel on the neighbour's wall
+    connected = near_the_point(before, after, (30, 28), command="make a connection")
+    assert np.array_equal(connected, bridged)

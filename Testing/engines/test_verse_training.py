@@ -110,12 +110,59 @@ def test_a_shift_moves_the_slice_and_its_truth_together_and_fills_with_nothing()
     options = TrainOptions(shift=1.0, flip=0.0, rot90=0.0, gamma=0.0, brightness=0.0)
     moves = set()
     for seed in range(8):
-        moved, moved_truth = _augment(image, truth, np.random.default_rng(seed), options)
+        moved, moved_truth = _augment(image, truth, truth, np.random.default_rng(seed),
+                                      options)
         np.testing.assert_array_equal(moved > 0, moved_truth)
         rows, cols = np.nonzero(moved_truth)
         assert moved.sum() == 140 and moved.min() == 0.0     # whole, within reach (12 px)
         moves.add((int(rows[0]) - 20, int(cols[0]) - 30))
     assert len(moves) == 8 and all(abs(r) <= 13 and abs(c) <= 13 for r, c in moves)
+
+
+def test_a_cut_field_of_view_pads_the_kept_band_centred_and_keeps_the_heart():
+    """Training's rectangular field of view: one axis cut to 70-85 % around the heart, the
+    kept band centred in the square as the engine pads such a slice, the rest 0; the truth
+    moved with the image."""
+    from PromptEngines.verse.field_of_view import cut_and_padded
+
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0.1, 1.0, (100, 100)).astype(np.float32)
+    heart = np.zeros((100, 100), bool)
+    heart[30:60, 20:45] = True
+    axes = set()
+    for seed in range(10):
+        cut, truth = cut_and_padded(image, heart, heart, np.random.default_rng(seed))
+        assert truth.sum() == heart.sum()                          # the heart whole
+        zero_rows, zero_cols = (cut == 0).all(axis=1), (cut == 0).all(axis=0)
+        axis = 0 if zero_rows.any() else 1
+        axes.add(axis)
+        kept = np.flatnonzero(~(zero_rows if axis == 0 else zero_cols))
+        assert 70 <= kept.size <= 85 and kept[0] == (100 - kept.size) // 2   # centred band
+        first = next(f for f in range(101 - kept.size)
+                     if np.array_equal(np.take(image, range(f, f + kept.size), axis),
+                                       np.take(cut, kept, axis)))
+        np.testing.assert_array_equal(np.take(truth, kept, axis),
+                                      np.take(heart, range(first, first + kept.size), axis))
+    assert axes == {0, 1}
+    empty = np.zeros((100, 100), bool)
+    same, _ = cut_and_padded(image, empty, empty, np.random.default_rng(0))
+    assert same is image
+
+
+def test_structure_weights_draw_a_structure_more_often_and_name_the_known_ones():
+    plain = VerseTask(None, TrainOptions(cases=3, slices=(8, 8), sizes=(96,)), batch_size=8)
+    assert plain.draw_chances is None                              # uniform, as before
+    weighted = VerseTask(None, TrainOptions(cases=3, slices=(8, 8), sizes=(96,),
+                                            structure_weights={"RV": 3.0}), batch_size=8)
+    chances = weighted.draw_chances
+    rv = np.array([value == 1 for _, _, value in weighted.samples])
+    assert np.isclose(chances.sum(), 1.0)
+    assert np.allclose(chances[rv], 3 * chances[~rv][0]) and np.allclose(chances[~rv],
+                                                                          chances[~rv][0])
+    with pytest.raises(IVSegError, match="unknown structure 'Aorta'; known: RV, Myo, LV"):
+        VerseTask(None, TrainOptions(cases=1, structure_weights={"Aorta": 2.0}))
+    with pytest.raises(IVSegError, match="above 0"):
+        VerseTask(None, TrainOptions(cases=1, structure_weights={"RV": 0.0}))
 
 
 def test_the_benchmark_reports_mode1_on_square_and_rectangular_fields_of_view_apart():
