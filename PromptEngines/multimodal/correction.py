@@ -113,8 +113,9 @@ def near_the_point(before: np.ndarray, after: np.ndarray, point_yx,
     """`after` where the step changed the mask as its command means (commanded) within
     `reach` pixels of its point (thinner / thicker: across the clicked vessel, both walls) or
     connected to such a change (a branch added or removed whole, a rim along the vessel; "make
-    a connection": the one added piece nearest the point, the bridge); `before` elsewhere. The model decides the whole crop; a step fixes the error it was
-    asked about and leaves the rest of the mask as it was."""
+    a connection": the one added piece nearest the point, the bridge); `before` elsewhere.
+    The model decides the whole crop; a step fixes the error it was asked about and leaves
+    the rest of the mask as it was."""
     after = commanded(before, after, command)
     changed = after != before
     pieces, count = ndimage.label(changed, full_structure(2))

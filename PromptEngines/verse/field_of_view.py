@@ -30,12 +30,11 @@ def cut_and_padded(image: np.ndarray, truth: np.ndarray, heart: np.ndarray, rng)
     length = image.shape[axis]
     first, keep = kept_span(length, covered, rng)
     at = (length - keep) // 2
-    moved = []
-    for array in (image, truth):
+    source, target = [slice(None)] * 2, [slice(None)] * 2
+    source[axis], target[axis] = slice(first, first + keep), slice(at, at + keep)
+
+    def moved(array):
         out = np.zeros_like(array)
-        source = [slice(None)] * 2
-        target = [slice(None)] * 2
-        source[axis], target[axis] = slice(first, first + keep), slice(at, at + keep)
         out[tuple(target)] = array[tuple(source)]
-        moved.append(out)
-    return moved[0], moved[1]
+        return out
+    return moved(image), moved(truth)
