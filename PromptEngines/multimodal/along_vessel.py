@@ -96,16 +96,21 @@ def along_the_axis(component: np.ndarray, click, spacing, radius_mm: float,
                                                     axis=1))]
         off_line, nearest = ndimage.distance_transform_edt(~centreline, sampling=spacing,
                                                            return_indices=True)
-        along = np.sqrt(sum(((nearest[axis] - at_click[axis]) * spacing[axis]) ** 2
-                            for axis in range(3)))
+        along = _distance_mm(nearest, at_click, spacing)
         near = (along <= reach_mm) & (off_line <= radius_mm)
     else:
-        offsets = np.indices(component[box].shape, dtype=float)
-        near = np.sqrt(sum(((offsets[axis] + origin[axis] - click[axis]) * spacing[axis]) ** 2
-                           for axis in range(3))) <= reach_mm
+        voxels = np.indices(component[box].shape, dtype=float) + origin[:, None, None, None]
+        near = _distance_mm(voxels, click, spacing) <= reach_mm
     inside = np.zeros(component.shape, bool)
     inside[box] = near
     return inside
+
+
+def _distance_mm(coordinates, point, spacing) -> np.ndarray:
+    """Each voxel's distance in mm to `point`, the voxels given by their index along each
+    axis (`coordinates[axis]`, an array per axis)."""
+    return np.sqrt(sum(((coordinates[axis] - point[axis]) * spacing[axis]) ** 2
+                       for axis in range(len(spacing))))
 
 
 def clicked_component(mask: np.ndarray, click, spacing) -> np.ndarray:

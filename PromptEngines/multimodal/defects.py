@@ -22,6 +22,7 @@ from scipy import ndimage
 from scipy.interpolate import PchipInterpolator
 
 from ..data.regions import deepest_point, full_structure, largest_component
+from ..evaluation import metrics
 
 DEFECT_KINDS = ("too_thick", "too_thin", "gap", "missing_branch", "false_positive")
 # Defect kind -> the text command that fixes it (one each of TEXT_COMMANDS).
@@ -98,12 +99,6 @@ def _neighbour_count(skeleton: np.ndarray) -> np.ndarray:
     return np.where(skeleton, counts - 1, 0)
 
 
-def _skeletonize(truth: np.ndarray) -> np.ndarray:
-    from skimage.morphology import skeletonize   # heavy import, only where needed
-
-    return skeletonize(truth).astype(bool)
-
-
 def _ordered(piece: np.ndarray) -> np.ndarray:
     """The voxels (n, ndim) of a one-voxel-thin path, in order from one end (a cycle: from
     any voxel). Each voxel has at most two neighbours in the path."""
@@ -159,7 +154,7 @@ def skeleton_radii(truth) -> tuple[np.ndarray, np.ndarray]:
 
 def _centrelines(truth: np.ndarray):
     """skeleton_radii's skeleton and radii, with its segments and junctions."""
-    skeleton = _skeletonize(truth)
+    skeleton = metrics.skeleton(truth)
     segments, junctions = _segments(skeleton)
     raw = np.where(skeleton, ndimage.distance_transform_edt(truth), 0.0)
     radius = raw.copy()

@@ -99,10 +99,12 @@ def _crop(picture: Picture, mask, centre, size: int, rng, jitter: int):
 
 
 def one_defect_sample(picture: Picture, rng, size: int, jitter: int = 24,
-                      plain_fraction: float = 0.0) -> Sample | None:
-    """Phases 1 and 2: the truth with one defect of a random kind, cropped around it; a
-    share of them fixed by a plain click instead of the command."""
-    kind = DEFECT_KINDS[rng.integers(len(DEFECT_KINDS))]
+                      plain_fraction: float = 0.0, kind_chances=None) -> Sample | None:
+    """Phases 1 and 2: the truth with one defect of a random kind (each as likely, or by
+    `kind_chances`), cropped around it; a share of them fixed by a plain click instead of
+    the command."""
+    kind = DEFECT_KINDS[rng.integers(len(DEFECT_KINDS)) if kind_chances is None
+                        else rng.choice(len(DEFECT_KINDS), p=kind_chances)]
     defect = make_defect(kind, picture.truth, rng, image=picture.image)
     if defect is None:
         return None

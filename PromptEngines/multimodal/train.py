@@ -18,7 +18,7 @@ scratch the tiny model needs the shared trainer's AdamW at 1e-3 with batches of 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +27,10 @@ import torch.nn.functional as F
 
 from ..backbones.checkpoint import read_checkpoint
 from ..errors import IVSegError
-from ..training.tasks import options_record, train_options
+from ..prompts import TEXT_COMMANDS
+from ..training.tasks import named_weights, options_record, train_options
 from .crops import MASK_LOGIT
-from .defects import next_step
+from .defects import DEFECT_COMMANDS, DEFECT_KINDS, next_step
 from .evaluate import evaluate_corrections
 from .samples import cta_pictures, fundus_pictures, one_defect_sample, sequence_sample
 from .tiny_model import TinyConfig, TinyMultimodal
@@ -54,6 +55,9 @@ class TrainOptions:
     start: str = ""                      # a multimodal checkpoint (.resume too) whose weights,
                                          # all but the PSM's, start the model: the ablations
                                          # re-run phase 3 from the same earlier weights
+    # {"extend": 3.0}: phases 1-2 draw that command's defects three times as often as each
+    # other's (empty: every kind equally often, as the first weights were trained)
+    command_weights: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self) | {"phase_steps": list(self.phase_steps),
@@ -63,6 +67,7 @@ class TrainOptions:
         return 1 if step < self.phase_steps[0] else 2 if step < self.phase_steps[1] else 3
 
     def __post_init__(self):
+        kind_chances(self.command_weights)              # refused here, in one line
         if self.tpp_trains not in TPP_TRAINS:
             raise IVSegError(f"train.tpp_trains must be one of {', '.join(TPP_TRAINS)}, not "
                              f"{self.tpp_trains!r}")
@@ -73,6 +78,16 @@ class TrainOptions:
 
 
 TPP_TRAINS = ("cls", "decoder")
+
+
+def kind_chances(command_weights: dict) -> np.ndarray | None:
+    """Each defect kind's chance of being drawn, weighted by its command's weight (named as
+    the commands are); None when no weight is given (every kind equally often)."""
+    by_command = named_weights(command_weights, TEXT_COMMANDS, "command_weights")
+    if not by_command:
+        return None
+    chances = np.array([by_command.get(DEFECT_COMMANDS[kind], 1.0) for kind in DEFECT_KINDS])
+    return chances / chances.sum()
 
 
 def train_only(model, phase: int, tpp_trains: str = "cls") -> None:
@@ -200,6 +215,7 @@ class MultimodalTask:
         self.options, self.seed, self.batch_size = options, seed, batch_size
         self.config = dict(model or {})
         self.evaluation_cases = evaluation_cases
+        self.kind_chances = kind_chances(options.command_weights)
         self.fundus = [picture for realism in options.fundus_realism for picture in
                        fundus_pictures(range(options.fundus_images), options.fundus_size,
                                        realism)]
@@ -241,7 +257,8 @@ class MultimodalTask:
         while len(samples) < self.batch_size:
             picture = self._picture(rng)
             sample = (sequence_sample(picture, rng, 256, self.options.jitter) if phase == 3
-                      else one_defect_sample(picture, rng, 256, self.options.jitter, plain))
+                      else one_defect_sample(picture, rng, 256, self.options.jitter, plain,
+                                             self.kind_chances))
             if sample is not None:
                 samples.append(sample)
         steps = int(rng.integers(1, self.options.sequence_steps + 1))

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -126,6 +128,23 @@ def quality_metrics(metrics) -> list[str]:
             and "seconds" not in key.lower()]
 
 
+def run_child(argv: list[str]) -> subprocess.CompletedProcess:
+    """Run the re-run as a child process that stops when `ivseg reproduce` is stopped: on
+    SIGTERM (`kill`, a closed session) Python would exit at once and leave the child training
+    into the workdir on its own; raised as SystemExit instead, subprocess.run kills it."""
+    if threading.current_thread() is not threading.main_thread():   # (signals: main only)
+        return subprocess.run(argv, capture_output=True, text=True)
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return subprocess.run(argv, capture_output=True, text=True)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(number, frame):
+    raise SystemExit(128 + number)
+
+
 def reproduce(weights: str | Path, workdir: str | Path, tolerance: float = 0.01) -> dict:
     weights, workdir = Path(weights), Path(workdir).resolve()   # one --out, however named
     original = torch.load(weights, map_location="cpu", weights_only=True)
@@ -147,10 +166,10 @@ def reproduce(weights: str | Path, workdir: str | Path, tolerance: float = 0.01)
     resumed_from = paused_step(paused, "ivseg " + shlex.join(arguments), original)
     going_on = [] if resumed_from is None else ["--resume", str(paused)]
     started = time.perf_counter()
-    finished = subprocess.run([sys.executable, "-m", "PromptEngines.cli", *arguments, *going_on],
-                              capture_output=True, text=True)
+    finished = run_child([sys.executable, "-m", "PromptEngines.cli", *arguments, *going_on])
     if finished.returncode != 0:
-        raise IVSegError(f"the re-run failed ({finished.returncode}): {finished.stderr.strip()[-500:]}")
+        raise IVSegError(f"the re-run failed ({finished.returncode}): "
+                         f"{finished.stderr.strip()[-500:]}")
     again = torch.load(rerun, map_location="cpu", weights_only=True)
     old, new = original.get("metrics", {}), again.get("metrics", {})
     differences = {key: new[key] - old[key] for key in old

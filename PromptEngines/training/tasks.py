@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -55,6 +56,23 @@ def train_options(options_class, config: dict, engine: str):
         return options_class(**config.get("train", {}))
     except TypeError as error:
         raise IVSegError(f"bad {engine} train options: {error}") from None
+
+
+def named_weights(weights: dict, known, option: str) -> dict[str, float]:
+    """A train option's {name: weight} (how often samples of that name are drawn, the others
+    1) checked against the `known` names, or one line naming the problem."""
+    unknown = sorted(set(weights) - set(known))
+    if unknown:
+        raise IVSegError(f"train.{option}: unknown name {unknown[0]!r}; known: "
+                         f"{', '.join(known)}")
+    values = {}
+    for name, weight in weights.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+                or not math.isfinite(weight) or weight <= 0:
+            raise IVSegError(f"train.{option}: the weight of {name!r} must be a number above "
+                             f"0, not {weight!r}")
+        values[name] = float(weight)
+    return values
 
 
 def json_values(values: dict) -> dict:

@@ -171,6 +171,8 @@ def _train(task, settings: TrainSettings, progress: bool, dist, draw, end: int) 
     start, earlier_wall = 0, 0.0
     if settings.init and not settings.resume:      # (a resumed run holds its own weights)
         _initialise(settings.init, model, task)
+    # Hashed once: every checkpoint names the file the run started from as it was then.
+    started_from = {"initial_weights": initial_weights(settings.init)} if settings.init else {}
     if settings.resume:
         start, earlier_wall = _restore(settings.resume, model, optimiser, scheduler, task.engine,
                                        dist.device)
@@ -209,19 +211,21 @@ def _train(task, settings: TrainSettings, progress: bool, dist, draw, end: int) 
                 log.flush()
             if (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
                 _save_resume(settings, task, model, optimiser, scheduler, step + 1,
-                             earlier_wall + time.perf_counter() - started, dist.device)
+                             earlier_wall + time.perf_counter() - started, dist.device,
+                             started_from)
     if bar is not None:
         bar.close()
     result = {"steps": settings.steps, "last": last, "losses": history}
     wall = earlier_wall + time.perf_counter() - started     # over every part of the run
     if dist.main and end < settings.steps:          # paused: only the resume checkpoint
-        _save_resume(settings, task, model, optimiser, scheduler, end, wall, dist.device)
+        _save_resume(settings, task, model, optimiser, scheduler, end, wall, dist.device,
+                     started_from)
         log.close()
     elif dist.main:
         metrics = task.evaluate(model) if settings.evaluate else {}
         _save_resume(settings, task, model, optimiser, scheduler, settings.steps, wall,
-                     dist.device)
-        meta = _save_final(settings, task, model, metrics, wall)
+                     dist.device, started_from)
+        meta = _save_final(settings, task, model, metrics, wall, started_from)
         result.update(meta)
         log.write(json.dumps({"final": meta}) + "\n")
         log.close()
@@ -229,12 +233,11 @@ def _train(task, settings: TrainSettings, progress: bool, dist, draw, end: int) 
     return result
 
 
-def _checkpoint(settings, task, model, step) -> dict:
+def _checkpoint(settings, task, model, step, started_from: dict) -> dict:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    started = {"initial_weights": initial_weights(settings.init)} if settings.init else {}
     return {"format": CHECKPOINT_FORMAT, "engine": task.engine, "config": task.model_config(),
             "model": state, "step": step, "seed": settings.seed,
-            "weights_sha256": weights_sha256(state), **started, **task.checkpoint_extras()}
+            "weights_sha256": weights_sha256(state), **started_from, **task.checkpoint_extras()}
 
 
 def initial_weights(path) -> dict:
@@ -257,8 +260,9 @@ def _initialise(path, model, task) -> None:
     model.load_state_dict(checkpoint["model"], strict=True)
 
 
-def _save_resume(settings, task, model, optimiser, scheduler, step, wall, device):
-    checkpoint = _checkpoint(settings, task, model, step)
+def _save_resume(settings, task, model, optimiser, scheduler, step, wall, device,
+                 started_from: dict):
+    checkpoint = _checkpoint(settings, task, model, step, started_from)
     # The random state too: dropout draws from it, and a resumed run must go on exactly as
     # the uninterrupted one would.
     checkpoint.update(optimizer=optimiser.state_dict(), scheduler=scheduler.state_dict(),
@@ -269,8 +273,8 @@ def _save_resume(settings, task, model, optimiser, scheduler, step, wall, device
     _atomic_save(checkpoint, resume_path(settings.out))
 
 
-def _save_final(settings, task, model, metrics, wall) -> dict:
-    checkpoint = _checkpoint(settings, task, model, settings.steps)
+def _save_final(settings, task, model, metrics, wall, started_from: dict) -> dict:
+    checkpoint = _checkpoint(settings, task, model, settings.steps, started_from)
     meta = {"metrics": metrics, "wall_seconds": round(wall, 1), "hardware": hardware(),
             "command": settings.command, "torch": str(torch.__version__)}
     checkpoint.update(meta)

@@ -20,7 +20,7 @@ from ..data.regions import window
 from ..data.synthetic.cardiac import CARDIAC_LABELS
 from ..errors import IVSegError
 from ..evaluation.metrics import dice
-from ..training.tasks import options_record, train_options
+from ..training.tasks import named_weights, options_record, train_options
 from .config import HELD_OUT_FIRST_SEED, TINY, VerseConfig
 from .evaluation import evaluate_modes
 from .field_of_view import cut_and_padded
@@ -160,15 +160,10 @@ class VerseTask:
 def _draw_chances(samples: list, weights: dict) -> np.ndarray | None:
     """Each sample's chance of being drawn, its structure weighted by `weights` (by name);
     None when no weight is given (samples drawn uniformly)."""
-    unknown = sorted(set(weights) - set(CARDIAC_LABELS))
-    if unknown:
-        raise IVSegError(f"train.structure_weights: unknown structure {unknown[0]!r}; known: "
-                         f"{', '.join(CARDIAC_LABELS)}")
-    if not weights:
+    by_name = named_weights(weights, list(CARDIAC_LABELS), "structure_weights")
+    if not by_name:
         return None
-    by_value = {CARDIAC_LABELS[name]: float(weight) for name, weight in weights.items()}
-    if min(by_value.values()) <= 0:
-        raise IVSegError("train.structure_weights: every weight must be above 0")
+    by_value = {CARDIAC_LABELS[name]: weight for name, weight in by_name.items()}
     chances = np.array([by_value.get(value, 1.0) for _, _, value in samples])
     return chances / chances.sum()
 

@@ -1,4 +1,6 @@
 """multimodal's tiny configuration, Prompt Sequence Module, crops and training phases."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -201,6 +203,38 @@ def test_phase_two_options_are_checked_and_scale_only_its_learning_rate():
     task = MultimodalTask.__new__(MultimodalTask)          # lr_scale reads the options only
     task.options = TrainOptions(phase_steps=(10, 12), tpp_lr_scale=4.0)
     assert [task.lr_scale(s) for s in (9, 10, 11, 12)] == [1.0, 4.0, 4.0, 1.0]
+
+
+def test_command_weights_draw_that_commands_defects_more_often_and_are_checked(monkeypatch):
+    from PromptEngines.errors import IVSegError
+    from PromptEngines.multimodal import samples
+    from PromptEngines.multimodal.defects import DEFECT_KINDS
+    from PromptEngines.multimodal.train import kind_chances
+
+    drawn = []
+    monkeypatch.setattr(samples, "make_defect", lambda kind, *_, **__: drawn.append(kind))
+
+    def kinds(chances, count=3000):
+        drawn.clear()
+        rng, picture = np.random.default_rng(5), SimpleNamespace(truth=None, image=None)
+        for _ in range(count):
+            assert samples.one_defect_sample(picture, rng, 256, kind_chances=chances) is None
+        return np.array([DEFECT_KINDS.index(k) for k in drawn])
+
+    plain = kinds(None)                  # no weights: the draw of the first weights, exactly
+    assert np.array_equal(plain, np.random.default_rng(5).integers(len(DEFECT_KINDS), size=3000))
+    assert kind_chances({}) is None
+    weighted = kinds(kind_chances({"extend": 3.0}))
+    shares = np.bincount(weighted, minlength=len(DEFECT_KINDS)) / len(weighted)
+    branch = DEFECT_KINDS.index("missing_branch")             # fixed by "extend"
+    assert abs(shares[branch] - 3 / 7) < 0.03
+    assert np.all(np.abs(np.delete(shares, branch) - 1 / 7) < 0.03)
+    with pytest.raises(IVSegError, match="unknown name 'grow'; known: make thinner, make "
+                                         "thicker, make a connection, extend, remove"):
+        TrainOptions(command_weights={"grow": 2.0})
+    for bad in (0, -1.0, float("inf"), "3", True):
+        with pytest.raises(IVSegError, match="weight of 'extend' must be a number above 0"):
+            TrainOptions(command_weights={"extend": bad})
 
 
 def trained_prefixes(model) -> set:

@@ -159,7 +159,7 @@ def test_structure_weights_draw_a_structure_more_often_and_name_the_known_ones()
     assert np.isclose(chances.sum(), 1.0)
     assert np.allclose(chances[rv], 3 * chances[~rv][0]) and np.allclose(chances[~rv],
                                                                           chances[~rv][0])
-    with pytest.raises(IVSegError, match="unknown structure 'Aorta'; known: RV, Myo, LV"):
+    with pytest.raises(IVSegError, match="unknown name 'Aorta'; known: RV, Myo, LV"):
         VerseTask(None, TrainOptions(cases=1, structure_weights={"Aorta": 2.0}))
     with pytest.raises(IVSegError, match="above 0"):
         VerseTask(None, TrainOptions(cases=1, structure_weights={"RV": 0.0}))

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -330,6 +331,49 @@ def test_a_reproduction_cut_short_goes_on_from_where_it_stopped(tmp_path, capsys
              "--stop-after", 1)
     assert main(["reproduce", str(original), "--workdir", str(other)]) == 2
     assert f"{other / 'small.pt.resume'} was left by another run" in capsys.readouterr().err
+
+
+def _processes_naming(text: str) -> list[int]:
+    """Ids of the running processes whose command line holds `text` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text in (entry / "cmdline").read_text():
+                found.append(int(entry.name))
+        except OSError:                               # gone meanwhile, or not ours
+            pass
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs Linux /proc")
+def test_a_stopped_reproduction_stops_its_training_too(tmp_path, capsys):
+    original = tmp_path / "small.pt"
+    run_json(capsys, "train", *SMALL, "--steps", 2, "--out", original)
+    long = torch.load(original, weights_only=True)      # the same run, made to last
+    torch.save({**long, "command": long["command"].replace("--steps 2", "--steps 100000")},
+               original)
+    again = tmp_path / "again"
+    parent = subprocess.Popen([sys.executable, "-m", "PromptEngines.cli", "reproduce",
+                               str(original), "--workdir", str(again)], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):                         # the re-run under way: its log opened
+            if (again / "small.log").is_file():
+                break
+            time.sleep(0.1)
+        training = [p for p in _processes_naming(str(again)) if p != parent.pid]
+        assert training, "the re-run never started"
+        parent.terminate()                           # SIGTERM, as `kill` sends it
+        assert parent.wait(timeout=60) != 0
+        for _ in range(100):
+            if not _processes_naming(str(again)):
+                break
+            time.sleep(0.1)
+        assert _processes_naming(str(again)) == []   # no training left on its own
+    finally:
+        parent.kill()
+        for pid in _processes_naming(str(again)):
+            os.kill(pid, 9)
 
 
 def trained_parameters(path) -> dict:
