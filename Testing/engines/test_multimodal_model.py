@@ -237,6 +237,29 @@ def test_command_weights_draw_that_commands_defects_more_often_and_are_checked(m
             TrainOptions(command_weights={"extend": bad})
 
 
+def test_defect_weight_weighs_the_pixels_the_mask_has_wrong_and_is_checked():
+    from PromptEngines.errors import IVSegError
+    from PromptEngines.multimodal.train import defect_weights, mask_loss
+
+    truth = torch.zeros(1, 1, 8, 8)
+    truth[..., 2:6, 3] = 1.0
+    mask = truth.clone()
+    mask[..., 4:6, 3] = 0.0                          # two pixels of a branch missing
+    batch = {"mask": mask, "truth": truth}
+    assert defect_weights(batch, 0.0) is None         # plain BCE, as the paper
+    weights = defect_weights(batch, 4.0)
+    assert weights.shape == truth.shape and int((weights == 5.0).sum()) == 2
+    assert torch.equal(weights[..., 4:6, 3], torch.full((1, 1, 2), 5.0))
+    assert int((weights == 1.0).sum()) == 62
+    logits = torch.zeros_like(truth)                 # every pixel's BCE is log 2
+    plain, _ = mask_loss(logits, torch.zeros(1), truth)
+    weighted, _ = mask_loss(logits, torch.zeros(1), truth, weights)
+    assert torch.isclose(weighted, plain * (62 + 2 * 5) / 64)
+    for bad in (-1.0, float("nan"), "4", True):
+        with pytest.raises(IVSegError, match="defect_weight must be a number of 0 or more"):
+            TrainOptions(defect_weight=bad)
+
+
 def trained_prefixes(model) -> set:
     return {".".join(n.split(".")[:2]) for n, p in model.named_parameters() if p.requires_grad}
 
