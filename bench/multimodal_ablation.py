@@ -1,15 +1,15 @@
 """multimodal ablation (the paper's PSM table, plus the points-only baseline): each variant
-re-runs phase 3 from the same phase-1/2 weights (the shipped model's run paused at the end
-of phase 2), with the same data, seed and steps, the learning rate decaying from where the
-main run's was at phase 3 to 0 (Adam's moments start afresh: the "all points + last text"
-row re-run this way is the fair control), then all are evaluated
-in the same run on the same held-out correction sessions as `ivseg bench`.
+re-runs phase 3 from the same weights (the shipped model's, all but its PSM, which each
+variant starts afresh), with the same data, seed and steps, the learning rate decaying from
+where the first stage's run had it at phase 3 to 0 (Adam's moments start afresh: the "all
+points + last text" row re-run this way is the fair control), then all are evaluated in the
+same run on the same held-out correction sessions as `ivseg bench`.
 
     python bench/multimodal_ablation.py train [--start FILE]   # trains the missing variants
     python bench/multimodal_ablation.py evaluate [--cases 50]  # JSON + PNG + table
 
---start: the shipped model's training command paused after phase 2 (`--stop-after`, its
-.resume file); without it that run is made first.
+--start: the weights the variants start from (default: the shipped multimodal_tiny.pt; the
+first ablation started from stage 1's run paused after phase 2, a .resume file).
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ from PromptEngines.training.trainer import schedule  # noqa: E402
 OUT = ROOT / "bench" / "results" / "multimodal_ablation"
 WEIGHTS = ROOT / "PromptEngines" / "weights"
 SHIPPED_CONFIG = json.loads((WEIGHTS / "multimodal_tiny.config.json").read_text())
-# The shipped model's run (its card's command): steps, warm-up and peak learning rate.
+# Stage 1's run (multimodal_tiny_base.md's command), which trained the PSM: its steps,
+# warm-up and peak learning rate set the variants' phase 3.
 MAIN_STEPS, MAIN_WARMUP, MAIN_LR, POOL, BATCH, SEED = 3000, 100, 1e-3, 16, 8, 0
 PHASE3_START = SHIPPED_CONFIG["train"]["phase_steps"][1]
 PHASE3_STEPS = MAIN_STEPS - PHASE3_START
@@ -46,18 +47,17 @@ VARIANTS = {
 
 
 def _start_file(start: str | None) -> Path:
-    """The phase-2 weights, as a path from the repository's root (where the runs run)."""
-    if start:
-        return Path(start)
-    paused = (OUT / "phase2.pt").relative_to(ROOT)
-    resume = paused.with_name(paused.name + ".resume")
-    if not (ROOT / resume).exists():
-        subprocess.run([sys.executable, "-m", "PromptEngines.cli", "train", "--engine",
-                        "multimodal", "--out", str(paused), "--steps", str(MAIN_STEPS),
-                        "--pool", str(POOL), "--batch-size", str(BATCH), "--seed", str(SEED),
-                        "--config", str(WEIGHTS / "multimodal_tiny.config.json"),
-                        "--stop-after", str(PHASE3_START), "--quiet"], check=True, cwd=ROOT)
-    return resume
+    """The weights the variants start from, as a path from the repository's root (where the
+    runs run)."""
+    return Path(start) if start else Path(DEFAULT_WEIGHTS).resolve().relative_to(ROOT)
+
+
+def _model_settings(start_file: Path, psm: str) -> dict:
+    """The start's model config (its token grain and widths: `start` loads only a model built
+    alike) with the variant's PSM."""
+    import torch
+    checkpoint = torch.load(ROOT / start_file, map_location="cpu", weights_only=True)
+    return {**checkpoint["config"], "psm": psm}
 
 
 def train(start: str | None) -> None:
@@ -70,7 +70,7 @@ def train(start: str | None) -> None:
         if weights.exists():
             continue
         config = OUT / f"{name}.config.json"
-        config.write_text(json.dumps({"model": {"psm": psm}, "train": {
+        config.write_text(json.dumps({"model": _model_settings(start_file, psm), "train": {
             "phase_steps": [0, 0], "plain_fraction": plain, "start": str(start_file)}}) + "\n")
         subprocess.run([sys.executable, "-m", "PromptEngines.cli", "train", "--engine",
                         "multimodal", "--out", str(weights), "--steps", str(PHASE3_STEPS),
@@ -118,7 +118,8 @@ def _plot(results: dict, path: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("train", "evaluate"))
-    parser.add_argument("--start", help="the .resume file of the shipped run at phase 3's start")
+    parser.add_argument("--start", help="the weights the variants start from (default: the "
+                        "shipped ones)")
     parser.add_argument("--cases", type=int, default=DEFAULT_CASES)
     arguments = parser.parse_args()
     train(arguments.start) if arguments.action == "train" else evaluate(arguments.cases)
