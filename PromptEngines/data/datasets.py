@@ -24,18 +24,24 @@ class SyntheticVessels:
     volume keeps its physical extent), for models that must cope with thick-slice CT.
     `paired_fraction`: the share of cases drawn with the vessels that lie around an artery in
     real CTA (`neighbours="paired"`: veins beside and across it, a second artery tree), hard
-    negatives for a model that must keep to the clicked vessel."""
+    negatives for a model that must keep to the clicked vessel.
+    `contrast_fall` = (least, most): the range each tree's loss of contrast at its farthest
+    point is drawn from (None: the generator's 0.45-0.6); deeper falls give a model dimmer
+    distal vessels to follow."""
 
     def __init__(self, count: int, shape=(80, 112, 112), slice_mm=None,
-                 paired_fraction: float = 0.0):
+                 paired_fraction: float = 0.0, contrast_fall=None):
         if count > TRAINING_SEEDS_BELOW:
             raise ValueError(f"at most {TRAINING_SEEDS_BELOW} training seeds")
         if slice_mm is not None and not 0 < slice_mm[0] <= slice_mm[1]:
             raise VolumeError(f"slice_mm must be (thinnest, thickest) in mm, got {slice_mm}")
         if not 0.0 <= paired_fraction <= 1.0:
             raise VolumeError(f"paired_fraction must be between 0 and 1, got {paired_fraction}")
+        if contrast_fall is not None and not 0 <= contrast_fall[0] <= contrast_fall[1] < 1:
+            raise VolumeError("contrast_fall must be (least, most) shares of the trunk's "
+                              f"contrast lost, 0 <= least <= most < 1, got {contrast_fall}")
         self.count, self.shape, self.slice_mm = count, shape, slice_mm
-        self.paired_fraction = paired_fraction
+        self.paired_fraction, self.contrast_fall = paired_fraction, contrast_fall
 
     def __len__(self) -> int:
         return self.count
@@ -45,8 +51,10 @@ class SyntheticVessels:
             f", slice spacing {self.slice_mm[0]}-{self.slice_mm[1]} mm")
         paired = "" if not self.paired_fraction else (
             f", {self.paired_fraction:.0%} with paired neighbours (veins, a second tree)")
+        fall = "" if self.contrast_fall is None else (
+            f", contrast lost along the tree {self.contrast_fall[0]}-{self.contrast_fall[1]}")
         return (f"synthetic vessel volumes (PromptEngines.data.synthetic.cta.vessel_volume), seeds "
-                f"0-{self.count - 1}, shape {tuple(self.shape)}{slices}{paired}; evaluation "
+                f"0-{self.count - 1}, shape {tuple(self.shape)}{slices}{paired}{fall}; evaluation "
                 f"seeds start at {TRAINING_SEEDS_BELOW}")
 
     def neighbours(self, index: int) -> str:
@@ -65,10 +73,11 @@ class SyntheticVessels:
 
     def __getitem__(self, index: int) -> LabelledCase:
         shape, spacing = self.geometry(index)
+        fall = {} if self.contrast_fall is None else {"contrast_fall": tuple(self.contrast_fall)}
         try:
-            case = vessel_volume(index, shape, spacing, neighbours=self.neighbours(index))
+            case = vessel_volume(index, shape, spacing, neighbours=self.neighbours(index), **fall)
         except NoRoom:                      # a short volume: the classic neighbour instead
-            case = vessel_volume(index, shape, spacing)
+            case = vessel_volume(index, shape, spacing, **fall)
         return LabelledCase(f"synthetic-{index}", case.volume.array, case.label,
                             case.volume.spacing_zyx, real=False)
 

@@ -29,14 +29,16 @@ class Combined:
 
 
 def training_source(data: str, count: int = 32, sessions=(), slice_mm=None,
-                    paired_fraction: float = 0.0):
-    """`slice_mm` and `paired_fraction`: how synthetic volumes are drawn (SyntheticVessels)."""
-    given = [name for name, value in (("slice_mm", slice_mm), ("paired_fraction", paired_fraction))
-             if value]
+                    paired_fraction: float = 0.0, contrast_fall=None):
+    """`slice_mm`, `paired_fraction` and `contrast_fall`: how synthetic volumes are drawn
+    (SyntheticVessels)."""
+    given = [name for name, value in (("slice_mm", slice_mm), ("paired_fraction", paired_fraction),
+                                      ("contrast_fall", contrast_fall)) if value]
     if given and data != "synthetic":
         raise VolumeError(f"{' and '.join(given)} (config section data) "
                           f"appl{'y' if len(given) > 1 else 'ies'} to synthetic data only")
-    base = (SyntheticVessels(count, slice_mm=slice_mm, paired_fraction=paired_fraction)
+    base = (SyntheticVessels(count, slice_mm=slice_mm, paired_fraction=paired_fraction,
+                             contrast_fall=contrast_fall)
             if data == "synthetic" else NnUNetFolder(data))
     if not sessions:
         return base

@@ -12,13 +12,13 @@ from ..errors import IVSegError
 from ..registry import descriptor
 
 # Every engine's config may have a data section: how the shared training data is drawn.
-DATA_SECTION_KEYS = {"slice_mm", "paired_fraction"}
+DATA_SECTION_KEYS = {"slice_mm", "paired_fraction", "contrast_fall"}
 
 
 def read_config(path: str | None, engine: str) -> dict:
     """An engine's training config file: the sections its descriptor names (tracer3d:
     {"model": {...}, "train": {...}, "trace": {...}}) and {"data": {"slice_mm": [thinnest,
-    thickest], "paired_fraction": 0.5}}."""
+    thickest], "paired_fraction": 0.5, "contrast_fall": [least, most]}}."""
     if not path:
         return {}
     try:

@@ -10,7 +10,7 @@ from PromptEngines.data.synthetic.cardiac import cardiac_volume
 from PromptEngines.data.synthetic.cta import vessel_volume
 from PromptEngines.data.synthetic.cta_neighbours import tube_gaps
 from PromptEngines.data.synthetic.thick_slices import resliced
-from PromptEngines.data.synthetic.cta_tissue import TISSUE_HU, path_distances
+from PromptEngines.data.synthetic.cta_tissue import CONTRAST_FALL, TISSUE_HU, path_distances
 from PromptEngines.data.synthetic.fundus import CORRECTION_COMMANDS, vessel_correction_case
 from PromptEngines.data.synthetic.tumour import tumour_volume
 from PromptEngines.evaluation import metrics
@@ -85,6 +85,30 @@ def test_clinical_realism_dims_distal_vessels_and_puts_bone_against_the_wall():
     assert core.any()
     with pytest.raises(ValueError, match="unknown realism"):
         vessel_volume(7, realism="photoreal")
+
+
+def test_a_deeper_contrast_fall_dims_the_distal_tree_and_keeps_the_anatomy():
+    from PromptEngines.data.datasets import SyntheticVessels
+    from PromptEngines.errors import VolumeError
+
+    shallow, deep = (vessel_volume(7, contrast_fall=(f, f)) for f in (0.3, 0.8))
+    assert np.array_equal(shallow.label, deep.label) and shallow.seed_index == deep.seed_index
+    spacing = np.asarray(deep.volume.spacing_zyx)
+    distances = path_distances(deep.branches[:-1])
+    farthest = max(range(len(distances)), key=lambda i: distances[i].max())
+    tip = np.round(deep.branches[farthest].points[-3] / spacing).astype(int)
+    near_tip = np.zeros(deep.label.shape, bool)
+    near_tip[tuple(slice(max(v - 3, 0), v + 4) for v in tip)] = True
+    levels = [np.median(ndimage.gaussian_filter(c.volume.array, 1.0)[near_tip & (c.label > 0)])
+              for c in (shallow, deep)]
+    assert levels[1] - TISSUE_HU < 0.55 * (levels[0] - TISSUE_HU)   # 0.2 vs 0.7 of the trunk's
+    # The default range is the generator's own: every table's volumes, bit for bit.
+    assert np.array_equal(vessel_volume(7, contrast_fall=CONTRAST_FALL).volume.array,
+                          vessel_volume(7).volume.array)
+    assert "contrast lost along the tree 0.5-0.8" in SyntheticVessels(
+        2, contrast_fall=(0.5, 0.8)).describe()
+    with pytest.raises(VolumeError, match="contrast_fall must be"):
+        SyntheticVessels(2, contrast_fall=(0.8, 0.5))
 
 
 def test_correction_cases_have_the_error_they_claim():

@@ -534,7 +534,8 @@ def test_data_config_section_is_checked(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text('{"data": {"thickness": [1, 3]}}')
     assert main(["train", *SMALL, "--steps", "1", "--config", str(bad), "--out", str(tmp_path / "a.pt")]) == 2
-    assert "the data section knows only paired_fraction, slice_mm" in capsys.readouterr().err
+    assert ("the data section knows only contrast_fall, paired_fraction, slice_mm"
+            in capsys.readouterr().err)
     folder = tmp_path / "folder"
     make_folder(folder)
     good = tmp_path / "good.json"

@@ -21,8 +21,8 @@ from scipy import ndimage
 
 from ..volume import Volume
 from . import cta_neighbours
-from .cta_tissue import (TISSUE_HU, add_touching_bone, add_wall_plaques, grid_mm,
-                         lumen_along_tree, vein_hu)
+from .cta_tissue import (CONTRAST_FALL, TISSUE_HU, add_touching_bone, add_wall_plaques,
+                         grid_mm, lumen_along_tree, vein_hu)
 from .geometry import random_geometry
 from .tubes import Branch, grow_branch, occupancy, point_at, signed_depth, smooth_field, turned
 
@@ -108,14 +108,16 @@ NEIGHBOURS = ("classic", "paired")
 
 def vessel_volume(seed: int = 0, shape=(80, 112, 112), spacing_zyx=None,
                   oblique: bool = True, realism: str = "clinical",
-                  neighbours: str = "classic") -> VesselCase:
+                  neighbours: str = "classic", contrast_fall=CONTRAST_FALL) -> VesselCase:
     """`realism="clinical"` adds what defeats thresholding in real CTA (cta_tissue.py):
     contrast falling along the tree, bone touching the vessel, wall plaque, more noise, a dimmer
     vein.
     `"clean"`: uniform lumen contrast and low noise.
     `neighbours="classic"`: one unconnected vessel at least 1.5 mm from the tree (the volumes
     of the existing benchmark tables and model, bit for bit). `"paired"`: adjacent, companion
-    and crossing veins and a second artery tree instead (cta_neighbours.py); same tree."""
+    and crossing veins and a second artery tree instead (cta_neighbours.py); same tree.
+    `contrast_fall` (clinical): the range the tree's loss of contrast at its farthest point is
+    drawn from (cta_tissue.lumen_along_tree; the default gives every table's volumes)."""
     if realism not in REALISM:
         raise ValueError(f"unknown realism {realism!r}; known: {', '.join(REALISM)}")
     if neighbours not in NEIGHBOURS:
@@ -128,12 +130,14 @@ def vessel_volume(seed: int = 0, shape=(80, 112, 112), spacing_zyx=None,
     extent = (np.asarray(shape) - 1) * spacing
     branches = _vessel_tree(rng, extent)
     if neighbours == "paired":
-        return _paired_case(rng, shape, spacing, spacing_zyx, oblique, realism, branches)
+        return _paired_case(rng, shape, spacing, spacing_zyx, oblique, realism, branches,
+                            contrast_fall)
     tree_depth = signed_depth(shape, spacing, branches)
     distractor_branches = _distractor_vessel(rng, extent, tree_depth, spacing)
     distractor_depth = signed_depth(shape, spacing, distractor_branches)
-    paint = _clinical_cta if realism == "clinical" else _clean_cta
-    image = paint(rng, shape, spacing, branches, tree_depth, distractor_depth)
+    image = (_clinical_cta(rng, shape, spacing, branches, tree_depth, distractor_depth,
+                           contrast_fall) if realism == "clinical" else
+             _clean_cta(rng, shape, spacing, branches, tree_depth, distractor_depth))
 
     volume = Volume(image.astype(np.float32), random_geometry(rng, spacing_zyx, oblique))
     return VesselCase(volume, (tree_depth >= 0).astype(np.uint8),
@@ -148,12 +152,13 @@ def _seed_of(branches, spacing) -> tuple[int, int, int]:
     return tuple(int(v) for v in np.round(seed_point / spacing))
 
 
-def _paired_case(rng, shape, spacing, spacing_zyx, oblique, realism, branches) -> VesselCase:
+def _paired_case(rng, shape, spacing, spacing_zyx, oblique, realism, branches,
+                 contrast_fall=CONTRAST_FALL) -> VesselCase:
     extent = (np.asarray(shape) - 1) * spacing
     others = cta_neighbours.neighbours_of(rng, branches, extent, spacing)
     tree_depth = signed_depth(shape, spacing, branches)
     image, per_kind = _paired_cta(rng, shape, spacing, branches, tree_depth, others,
-                                  realism == "clinical")
+                                  realism == "clinical", contrast_fall)
     label = tree_depth >= 0
     kinds = {kind: ((depth >= 0) & ~label).astype(np.uint8)
              for kind, (depth, _) in per_kind.items()}
@@ -165,7 +170,8 @@ def _paired_case(rng, shape, spacing, spacing_zyx, oblique, realism, branches) -
                       cta_neighbours.flattened(branches, others), other, kinds, others)
 
 
-def _paired_cta(rng, shape, spacing, branches, tree_depth, others, clinical: bool):
+def _paired_cta(rng, shape, spacing, branches, tree_depth, others, clinical: bool,
+                contrast_fall=CONTRAST_FALL):
     """Like `_clinical_cta` / `_clean_cta`, with the other vessels painted at their own
     contrast (veins relative to the artery point they sit beside), and the bone and wall
     plaques placed clear of them."""
@@ -174,7 +180,7 @@ def _paired_cta(rng, shape, spacing, branches, tree_depth, others, clinical: boo
     if clinical:
         grid = grid_mm(shape, spacing)
         trunk_hu = rng.uniform(300.0, 380.0)
-        points_hu = lumen_along_tree(branches, rng, trunk_hu)
+        points_hu = lumen_along_tree(branches, rng, trunk_hu, contrast_fall)
         _, tree_lumen = signed_depth(shape, spacing, branches, point_values=points_hu)
         image = TISSUE_HU + smooth_field(shape, rng, sigma=8, amplitude=20.0)
         image = cta_neighbours.bone_beside(image, rng, spacing, branches[0], grid, other_branches)
@@ -212,12 +218,14 @@ def _clean_cta(rng, shape, spacing, branches, tree_depth, distractor_depth) -> n
     return image + rng.normal(0.0, 22.0, size=shape)
 
 
-def _clinical_cta(rng, shape, spacing, branches, tree_depth, distractor_depth) -> np.ndarray:
+def _clinical_cta(rng, shape, spacing, branches, tree_depth, distractor_depth,
+                  contrast_fall=CONTRAST_FALL) -> np.ndarray:
     voxel_mm = float(spacing.min())
     grid = grid_mm(shape, spacing)
     trunk_hu = rng.uniform(300.0, 380.0)
     _, tree_lumen = signed_depth(shape, spacing, branches,
-                                 point_values=lumen_along_tree(branches, rng, trunk_hu))
+                                 point_values=lumen_along_tree(branches, rng, trunk_hu,
+                                                               contrast_fall))
     image = TISSUE_HU + smooth_field(shape, rng, sigma=8, amplitude=20.0)
     image = add_touching_bone(image, rng, spacing, branches[0], grid)
     texture = smooth_field(shape, rng, sigma=6, amplitude=20.0)

@@ -19,6 +19,9 @@ TISSUE_HU = 40.0
 CORTEX_HU, CORTEX_MM = 800.0, 1.2
 MARROW_HU = 260.0           # cancellous bone: inside the lumen's intensity range
 PLAQUE_HU = 900.0
+# The share of the trunk's contrast over tissue lost at the tree's farthest point, drawn in
+# this range (the volumes of every table so far).
+CONTRAST_FALL = (0.45, 0.6)
 
 
 def path_distances(branches: list[Branch]) -> list[np.ndarray]:
@@ -35,12 +38,14 @@ def path_distances(branches: list[Branch]) -> list[np.ndarray]:
     return distances
 
 
-def lumen_along_tree(branches, rng, trunk_hu: float) -> list[np.ndarray]:
+def lumen_along_tree(branches, rng, trunk_hu: float,
+                     fall: tuple = CONTRAST_FALL) -> list[np.ndarray]:
     """Lumen HU per centreline point: `trunk_hu` at the root, falling linearly with path
-    distance to 40-55 % of the trunk's contrast over tissue at the farthest point."""
+    distance; at the farthest point the share `fall` (drawn in that range; 0.45-0.6: 40-55 %
+    of the trunk's contrast over tissue left) is lost."""
     distances = path_distances(branches)
     farthest = max(float(d.max()) for d in distances)
-    loss = rng.uniform(0.45, 0.6)
+    loss = rng.uniform(*fall)
     return [TISSUE_HU + (trunk_hu - TISSUE_HU) * (1.0 - loss * d / farthest) for d in distances]
 
 
