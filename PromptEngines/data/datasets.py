@@ -12,6 +12,7 @@ import numpy as np
 from ..errors import VolumeError
 from .labelled_case import LabelledCase
 from .synthetic.cta import vessel_volume
+from .synthetic.cta_tissue import CONTRAST_FALL
 from .synthetic.cta_neighbours import NoRoom
 from .volume import grid_mismatch, read_volume
 
@@ -73,11 +74,12 @@ class SyntheticVessels:
 
     def __getitem__(self, index: int) -> LabelledCase:
         shape, spacing = self.geometry(index)
-        fall = {} if self.contrast_fall is None else {"contrast_fall": tuple(self.contrast_fall)}
+        fall = tuple(self.contrast_fall or CONTRAST_FALL)
         try:
-            case = vessel_volume(index, shape, spacing, neighbours=self.neighbours(index), **fall)
+            case = vessel_volume(index, shape, spacing, neighbours=self.neighbours(index),
+                                 contrast_fall=fall)
         except NoRoom:                      # a short volume: the classic neighbour instead
-            case = vessel_volume(index, shape, spacing, **fall)
+            case = vessel_volume(index, shape, spacing, contrast_fall=fall)
         return LabelledCase(f"synthetic-{index}", case.volume.array, case.label,
                             case.volume.spacing_zyx, real=False)
 

@@ -17,7 +17,6 @@ scratch the tiny model needs the shared trainer's AdamW at 1e-3 with batches of 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import torch.nn.functional as F
 from ..backbones.checkpoint import read_checkpoint
 from ..errors import IVSegError
 from ..prompts import TEXT_COMMANDS
-from ..training.tasks import named_weights, options_record, train_options
+from ..training.tasks import is_number, named_weights, options_record, train_options
 from .crops import MASK_LOGIT
 from .defects import DEFECT_COMMANDS, DEFECT_KINDS, next_step
 from .evaluate import evaluate_corrections
@@ -72,15 +71,13 @@ class TrainOptions:
     def __post_init__(self):
         kind_chances(self.command_weights)              # refused here, in one line
         extra = self.defect_weight
-        if isinstance(extra, bool) or not isinstance(extra, (int, float)) \
-                or not math.isfinite(extra) or extra < 0:
+        if not is_number(extra) or extra < 0:
             raise IVSegError(f"train.defect_weight must be a number of 0 or more, not {extra!r}")
         if self.tpp_trains not in TPP_TRAINS:
             raise IVSegError(f"train.tpp_trains must be one of {', '.join(TPP_TRAINS)}, not "
                              f"{self.tpp_trains!r}")
         scale = self.tpp_lr_scale
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) \
-                or not math.isfinite(scale) or scale <= 0:
+        if not is_number(scale) or scale <= 0:
             raise IVSegError(f"train.tpp_lr_scale must be a number above 0, not {scale!r}")
 
 

@@ -58,6 +58,12 @@ def train_options(options_class, config: dict, engine: str):
         raise IVSegError(f"bad {engine} train options: {error}") from None
 
 
+def is_number(value) -> bool:
+    """A finite int or float (not a bool, not a string): what a numeric train option takes."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and math.isfinite(value))
+
+
 def named_weights(weights: dict, known, option: str) -> dict[str, float]:
     """A train option's {name: weight} (how often samples of that name are drawn, the others
     1) checked against the `known` names, or one line naming the problem."""
@@ -67,8 +73,7 @@ def named_weights(weights: dict, known, option: str) -> dict[str, float]:
                          f"{', '.join(known)}")
     values = {}
     for name, weight in weights.items():
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
-                or not math.isfinite(weight) or weight <= 0:
+        if not is_number(weight) or weight <= 0:
             raise IVSegError(f"train.{option}: the weight of {name!r} must be a number above "
                              f"0, not {weight!r}")
         values[name] = float(weight)
