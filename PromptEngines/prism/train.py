@@ -17,8 +17,8 @@ import torch
 
 from ..data.regions import within_mm
 from ..data.synthetic.organ_tumour import LABELS, organ_tumour_volume
-from ..training.tasks import options_record, train_options
-from .config import TINY, PrismConfig
+from ..training.tasks import options_record, tiny_with, train_options
+from .config import TINY
 from .cube import Cube
 from .intensity import DEFAULT_WINDOW, window
 from .losses import iteration_loss
@@ -58,7 +58,7 @@ class PrismTask:
     def __init__(self, source, options: TrainOptions = TrainOptions(), model: dict | None = None,
                  seed: int = 0, batch_size: int = 2):
         self.options, self.seed, self.batch_size = options, seed, batch_size
-        self.config = PrismConfig.from_json({**TINY.to_json(), **(model or {})})
+        self.config = tiny_with(TINY, model)
         self.intensity = window(DEFAULT_WINDOW)
         self.tumours = [organ_tumour_volume(s) for s in range(options.cases)]
         self.vessels = [source[i] for i in range(min(options.vessel_cases, len(source)))]
@@ -213,6 +213,11 @@ def simulate(model, image: np.ndarray, truth: np.ndarray, iterations: int, rng,
             mask = previous[0, 0].numpy() > 0
             curve.append(float(2 * (mask & truth).sum() / max(mask.sum() + truth.sum(), 1)))
     return curve
+
+
+def model_recipe(config: dict) -> dict:
+    """The model config a config file gives today, as checkpoints record it (no data built)."""
+    return tiny_with(TINY, config.get("model")).to_json()
 
 
 def training_task(source, config: dict, seed: int, batch_size: int, rank: int = 0,

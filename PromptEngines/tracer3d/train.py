@@ -289,6 +289,20 @@ def new_model(config: dict | None = None):
     return build_tracer(config)
 
 
+def model_settings(options: TrainOptions, model: dict | None) -> dict:
+    """The config a model is built from: the crop it is trained on, and the config file's
+    "model" section."""
+    return {"crop": options.crop, **(model or {})}
+
+
+def model_recipe(config: dict) -> dict:
+    """The model config a config file gives today, as checkpoints record it (no data built;
+    a paper configuration is built with random weights: its config never holds the path of
+    the official ones it starts from)."""
+    settings = model_settings(_options(config), config.get("model"))
+    return new_model({k: v for k, v in settings.items() if k not in START_KEYS}).config
+
+
 # ---------------------------------------------------------------------------- the task
 class Tracer3DTask:
     """What `ivseg train --engine tracer3d` trains: a pool of normalised volumes, batches of
@@ -300,7 +314,7 @@ class Tracer3DTask:
                  trace: dict | None = None, seed: int = 0, batch_size: int = 16,
                  evaluation_cases: int = 4, rank: int = 0, world: int = 1):
         self.options, self.seed, self.batch_size = options, seed, batch_size
-        self.config = {"crop": options.crop, **(model or {})}
+        self.config = model_settings(options, model)
         self._model_config = self._initial_weights = None
         self._kept: list[str] = []                # what the built model keeps frozen
         self.trace = dict(trace or {})
@@ -393,10 +407,14 @@ def training_task(source, config: dict, seed: int, batch_size: int, rank: int = 
                   world: int = 1) -> Tracer3DTask:
     """`ivseg train --engine tracer3d`: the task for a config file's train / model / trace
     sections (the descriptor's entry point)."""
+    return Tracer3DTask(source, _options(config), config.get("model"), config.get("trace"),
+                        seed, batch_size, rank=rank, world=world)
+
+
+def _options(config: dict) -> TrainOptions:
     try:
         options = TrainOptions(**config.get("train", {}))
         options.parts
     except (TypeError, KeyError) as error:
         raise IVSegError(f"bad tracer3d train options: {error}") from None
-    return Tracer3DTask(source, options, config.get("model"), config.get("trace"), seed,
-                        batch_size, rank=rank, world=world)
+    return options

@@ -23,7 +23,7 @@ import torch
 
 from ..backbones.checkpoint import file_sha256
 from ..errors import IVSegError
-from .tasks import json_values, read_config, recipe
+from .tasks import json_values, model_recipe, read_config, recipe
 from .trainer import resume_path
 
 
@@ -69,14 +69,26 @@ def _option(arguments: list[str], name: str) -> str | None:
 GONE = "no longer an option"
 
 
-def recipe_changes(arguments: list[str], recorded: dict | None) -> dict:
-    """{option: [trained with, what today's code gives]} for the train options the recorded
-    command no longer gives (a default or its config file changed since): such a re-run
-    cannot reproduce. Model-config defaults are not compared."""
+def recipe_changes(arguments: list[str], recorded: dict | None,
+                   recorded_model: dict | None = None) -> dict:
+    """{option: [trained with, what today's code gives]} for the train options (`recorded`)
+    and the model config (`recorded_model`, its keys as "model.KEY") the recorded command no
+    longer gives (a default or its config file changed since): such a re-run cannot
+    reproduce."""
     engine = _option(arguments, "--engine")
-    if not recorded or engine is None:           # nothing to compare (the re-run will say)
-        return {}
-    today = recipe(engine, read_config(_option(arguments, "--config"), engine))
+    if engine is None or not (recorded or recorded_model):
+        return {}                                # nothing to compare (the re-run will say)
+    config = read_config(_option(arguments, "--config"), engine)
+    changes = {}
+    if recorded:
+        changes |= _changes(recorded, recipe(engine, config))
+    if recorded_model:
+        changes |= {f"model.{key}": values for key, values in
+                    _changes(recorded_model, model_recipe(engine, config)).items()}
+    return changes
+
+
+def _changes(recorded: dict, today: dict) -> dict:
     recorded = json_values(recorded)                 # tuples as the lists of today
     # An option added since is not in the record: what the old code did there is unknown.
     return {key: [then, today.get(key, GONE)] for key, then in sorted(recorded.items())
@@ -153,11 +165,11 @@ def reproduce(weights: str | Path, workdir: str | Path, tolerance: float = 0.01)
         raise IVSegError(f"{weights.name} records no training command to re-run")
     rerun = workdir / weights.name
     arguments = rerun_arguments(command, rerun)
-    changed = recipe_changes(arguments, original.get("train_options"))
+    changed = recipe_changes(arguments, original.get("train_options"), original.get("config"))
     if changed:                     # hours of training that could not match: say so now
         raise IVSegError(
-            f"{weights.name} was trained with train options its command no longer gives "
-            "(defaults or its config file changed since): "
+            f"{weights.name} was trained with train options or a model config its command no "
+            "longer gives (defaults or its config file changed since): "
             + "; ".join(f"{key} then {then!r}, now {now!r}" for key, (then, now) in changed.items())
             + ". Re-run it on the code and config that trained it")
     starting_point_unchanged(arguments, original.get("initial_weights"))

@@ -93,8 +93,23 @@ def options_record(options) -> dict:
 def recipe(engine: str, config: dict) -> dict:
     """The train options today's code gives a config, as a checkpoint records them: every
     engine's training module defines its `TrainOptions` dataclass."""
+    return options_record(train_options(_training_module(engine).TrainOptions, config, engine))
+
+
+def tiny_with(tiny, model: dict | None):
+    """An engine's tiny configuration (a config with to_json / from_json) with a config
+    file's "model" section over it."""
+    return type(tiny).from_json({**tiny.to_json(), **(model or {})})
+
+
+def model_recipe(engine: str, config: dict) -> dict:
+    """The model config today's code gives a config, as a checkpoint records it: every
+    engine's training module defines `model_recipe`."""
+    return json_values(_training_module(engine).model_recipe(config))
+
+
+def _training_module(engine: str):
     training = descriptor(engine).training
     if training is None:
         raise IVSegError(f"engine {engine!r} has nothing to train")
-    module = load_object(training.partition(":")[0])
-    return options_record(train_options(module.TrainOptions, config, engine))
+    return load_object(training.partition(":")[0])

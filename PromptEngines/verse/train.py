@@ -20,8 +20,8 @@ from ..data.regions import window
 from ..data.synthetic.cardiac import CARDIAC_LABELS
 from ..errors import IVSegError
 from ..evaluation.metrics import dice
-from ..training.tasks import named_weights, options_record, train_options
-from .config import HELD_OUT_FIRST_SEED, TINY, VerseConfig
+from ..training.tasks import named_weights, options_record, tiny_with, train_options
+from .config import HELD_OUT_FIRST_SEED, TINY
 from .evaluation import evaluate_modes
 from .field_of_view import cut_and_padded
 from .losses import mask_loss
@@ -85,7 +85,7 @@ class VerseTask:
     def __init__(self, source=None, options: TrainOptions = TrainOptions(),
                  model: dict | None = None, seed: int = 0, batch_size: int = 4):
         self.options, self.seed, self.batch_size = options, seed, batch_size
-        self.config = VerseConfig.from_json({**TINY.to_json(), **(model or {})})
+        self.config = tiny_with(TINY, model)
         if options.cases > HELD_OUT_FIRST_SEED:
             raise IVSegError(f"train.cases is at most {HELD_OUT_FIRST_SEED}: stacks from seed "
                              f"{HELD_OUT_FIRST_SEED} up are the held-out ones")
@@ -198,6 +198,11 @@ def interaction_loss(model: Verse, batch: dict):
                    "dice_last_round": float(np.mean([dice(p, t) for p, t in zip(predicted,
                                                                                  truths)])),
                    **metrics}
+
+
+def model_recipe(config: dict) -> dict:
+    """The model config a config file gives today, as checkpoints record it (no data built)."""
+    return tiny_with(TINY, config.get("model")).to_json()
 
 
 def training_task(source, config: dict, seed: int, batch_size: int, rank: int = 0,

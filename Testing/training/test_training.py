@@ -473,6 +473,53 @@ def test_the_recipe_check_reads_the_config_the_rerun_will_use(tmp_path):
     assert recipe_changes(words, None) == {}
 
 
+def test_reproduce_refuses_at_once_when_the_recorded_model_config_is_no_longer_given(
+        tmp_path, capsys):
+    from PromptEngines.training.reproduce import recipe_changes
+    from PromptEngines.training.tasks import model_recipe, recipe
+
+    model = model_recipe("tracer3d", {})
+    assert model["kind"] == "tiny" and model["crop"] == recipe("tracer3d", {})["crop"]
+    words = ["train", "--engine", "tracer3d", "--out", "w.pt"]
+    assert recipe_changes(words, None, model) == {}
+    older = {**model, "widths": [4, 8, 16], "retired": 1}      # another default, a gone key
+    assert recipe_changes(words, None, older) == {
+        "model.widths": [[4, 8, 16], model["widths"]], "model.retired": [1, "no longer an option"]}
+    weights = tmp_path / "old.pt"
+    torch.save({"command": f"ivseg train --engine tracer3d --out {weights} --steps 9",
+                "train_options": recipe("tracer3d", {}), "config": older}, weights)
+    assert main(["reproduce", str(weights), "--workdir", str(tmp_path / "again")]) == 2
+    error = capsys.readouterr().err
+    assert "model config" in error and f"model.widths then [4, 8, 16], now {model['widths']}" \
+        in error and not (tmp_path / "again").exists()                      # nothing ran
+
+
+def test_every_shipped_weights_file_is_what_its_command_gives_today():
+    """`ivseg reproduce` of any shipped model would start (no recipe change refused): its
+    train options and model config are what its recorded command's config file and today's
+    defaults give."""
+    import os
+    import shlex
+    from PromptEngines.training.reproduce import recipe_changes, rerun_arguments
+
+    root = Path(__file__).resolve().parents[2]
+    checked = 0
+    for weights in sorted((root / "PromptEngines" / "weights").glob("*.pt")):
+        saved = torch.load(weights, map_location="cpu", weights_only=True)
+        if "command" not in saved or not shlex.split(saved["command"])[1:2] == ["train"]:
+            continue
+        arguments = rerun_arguments(saved["command"], Path("/tmp/again") / weights.name)
+        here = os.getcwd()
+        os.chdir(root)                              # config paths are the repository's
+        try:
+            changes = recipe_changes(arguments, saved.get("train_options"), saved["config"])
+        finally:
+            os.chdir(here)
+        assert changes == {}, weights.name
+        checked += 1
+    assert checked >= 6
+
+
 def test_the_tolerance_applies_to_every_engines_quality_metrics():
     from PromptEngines.training.reproduce import quality_metrics
 
