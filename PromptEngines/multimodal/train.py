@@ -60,6 +60,10 @@ class TrainOptions:
     # Phases 1 and 3: the BCE of the pixels the sample's mask has wrong weighs 1 + this (0:
     # plain BCE). A small branch's 50 pixels are lost among a crop's 65,536 otherwise.
     defect_weight: float = 0.0
+    # Phases 1 and 3: the BCE of the right pixels within SURROUND_PX of the sample's wrong
+    # ones weighs 1 + this (0: plain): what a step must leave as it is right past a defect's
+    # end, the counterweight of `defect_weight` (which alone teaches widening on past it).
+    surround_weight: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self) | {"phase_steps": list(self.phase_steps),
@@ -70,9 +74,10 @@ class TrainOptions:
 
     def __post_init__(self):
         kind_chances(self.command_weights)              # refused here, in one line
-        extra = self.defect_weight
-        if not is_number(extra) or extra < 0:
-            raise IVSegError(f"train.defect_weight must be a number of 0 or more, not {extra!r}")
+        for name in ("defect_weight", "surround_weight"):
+            extra = getattr(self, name)
+            if not is_number(extra) or extra < 0:
+                raise IVSegError(f"train.{name} must be a number of 0 or more, not {extra!r}")
         if self.tpp_trains not in TPP_TRAINS:
             raise IVSegError(f"train.tpp_trains must be one of {', '.join(TPP_TRAINS)}, not "
                              f"{self.tpp_trains!r}")
@@ -119,12 +124,21 @@ def mask_loss(logits, iou, truth, weight=None):
     return bce, F.mse_loss(iou, real)
 
 
-def defect_weights(batch, extra: float):
-    """Per-pixel BCE weights: 1, and 1 + `extra` where the sample's mask is wrong (its
-    defects); None when `extra` is 0 (plain BCE, as the paper and the first weights)."""
-    if not extra:
+SURROUND_PX = 12       # the band around a sample's defects that surround_weight weighs
+
+
+def defect_weights(batch, extra: float, surround: float = 0.0):
+    """Per-pixel BCE weights: 1, 1 + `extra` where the sample's mask is wrong (its defects),
+    1 + `surround` where it is right within SURROUND_PX of a wrong pixel (a square
+    neighbourhood); None when both are 0 (plain BCE, as the paper and the first weights)."""
+    if not extra and not surround:
         return None
-    return 1.0 + extra * (batch["mask"] != batch["truth"]).to(batch["truth"].dtype)
+    wrong = (batch["mask"] != batch["truth"]).to(batch["truth"].dtype)
+    weights = 1.0 + extra * wrong
+    if surround:
+        near = F.max_pool2d(wrong, 2 * SURROUND_PX + 1, stride=1, padding=SURROUND_PX)
+        weights = weights + surround * (near - wrong)
+    return weights
 
 
 def _one_step(model, batch, features=None):
@@ -252,7 +266,7 @@ class MultimodalTask:
         return model
 
     def model_config(self) -> dict:
-        return TinyConfig.from_dict(self.config).record()
+        return model_recipe({"model": self.config})
 
     def checkpoint_extras(self) -> dict:
         return {"train_options": options_record(self.options), "data": self.data}
@@ -294,7 +308,8 @@ class MultimodalTask:
         logits, iou = (_one_step(model, batch) if phase == 1
                        else _rollout(model, batch, batch["steps"]))
         bce, iou_error = mask_loss(logits, iou, batch["truth"],
-                                   defect_weights(batch, self.options.defect_weight))
+                                   defect_weights(batch, self.options.defect_weight,
+                                                  self.options.surround_weight))
         loss = bce + iou_error
         return loss, {"loss": float(loss.detach()), "phase": phase, "bce": float(bce.detach()),
                       "iou_mse": float(iou_error.detach())}
@@ -309,6 +324,11 @@ class MultimodalTask:
         finally:
             train_only(model, 1)
             model.train()
+
+
+def model_recipe(config: dict) -> dict:
+    """The model config a config file gives today, as checkpoints record it (no data built)."""
+    return TinyConfig.from_dict(dict(config.get("model") or {})).record()
 
 
 def training_task(source, config: dict, seed: int, batch_size: int, rank: int = 0,

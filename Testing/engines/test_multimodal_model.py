@@ -260,6 +260,33 @@ def test_defect_weight_weighs_the_pixels_the_mask_has_wrong_and_is_checked():
             TrainOptions(defect_weight=bad)
 
 
+
+def test_surround_weight_weighs_the_right_pixels_around_a_defect_and_is_checked():
+    from PromptEngines.errors import IVSegError
+    from PromptEngines.multimodal.train import SURROUND_PX, defect_weights
+
+    size = 2 * SURROUND_PX + 12
+    truth = torch.zeros(1, 1, size, size)
+    truth[..., :, 5] = 1.0                           # a vessel down the picture
+    mask = truth.clone()
+    mask[..., 20:22, 5] = 0.0                        # two of its pixels missing
+    batch = {"mask": mask, "truth": truth}
+    weights = defect_weights(batch, 4.0, 2.0)
+    assert torch.equal(weights[..., 20:22, 5], torch.full((1, 1, 2), 5.0))
+    # right pixels within SURROUND_PX rows and columns of the defect: 3; beyond: 1
+    assert float(weights[0, 0, 20 - SURROUND_PX, 5 + SURROUND_PX]) == 3.0
+    assert float(weights[0, 0, 21 + SURROUND_PX, 0]) == 3.0
+    assert float(weights[0, 0, 19 - SURROUND_PX, 5]) == 1.0
+    assert float(weights[0, 0, 20, 6 + SURROUND_PX]) == 1.0
+    around = (2 * SURROUND_PX + 2) * (SURROUND_PX + 6) - 2
+    assert int((weights == 3.0).sum()) == around
+    assert int((weights == 1.0).sum()) == size * size - around - 2
+    assert torch.equal(defect_weights(batch, 4.0, 0.0), defect_weights(batch, 4.0))
+    assert torch.equal(defect_weights(batch, 0.0, 2.0)[..., 20:22, 5], torch.ones(1, 1, 2))
+    for bad in (-1.0, float("nan"), "4", True):
+        with pytest.raises(IVSegError, match="surround_weight must be a number of 0 or more"):
+            TrainOptions(surround_weight=bad)
+
 def trained_prefixes(model) -> set:
     return {".".join(n.split(".")[:2]) for n, p in model.named_parameters() if p.requires_grad}
 
