@@ -123,8 +123,8 @@ def source_fingerprint() -> dict:
             "uncommitted": [line[3:] for line in dirty if line.strip()]}
 
 
-def evaluate(threads: int = 1, note: str | None = None, candidate: Path | None = None) -> dict:
-    """`candidate`: another tracer3d weights file traced beside the shipped one (a model in
+def evaluate(threads: int = 1, note: str | None = None, candidates: tuple = ()) -> dict:
+    """`candidates`: other tracer3d weights files traced beside the shipped one (models in
     training for this stress set)."""
     import torch
 
@@ -136,11 +136,11 @@ def evaluate(threads: int = 1, note: str | None = None, candidate: Path | None =
     model, checkpoint = load_model(DEFAULT_WEIGHTS)
     threshold = tuned_threshold()
     runs = methods(model, threshold)
-    if candidate is not None:
+    for candidate in candidates:
         other, saved = load_model(candidate)
         options = TraceOptions(**saved.get("trace_options", {}))
         runs[f"tracer3d {Path(candidate).stem} (candidate)"] = \
-            lambda case: trace_case(other, case, options)
+            lambda case, other=other, options=options: trace_case(other, case, options)
     results = {"seeds": [SEEDS.start, SEEDS.stop - 1], "limit": LIMIT, "threshold": threshold,
                "weights": str(Path(DEFAULT_WEIGHTS).relative_to(ROOT)),
                "weights_sha256": checkpoint.get("weights_sha256"),
@@ -250,7 +250,8 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", type=Path, default=OUT, help="results folder")
     parser.add_argument("--note", help="saved in the JSON (e.g. which code traced)")
-    parser.add_argument("--candidate", type=Path, help="another tracer3d weights file to trace")
+    parser.add_argument("--candidate", type=Path, action="append", default=[],
+                        help="another tracer3d weights file to trace (repeatable)")
     args = parser.parse_args()
     OUT = args.out
-    evaluate(args.threads, args.note, args.candidate)
+    evaluate(args.threads, args.note, tuple(args.candidate))
