@@ -37,7 +37,7 @@ PHASE3_START = SHIPPED_CONFIG["train"]["phase_steps"][1]
 PHASE3_STEPS = MAIN_STEPS - PHASE3_START
 # name -> (row, PSM variant, plain_fraction; 1.0: no text at all)
 VARIANTS = {
-    "points_only": ("points only (SAM-style, no text; trained separately)", "last_text", 1.0),
+    "points_only": ("points only (SAM-style, no text; phase 3 on plain clicks)", "last_text", 1.0),
     "none": ("ours without PSM (tokens concatenated)", "none", 0.2),
     "lstm": ("PSM: LSTM", "lstm", 0.2),
     "cross": ("PSM: cross-attention (points -> texts)", "cross", 0.2),
