@@ -8,6 +8,8 @@ cues can, read off the masks (what the model says), the image only saying where 
   reach that lies over a lumen which, on the previous slice, ran outside the trace continues
   a vessel that was not the trace's one slice ago; so does a piece of the mask on none of
   the track's previous mask (`pieces_apart`) over such a lumen.
+- Straight through (`straight_pairs`): vessels are smooth, so at a crossing each goes on
+  nearly straight; arms around the contact that leave on one line are one vessel.
 - Two tubes (`separate`, `passes_by`): traced on a little, the voxels from such a contact
   on are split between the trace and the other vessel by watershed on the 3D depth inside
   the mask (touching tubes meet through a shallow saddle; in 3D they have one). A branch
@@ -24,6 +26,9 @@ from ..data.regions import bounding_box, full_structure, inner_distance
 
 LUMEN = 0.5             # click-normalised level: half way from surroundings (0) to vessel (1)
 MIN_ORIGIN = 3          # pixels of a part over another lumen of the previous slice
+MIN_ARM = 8             # voxels of an arm's start that give its line
+COS_STRAIGHT = 0.7      # arms at least ~135 degrees apart can be one vessel
+STRAIGHT_OFFSET = 1.5   # radii: how far off one line two arms of one vessel may start
 
 
 def outside_lumen(image: np.ndarray, traced: np.ndarray) -> np.ndarray:
@@ -60,26 +65,135 @@ def pieces_apart(kept: np.ndarray, previous: np.ndarray, pieces: np.ndarray | No
     return kept & ~np.isin(pieces, np.unique(pieces[kept & previous]))
 
 
-def separate(held: np.ndarray, own: np.ndarray, foreign: np.ndarray, spacing) -> np.ndarray:
+def separate(held: np.ndarray, own: np.ndarray, foreign: np.ndarray, spacing,
+             outside: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Split `held` (voxels traced from a contact on) between the trace (`own`: what it
     showed before, label 1) and each other vessel (`foreign`: labels 1.. where it came in,
-    2.. in the result): watershed on the depth (mm) inside held | own."""
+    2.. in the result): watershed on the depth (mm) inside held | own, the arms around each
+    contact given first where they pair into straight vessels (`straight_pairs`; `outside`:
+    the image's lumen outside the trace, where a vessel's arm that was not traced shows).
+    Also returns the arms of vessels seen passing straight through a contact (bool; held
+    or only in the image's lumen)."""
     domain = held | own
     depth = inner_distance(domain, spacing, np.float32)     # a judged box's largest array
     markers = np.where(own, 1, 0).astype(np.int32)
     markers[foreign > 0] = foreign[foreign > 0] + 1
-    return watershed(-depth, markers, mask=domain)
+    through = np.zeros(domain.shape, bool)
+    for index in np.unique(foreign[foreign > 0]):
+        ours, theirs = straight_pairs(domain, own, foreign == index, spacing, depth, outside,
+                                      (foreign > 0) & (foreign != index))
+        if ours[foreign == index].all():                # no other vessel: the trace's own
+            markers[foreign == index] = 1
+        markers[ours & held & (markers == 0)] = 1
+        markers[theirs & held & (markers == 0)] = index + 1
+        through |= theirs
+    return watershed(-depth, markers, mask=domain), through
+
+
+def straight_pairs(domain, own, came_in, spacing, depth, outside=None, elsewhere=None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Around the place where another vessel `came_in`, the arms that go on the trace's
+    vessel and those of a vessel passing through. Depth alone gives the crossing, and
+    through it an arm of the other vessel, to whichever is thicker; but vessels are smooth
+    and go on nearly straight through a crossing. The domain outside a ball around the
+    contact (as wide as the thicker vessel: `depth` is the mm inside the domain) falls into
+    arms, with those of the other vessel that show only in the image's lumen (`outside`);
+    two arms that leave on one line are one vessel (`_straight_pairs`). The partner of the
+    arm that leaves on the trace is the trace's; another pair is a vessel passing through,
+    and once one is found, the arms in no pair are the trace's (its branches there), but for
+    those where another vessel came in (`elsewhere`). Where the trace's arm and its partner
+    are all there is, `came_in` is the trace's too. Nothing is said where the vessel came in
+    away from the trace. Returns (ours, theirs) as voxel masks."""
+    spacing = np.asarray(spacing, float)
+    ours, theirs = np.zeros(domain.shape, bool), np.zeros(domain.shape, bool)
+    if not came_in.any() or not own.any():
+        return ours, theirs
+    to_own = ndimage.distance_transform_edt(~own, sampling=spacing)
+    contact = np.argwhere(came_in)[int(np.argmin(to_own[came_in]))]
+    radius = max(float(inner_distance(own, spacing).max()), float(depth[came_in].max()))
+    if to_own[tuple(contact)] > 2.0 * radius + spacing.max():
+        return ours, theirs          # came in away from the trace: no crossing of it here
+    seen = domain
+    if outside is not None:
+        pieces, _ = ndimage.label(outside | (domain & ~own), full_structure(3))
+        seen = domain | (np.isin(pieces, np.unique(pieces[came_in])) & outside)
+    arms, starts, lines = _arm_lines(seen, contact, spacing, radius)
+    # The trace's arm leaves the contact on the trace (it may join another vessel farther).
+    owned = {arm: bool((own & (starts == arm)).any()) for arm in lines}
+    if not any(owned.values()):
+        return ours, theirs
+    paired = set()
+    for a, b in _straight_pairs(lines, STRAIGHT_OFFSET * radius):
+        if {a, b} & paired or (owned[a] and owned[b]):
+            continue
+        paired |= {a, b}
+        if owned[a] or owned[b]:
+            ours |= arms == (b if owned[a] else a)
+        else:
+            theirs |= (arms == a) | (arms == b)
+    if theirs.any():
+        for arm in set(lines) - paired:
+            if not owned[arm] and not (elsewhere is not None and elsewhere[arms == arm].any()):
+                ours |= arms == arm
+    elif len(lines) == 2 and paired:
+        # The trace's arm and its straight partner, nothing else leaves the contact: what
+        # came in is that one vessel bending (e.g. a turnback running in the slice's plane).
+        ours |= came_in
+    return ours, theirs
+
+
+def _arm_lines(region, contact, spacing, radius) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The region's arms outside a ball around `contact` (`_outside_the_ball`), labelled,
+    their starts (the next four radii), and for each arm whose start holds MIN_ARM voxels,
+    its line: (start's centre, unit way away from the contact), in mm."""
+    arms, count, distance, ball = _outside_the_ball(region, contact, spacing, radius)
+    start = np.where(distance <= ball + 4.0 * radius, arms, 0)
+    lines = {}
+    for arm in range(1, count + 1):
+        points = np.argwhere(start == arm) * spacing
+        if len(points) < MIN_ARM:
+            continue
+        centre = points.mean(axis=0)
+        way = np.linalg.svd(points - centre, full_matrices=False)[2][0]
+        lines[arm] = (centre, way if way @ (centre - contact * spacing) >= 0 else -way)
+    return arms, start, lines
+
+
+def _outside_the_ball(region, contact, spacing, radius):
+    """The region's pieces outside a ball around `contact` (twice the radius plus a voxel:
+    where two vessels meet), labelled, their count, each voxel's distance from the contact
+    and the ball's radius (mm)."""
+    spacing = np.asarray(spacing, float)
+    ball = 2.0 * radius + float(spacing.max())
+    grid = np.ogrid[tuple(slice(0, n) for n in region.shape)]
+    distance = np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grid, contact, spacing)))
+    pieces, count = ndimage.label(region & (distance > ball), full_structure(3))
+    return pieces, count, distance, ball
+
+
+def _straight_pairs(lines: dict, tolerance: float) -> list[tuple[int, int]]:
+    """Pairs of arms that could be one vessel: leaving opposite ways (COS_STRAIGHT), each
+    one's start on average within `tolerance` mm of the other's line. Straightest first:
+    where an arm could pair two ways, the better one is taken."""
+    pairs = []
+    for a in lines:
+        for b in lines:
+            (pa, wa), (pb, wb) = lines[a], lines[b]
+            if a >= b or wa @ wb > -COS_STRAIGHT:
+                continue
+            gap = pb - pa
+            off = 0.5 * (np.linalg.norm(gap - (gap @ wa) * wa)
+                         + np.linalg.norm(gap - (gap @ wb) * wb))
+            if off <= tolerance:
+                pairs.append((off, a, b))
+    return [(a, b) for _, a, b in sorted(pairs)]
 
 
 def arms(region: np.ndarray, contact, spacing, radius_mm: float) -> int:
     """How many ways `region` (3D) leaves `contact` (a voxel): pieces outside a ball around
     the contact (twice the vessel's radius plus a voxel: where the two meet) that reach at
     least two radii farther."""
-    spacing = np.asarray(spacing, float)
-    ball = 2.0 * radius_mm + float(spacing.max())
-    grid = np.ogrid[tuple(slice(0, n) for n in region.shape)]
-    distance = np.sqrt(sum(((g - c) * s) ** 2 for g, c, s in zip(grid, contact, spacing)))
-    pieces, count = ndimage.label(region & (distance > ball), full_structure(3))
+    pieces, count, distance, ball = _outside_the_ball(region, contact, spacing, radius_mm)
     if count == 0:
         return 0
     farthest = ndimage.maximum(distance, pieces, index=np.arange(1, count + 1))

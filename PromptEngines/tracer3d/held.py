@@ -107,20 +107,28 @@ class HeldContacts:
 
     def _passing(self, held, own, foreign, lumen, rejected) -> np.ndarray:
         """The held voxels of vessels that only touch the trace (box arrays)."""
-        regions = separate(held, own, foreign, self.spacing)
+        # The lumen outside the trace, but not the rim of the trace's own lumen that its
+        # mask left out (that would join another vessel to the trace's all along).
+        rim = ndimage.binary_dilation(own, full_structure(3), iterations=2)
+        # Vessels already dropped show their arms to the straight pairs (a vein's far side).
+        outside = lumen & ~held & ~rim
+        regions, through = separate(held, own, foreign, self.spacing, outside)
+        outside &= ~rejected
         trace = regions == 1
         # One vessel may have come in at several places (each a marker): judged whole, with
-        # the lumen it runs on in outside the trace, but not the rim of the trace's own
-        # lumen that its mask left out (that would join it to the trace's vessel all along).
-        theirs = held & (regions > 1)
+        # the lumen it runs on in outside the trace; so is a held piece joined to neither the
+        # trace nor where a vessel came in (a track's step through its overlap margin).
+        theirs = held & (regions != 1)
         del regions
         vessels, count = ndimage.label(theirs, full_structure(3))
-        rim = ndimage.binary_dilation(own, full_structure(3), iterations=2)
-        seen, _ = ndimage.label(theirs | (lumen & ~rejected & ~held & ~rim), full_structure(3))
+        seen, _ = ndimage.label(theirs | outside, full_structure(3))
+        # On the arms of a vessel passing straight through: that vessel.
+        touching = ndimage.binary_dilation(through, full_structure(3))
         passing = np.zeros(held.shape, bool)
         for index in range(1, count + 1):
             region = vessels == index
-            if passes_by(region, trace, self.spacing, np.isin(seen, np.unique(seen[region]))):
+            if (touching & region).any() or passes_by(
+                    region, trace, self.spacing, np.isin(seen, np.unique(seen[region]))):
                 passing |= region
         return passing
 

@@ -12,6 +12,7 @@ from PromptEngines.evaluation import metrics
 from PromptEngines.tracer3d.checkpoints import DEFAULT_WEIGHTS, load_model
 from PromptEngines.tracer3d.contacts import foreign_parts, passes_by, pieces_apart, separate
 from PromptEngines.tracer3d.evaluate import trace_case
+from PromptEngines.tracer3d.held import HeldContacts
 from PromptEngines.tracer3d.normalise import click_normalised
 from PromptEngines.tracer3d.tracking import SliceTracer, TraceOptions
 
@@ -83,9 +84,77 @@ def test_the_3d_split_gives_the_vein_its_voxels_and_the_artery_its_own():
     held = (artery | vein) & ~shown
     came_in = np.zeros(held.shape, np.int32)
     came_in[20][vein[20]] = 1                                # where the vein came in
-    regions = separate(held, shown, came_in, SPACING)
+    regions, through = separate(held, shown, came_in, SPACING)
     assert (regions[vein] == 2).mean() > 0.9
     assert (regions[artery & held] == 1).mean() > 0.95
+    assert (through & vein).sum() > 0.5 * vein.sum() and not (through & artery).any()
+
+
+def test_a_thicker_vein_crossing_does_not_take_the_artery_beyond_it():
+    """The depth inside the two tubes peaks in the thicker one: a watershed on depth alone
+    gives the crossing, and the artery's way on past it, to a vein thicker than the artery.
+    The arms that go on straight through the crossing are paired first."""
+    shape = (48, 64, 64)
+    zz, yy, xx = np.indices(shape)
+    mm = lambda a, s: a * s                                          # noqa: E731
+    artery = (mm(yy - 30, 0.5) ** 2 + mm(xx - 32, 0.5) ** 2) <= 1.5 ** 2
+    # Centre 4 mm from the artery's (radius 1.5 + 2.5): the surfaces touch at z = 24.
+    vein = (mm(zz - 24, 1.0) ** 2 + mm(yy - 38, 0.5) ** 2 <= 2.5 ** 2) & ~artery
+    shown = artery & (zz < 21)
+    held = (artery | vein) & ~shown
+    came_in = np.zeros(shape, np.int32)
+    came_in[24][vein[24] & (np.abs(xx[24] - 32) <= 4)] = 1
+    regions, through = separate(held, shown, came_in, SPACING)
+    beyond = artery & (zz > 28)                         # the artery's way on past the vein
+    assert (regions[beyond] == 1).all()
+    assert (regions[vein] == 2).mean() > 0.9
+    assert (through & vein).sum() > 0.5 * vein.sum() and not (through & artery).any()
+
+
+def test_the_trace_bending_in_the_slice_plane_is_not_another_vessel():
+    """A branch that runs in the slice's plane (a turnback's bend, seed 1005 with a threshold
+    model) is seen coming in on one slice, over lumen of the slice before. Around that
+    "contact" there are only the trace's arm and the one going straight on from it (partly
+    lumen not yet traced): nothing else leaves it, so all it holds is the trace's."""
+    shape = (40, 60, 96)
+    zz, yy, xx = np.indices(shape)
+    mm = lambda a, s: a * s                                          # noqa: E731
+    trunk = ((mm(yy - 30, 0.5) ** 2 + mm(xx - 6, 0.5) ** 2) <= 1.5 ** 2) & (zz <= 20)
+    in_plane = (mm(zz - 20, 1.0) ** 2 + mm(yy - 30, 0.5) ** 2 <= 1.5 ** 2) & (xx >= 4)
+    shown = trunk | (in_plane & (xx < 40))
+    held = in_plane & (xx >= 40) & (xx < 64)
+    lumen_ahead = in_plane & (xx >= 64)                      # the image's, not traced yet
+    came_in = np.zeros(shape, np.int32)
+    came_in[20][held[20] & (xx[20] < 44)] = 1
+    regions, through = separate(held, shown, came_in, SPACING, outside=lumen_ahead)
+    assert (regions[held] == 1).all() and not through.any()
+
+
+def test_a_held_piece_joined_to_nothing_traced_is_judged_like_a_vessel_that_came_in():
+    """Held from a contact on, a track stepped through its overlap margin onto the vein
+    beside the artery: in 3D the piece joins neither the trace nor where a vessel came in.
+    Judged like a vessel that came in, it goes on both ways (the image's lumen shows the vein
+    running on): dropped and never traced again; the artery and its branch stay."""
+    shape = (40, 40, 48)
+    zz, yy, xx = np.indices(shape)
+    artery = (yy - 20) ** 2 + (xx - 12) ** 2 <= 4
+    vein = (yy - 20) ** 2 + (xx - 30) ** 2 <= 4             # 14 voxels apart, all along
+    branch = (np.abs(yy - 20) <= 1) & (zz >= 10) & (zz <= 11) & (xx > 12) & (xx <= 24)
+    piece = vein & (zz >= 12) & (zz < 26)                    # what the track took of the vein
+    contacts = HeldContacts(shape, (1.0, 1.0, 1.0))
+    group = contacts.open()
+    everything = (slice(0, shape[1]), slice(0, shape[2]))
+    for z in range(5, 26):
+        came_in = branch[z] & (xx[z] > 16) if z == 10 else None
+        contacts.hold(group, z, *everything, (artery | branch | piece)[z], came_in)
+    traced = (artery & (zz < 26)) | branch | piece          # held voxels count as traced
+    lumen = np.where(artery | vein | branch, 1.0, 0.0)
+    kept = np.zeros(shape, bool)
+    for z, rows, cols, mask in contacts.judge(group, traced, lumen):
+        kept[z, rows, cols] |= mask
+    assert (kept == (((artery & (zz >= 5) & (zz < 26)) | branch))).all()
+    assert contacts.rejected.box((slice(0, 40),) + everything)[piece].all()
+    assert not (traced & vein).any()
 
 
 @pytest.fixture(scope="module")
