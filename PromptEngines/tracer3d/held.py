@@ -108,9 +108,10 @@ class HeldContacts:
     def _passing(self, held, own, foreign, lumen, rejected) -> np.ndarray:
         """The held voxels of vessels that only touch the trace (box arrays)."""
         # The lumen outside the trace, but not the rim of the trace's own lumen that its
-        # mask left out (that would join another vessel to the trace's all along).
+        # mask left out (that would join another vessel to the trace's all along). Vessels
+        # already dropped show their arms to the straight pairs (a vein's far side), not to
+        # passes_by.
         rim = ndimage.binary_dilation(own, full_structure(3), iterations=2)
-        # Vessels already dropped show their arms to the straight pairs (a vein's far side).
         outside = lumen & ~held & ~rim
         regions, through = separate(held, own, foreign, self.spacing, outside)
         outside &= ~rejected
