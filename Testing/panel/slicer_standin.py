@@ -8,6 +8,8 @@ node combo box, segment selector) that list and select real MRML nodes.
 """
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
 import tempfile
 import types
@@ -307,8 +309,9 @@ def install(scene):
     # Slicer's settings (qt.QSettings()) in a folder of the tests' own, empty at the start.
     application.setOrganizationName("InteractiveVesselSegTests")
     QtCore.QSettings.setDefaultFormat(QtCore.QSettings.IniFormat)
-    QtCore.QSettings.setPath(QtCore.QSettings.IniFormat, QtCore.QSettings.UserScope,
-                             tempfile.mkdtemp(prefix="ivseg-settings-"))
+    settings = tempfile.mkdtemp(prefix="ivseg-settings-")
+    atexit.register(shutil.rmtree, settings, True)          # no folder left behind per test
+    QtCore.QSettings.setPath(QtCore.QSettings.IniFormat, QtCore.QSettings.UserScope, settings)
     sys.modules["qt"] = make_qt_module()
     scripted = types.ModuleType("slicer.ScriptedLoadableModule")
     for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget,
