@@ -18,6 +18,8 @@ cues can, read off the masks (what the model says), the image only saying where 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 from skimage.segmentation import watershed
@@ -79,8 +81,9 @@ def separate(held: np.ndarray, own: np.ndarray, foreign: np.ndarray, spacing,
     markers = np.where(own, 1, 0).astype(np.int32)
     markers[foreign > 0] = foreign[foreign > 0] + 1
     through = np.zeros(domain.shape, bool)
+    trace_side = _TraceSide.of(domain, own, spacing, depth, outside)
     for index in np.unique(foreign[foreign > 0]):
-        ours, theirs = straight_pairs(domain, own, foreign == index, spacing, depth, outside,
+        ours, theirs = straight_pairs(trace_side, foreign == index,
                                       (foreign > 0) & (foreign != index))
         if ours[foreign == index].all():                # no other vessel: the trace's own
             markers[foreign == index] = 1
@@ -90,8 +93,34 @@ def separate(held: np.ndarray, own: np.ndarray, foreign: np.ndarray, spacing,
     return watershed(-depth, markers, mask=domain), through
 
 
-def straight_pairs(domain, own, came_in, spacing, depth, outside=None, elsewhere=None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+@dataclass
+class _TraceSide:
+    """What `straight_pairs` reads of a judged box, the same for every place a vessel came
+    in: the domain (held | own), the trace's voxels, the depth inside the domain (mm), each
+    voxel's distance to the trace (mm), the trace's radius (mm), the image's lumen outside
+    the trace and the pieces it makes with the domain beyond the trace."""
+    domain: np.ndarray
+    own: np.ndarray
+    spacing: np.ndarray
+    depth: np.ndarray
+    to_own: np.ndarray
+    own_radius: float
+    outside: np.ndarray | None
+    pieces: np.ndarray | None
+
+    @classmethod
+    def of(cls, domain, own, spacing, depth, outside=None) -> "_TraceSide":
+        spacing = np.asarray(spacing, float)
+        if not own.any():
+            return cls(domain, own, spacing, depth, np.zeros(own.shape), 0.0, outside, None)
+        pieces = (None if outside is None
+                  else ndimage.label(outside | (domain & ~own), full_structure(3))[0])
+        return cls(domain, own, spacing, depth,
+                   ndimage.distance_transform_edt(~own, sampling=spacing),
+                   float(inner_distance(own, spacing).max()), outside, pieces)
+
+
+def straight_pairs(side: _TraceSide, came_in, elsewhere=None) -> tuple[np.ndarray, np.ndarray]:
     """Around the place where another vessel `came_in`, the arms that go on the trace's
     vessel and those of a vessel passing through. Depth alone gives the crossing, and
     through it an arm of the other vessel, to whichever is thicker; but vessels are smooth
@@ -104,19 +133,17 @@ def straight_pairs(domain, own, came_in, spacing, depth, outside=None, elsewhere
     those where another vessel came in (`elsewhere`). Where the trace's arm and its partner
     are all there is, `came_in` is the trace's too. Nothing is said where the vessel came in
     away from the trace. Returns (ours, theirs) as voxel masks."""
-    spacing = np.asarray(spacing, float)
+    domain, own, spacing = side.domain, side.own, side.spacing
     ours, theirs = np.zeros(domain.shape, bool), np.zeros(domain.shape, bool)
     if not came_in.any() or not own.any():
         return ours, theirs
-    to_own = ndimage.distance_transform_edt(~own, sampling=spacing)
-    contact = np.argwhere(came_in)[int(np.argmin(to_own[came_in]))]
-    radius = max(float(inner_distance(own, spacing).max()), float(depth[came_in].max()))
-    if to_own[tuple(contact)] > 2.0 * radius + spacing.max():
+    contact = np.argwhere(came_in)[int(np.argmin(side.to_own[came_in]))]
+    radius = max(side.own_radius, float(side.depth[came_in].max()))
+    if side.to_own[tuple(contact)] > 2.0 * radius + spacing.max():
         return ours, theirs          # came in away from the trace: no crossing of it here
     seen = domain
-    if outside is not None:
-        pieces, _ = ndimage.label(outside | (domain & ~own), full_structure(3))
-        seen = domain | (np.isin(pieces, np.unique(pieces[came_in])) & outside)
+    if side.outside is not None:
+        seen = domain | (np.isin(side.pieces, np.unique(side.pieces[came_in])) & side.outside)
     arms, starts, lines = _arm_lines(seen, contact, spacing, radius)
     # The trace's arm leaves the contact on the trace (it may join another vessel farther).
     owned = {arm: bool((own & (starts == arm)).any()) for arm in lines}
